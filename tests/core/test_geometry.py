@@ -1,0 +1,67 @@
+import numpy as np
+import pytest
+
+from camcount.errors import GeometryError
+from camcount.geometry import Anchor, Polygon, Segment, anchor_points, to_pixels
+
+
+def test_anchor_points_of_a_box():
+    box = [[10, 20, 30, 60]]
+    assert anchor_points(box, Anchor.BOTTOM_CENTER).tolist() == [[20, 60]]
+    assert anchor_points(box, Anchor.CENTER).tolist() == [[20, 40]]
+    assert anchor_points(box, Anchor.TOP_CENTER).tolist() == [[20, 20]]
+    assert anchor_points(box, Anchor.BOTTOM_LEFT).tolist() == [[10, 60]]
+    assert anchor_points(box, Anchor.BOTTOM_RIGHT).tolist() == [[30, 60]]
+
+
+def test_sides_follow_the_orientation_and_the_band():
+    seg = Segment((0, 100), (200, 100), band_px=5)  # walking right: below is side B
+    pts = np.array([[50, 90], [50, 97], [50, 103], [50, 110]])
+    assert seg.sides(pts, 5, 5).tolist() == [-1, 0, 0, 1]
+    reverse = Segment((200, 100), (0, 100), band_px=5)
+    assert reverse.sides(pts, 5, 5).tolist() == [1, 0, 0, -1]
+
+
+@pytest.mark.parametrize(
+    ("p0", "p1", "within"),
+    [
+        ((100, 50), (100, 150), True),  # straight through the middle
+        ((0, 50), (0, 150), True),  # exactly at the start point
+        ((-5, 50), (-5, 150), False),  # just beyond the start
+        ((250, 50), (250, 150), False),  # beyond the end
+        ((-50, 50), (50, 150), True),  # diagonal, meets the line at x=0
+    ],
+)
+def test_crossing_within_the_segment(p0, p1, within):
+    seg = Segment((0, 100), (200, 100))
+    assert seg.crossing_within(np.array([p0]), np.array([p1])).tolist() == [within]
+
+
+def test_band_shrinks_near_the_frame_edge():
+    seg = Segment((0, 4), (640, 4), band_px=8)
+    band_a, band_b = seg.bands_within_frame((640, 360))
+    assert band_a == pytest.approx(2.0)  # only 4 px of frame above the line
+    assert band_b == 8
+
+
+def test_degenerate_shapes_are_refused():
+    with pytest.raises(GeometryError, match="zero length"):
+        Segment((1, 1), (1, 1))
+    with pytest.raises(GeometryError, match="at least 3"):
+        Polygon(((0, 0), (1, 1)))
+    with pytest.raises(GeometryError, match="zero area"):
+        Polygon(((0, 0), (1, 1), (2, 2)))
+
+
+def test_polygon_contains_and_distance():
+    square = Polygon(((0, 0), (10, 0), (10, 10), (0, 10)))
+    pts = np.array([[5, 5], [15, 5], [-1, -1], [10, 5]])
+    assert square.contains(pts).tolist()[:3] == [True, False, False]
+    assert square.distance_to_border(pts)[:3] == pytest.approx([5, 5, np.sqrt(2)])
+    concave = Polygon(((0, 0), (10, 0), (10, 10), (5, 5), (0, 10)))
+    assert concave.contains(np.array([[5, 8], [5, 2]])).tolist() == [False, True]
+
+
+def test_normalised_coordinates_scale_by_frame_size():
+    assert to_pixels([(0.5, 0.25)], (640, 360), normalized=True) == [(320.0, 90.0)]
+    assert to_pixels([(3, 4)], (640, 360), normalized=False) == [(3.0, 4.0)]
