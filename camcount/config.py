@@ -1,0 +1,277 @@
+"""The configuration schema: one YAML file drives every command.
+
+Validation happens once, where the file is read; an error names the field
+path and the file line it came from.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from camcount.errors import ConfigError
+from camcount.geometry import Anchor
+from camcount.tracking import TrackerSettings
+
+Coordinate = tuple[float, float]
+_TRACKER = TrackerSettings()
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LineConfig(_Model):
+    """A counting segment; walking from the first to the second point,
+    crossing from left to right is ``in``."""
+
+    id: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
+    points: tuple[Coordinate, Coordinate]
+    anchor: Anchor = Anchor.BOTTOM_CENTER
+    band_px: Annotated[float, Field(ge=0)] = 8.0
+    classes: tuple[str, ...] = ()
+
+    @field_validator("points")
+    @classmethod
+    def _not_degenerate(cls, v: tuple[Coordinate, Coordinate]) -> tuple[Coordinate, Coordinate]:
+        if v[0] == v[1]:
+            raise ValueError(f"the two points of a line must differ, got {v[0]} twice")
+        return v
+
+
+class ZoneConfig(_Model):
+    id: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
+    polygon: Annotated[tuple[Coordinate, ...], Field(min_length=3)]
+    anchor: Anchor = Anchor.BOTTOM_CENTER
+    band_px: Annotated[float, Field(ge=0)] = 8.0
+    classes: tuple[str, ...] = ()
+    sample_every_s: Annotated[float, Field(ge=0)] = 1.0
+
+
+class CameraConfig(_Model):
+    id: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
+    source: Annotated[
+        str, Field(min_length=1, description="file path, rtsp://, http(s):// or webcam index")
+    ]
+    fps: Annotated[
+        float | None, Field(gt=0, description="sampling rate; None keeps every frame")
+    ] = None
+    start_time: datetime = Field(
+        default=datetime(2026, 1, 1, tzinfo=UTC),
+        description="event time of a file's first frame (live sources use the capture clock)",
+    )
+    coordinates: Literal["pixel", "normalized"] = "pixel"
+    lines: tuple[LineConfig, ...] = ()
+    zones: tuple[ZoneConfig, ...] = ()
+    classes: tuple[str, ...] = ()
+    min_confidence: Annotated[float, Field(ge=0, le=1)] = 0.0
+    roi: tuple[Coordinate, ...] | None = None
+    site: str = ""
+    tags: dict[str, str] = Field(default_factory=dict)
+    loop: bool = False
+
+    @model_validator(mode="after")
+    def _unique_counter_ids(self) -> CameraConfig:
+        ids = [c.id for c in self.lines] + [z.id for z in self.zones]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"line and zone ids must be unique within a camera: {dupes}")
+        if self.roi is not None and len(self.roi) < 3:
+            raise ValueError("roi needs at least 3 points")
+        return self
+
+    @property
+    def start_timestamp(self) -> float:
+        t = self.start_time if self.start_time.tzinfo else self.start_time.replace(tzinfo=UTC)
+        return t.timestamp()
+
+
+class DetectorConfig(_Model):
+    model: str = Field(
+        default="ssdlite-person",
+        description="oracle, noisy or ssdlite-person",
+    )
+    weights: str | None = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    score_threshold: Annotated[float, Field(ge=0, le=1)] = 0.3
+    classes: tuple[str, ...] = ()
+    max_batch_size: Annotated[int, Field(ge=1)] = 8
+    batch_wait_timeout_s: Annotated[float, Field(ge=0)] = 0.01
+    num_replicas: Annotated[int, Field(ge=1)] = 1
+    num_gpus: Annotated[float, Field(ge=0)] = 0.0
+    max_ongoing_requests: Annotated[int, Field(ge=1)] = 32
+    max_queued_requests: Annotated[int, Field(ge=-1)] = 64
+    options: dict[str, Any] = Field(default_factory=dict, description="backend specific settings")
+
+
+class TrackerConfig(_Model):
+    """Tracker settings; defaults are the tracker's own (see ``TrackerSettings``)."""
+
+    high_threshold: Annotated[float, Field(ge=0, le=1)] = _TRACKER.high_threshold
+    low_threshold: Annotated[float, Field(ge=0, le=1)] = _TRACKER.low_threshold
+    new_track_threshold: Annotated[float, Field(ge=0, le=1)] = _TRACKER.new_track_threshold
+    match_iou: Annotated[float, Field(gt=0, le=1)] = _TRACKER.match_iou
+    low_match_iou: Annotated[float, Field(gt=0, le=1)] = _TRACKER.low_match_iou
+    tentative_match_iou: Annotated[float, Field(gt=0, le=1)] = _TRACKER.tentative_match_iou
+    min_hits: Annotated[int, Field(ge=1)] = _TRACKER.min_hits
+    lost_track_buffer_s: Annotated[float, Field(ge=0)] = _TRACKER.lost_track_buffer_s
+    match_box_buffer: Annotated[float, Field(ge=0)] = _TRACKER.match_box_buffer
+    lost_box_growth_per_frame: Annotated[float, Field(ge=0)] = _TRACKER.lost_box_growth_per_frame
+    lost_box_growth_max: Annotated[float, Field(ge=0)] = _TRACKER.lost_box_growth_max
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TrackerConfig:
+        if self.low_threshold > self.high_threshold:
+            raise ValueError(
+                f"low_threshold {self.low_threshold} is above high_threshold {self.high_threshold}"
+            )
+        return self
+
+
+class WindowsConfig(_Model):
+    sizes_s: Annotated[tuple[Annotated[int, Field(gt=0)], ...], Field(min_length=1)] = (
+        10,
+        60,
+        900,
+        3600,
+    )
+    allowed_lateness_s: Annotated[float, Field(ge=0)] = 5.0
+    idle_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+
+
+class StorageConfig(_Model):
+    root: str = Field(
+        default="file://./var/store", description="pyarrow.fs URI for checkpoints and dead letters"
+    )
+    checkpoint_interval_s: Annotated[float, Field(gt=0)] = 30.0
+    keep_checkpoints: Annotated[int, Field(ge=1)] = 3
+
+
+class WarehouseConfig(_Model):
+    url: str = Field(
+        default="chdb://./var/chdb", description="chdb:///path or clickhouse://user@host:port/db"
+    )
+    password_env: str | None = None
+    password_file: str | None = None
+    batch_rows: Annotated[int, Field(ge=1)] = 10_000
+    flush_interval_s: Annotated[float, Field(gt=0)] = 2.0
+
+
+class ApiConfig(_Model):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8000
+    tokens: tuple[str, ...] = ()
+    tokens_env: str | None = "CAMCOUNT_API_TOKENS"
+    cors_origins: tuple[str, ...] = ()
+
+
+class AppConfig(_Model):
+    """The whole file."""
+
+    cameras: tuple[CameraConfig, ...] = ()
+    detector: DetectorConfig = DetectorConfig()
+    tracker: TrackerConfig = TrackerConfig()
+    windows: WindowsConfig = WindowsConfig()
+    storage: StorageConfig = StorageConfig()
+    warehouse: WarehouseConfig = WarehouseConfig()
+    api: ApiConfig = ApiConfig()
+
+    @field_validator("cameras")
+    @classmethod
+    def _unique_cameras(cls, cameras: tuple[CameraConfig, ...]) -> tuple[CameraConfig, ...]:
+        ids = [c.id for c in cameras]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"camera ids must be unique: {dupes}")
+        return cameras
+
+    def camera(self, camera_id: str) -> CameraConfig:
+        for c in self.cameras:
+            if c.id == camera_id:
+                return c
+        raise KeyError(camera_id)
+
+
+def json_schema() -> str:
+    return json.dumps(AppConfig.model_json_schema(), indent=2, sort_keys=False)
+
+
+def load_config(path: str | Path) -> AppConfig:
+    """Read and validate a YAML file.
+
+    A camera source that is a relative file path is taken relative to the
+    file's folder, so a config and its videos can move together.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError(str(p), [f"cannot read the file: {exc.strerror}"]) from exc
+    config = parse_config(text, source=str(p))
+    cameras = tuple(
+        c.model_copy(update={"source": str((p.parent / c.source).resolve())})
+        if is_relative_file(c.source)
+        else c
+        for c in config.cameras
+    )
+    return config.model_copy(update={"cameras": cameras})
+
+
+def is_relative_file(source: str) -> bool:
+    return "://" not in source and not source.isdigit() and not Path(source).is_absolute()
+
+
+def parse_config(text: str, source: str = "<string>") -> AppConfig:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        raise ConfigError(source, [f"{where}not valid YAML: {exc}"]) from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            source, [f"line 1: the top level must be a mapping, got {type(data).__name__}"]
+        )
+    try:
+        return AppConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            field = ".".join(str(p) for p in loc) or "(top level)"
+            line = _line_of(node, loc)
+            where = f"line {line}: " if line else ""
+            problems.append(f"{where}{field}: {err['msg']}")
+        raise ConfigError(source, problems) from None
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """The 1-based line of the deepest YAML node that ``loc`` reaches."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            nxt = None
+            for k, v in node.value:
+                if k.value == str(part):
+                    nxt = v
+                    line = k.start_mark.line + 1
+                    break
+            if nxt is None:
+                break
+            node = nxt
+        elif (
+            isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value)
+        ):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line

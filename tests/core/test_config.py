@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from camcount.config import AppConfig, json_schema, load_config, parse_config
+from camcount.errors import ConfigError
+
+GOOD = """\
+cameras:
+  - id: gate
+    source: videos/gate.mp4
+    fps: 10
+    site: north
+    lines:
+      - id: entrance
+        points: [[0.1, 0.5], [0.9, 0.5]]
+    zones:
+      - id: queue
+        polygon: [[10, 10], [100, 10], [100, 100]]
+    coordinates: normalized
+windows:
+  sizes_s: [10, 60]
+"""
+
+
+def test_a_good_file_loads_and_relative_sources_follow_the_file(tmp_path: Path):
+    path = tmp_path / "camcount.yaml"
+    path.write_text(GOOD)
+    config = load_config(path)
+    cam = config.cameras[0]
+    assert cam.source == str(tmp_path / "videos" / "gate.mp4")
+    assert cam.lines[0].points == ((0.1, 0.5), (0.9, 0.5))
+    assert config.windows.sizes_s == (10, 60)
+    assert config.warehouse.url.startswith("chdb://")
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "field"),
+    [
+        (GOOD.replace("    fps: 10", "    fps: -3"), 4, "cameras.0.fps"),
+        (GOOD.replace("    site: north", "    sight: north"), 5, "cameras.0.sight"),
+        (
+            GOOD.replace("[[0.1, 0.5], [0.9, 0.5]]", "[[0.1, 0.5], [0.1, 0.5]]"),
+            8,
+            "cameras.0.lines.0.points",
+        ),
+        (GOOD.replace("  sizes_s: [10, 60]", "  sizes_s: [10, 0]"), 14, "windows.sizes_s.1"),
+        ("cameras:\n  - id: a\n    source: a.mp4\n  - id: a\n    source: b.mp4\n", 1, "cameras"),
+    ],
+)
+def test_errors_name_the_field_and_the_line(text, line, field):
+    with pytest.raises(ConfigError) as exc:
+        parse_config(text, "cfg.yaml")
+    message = str(exc.value)
+    assert "cfg.yaml" in message and field in message
+    if line is not None:
+        assert f"line {line}:" in message
+
+
+def test_yaml_syntax_errors_carry_the_line():
+    with pytest.raises(ConfigError, match="line 2"):
+        parse_config("cameras:\n  - id: [unclosed\n", "bad.yaml")
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_json_schema_describes_every_section():
+    schema = json.loads(json_schema())
+    assert set(schema["properties"]) == set(AppConfig.model_fields)
+    assert "CameraConfig" in schema["$defs"]
