@@ -1,0 +1,43 @@
+# camcount: `make demo` and `make test` work on a fresh clone; each installs
+# what is missing first (a virtualenv in .venv, the package and its tools).
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: install demo test lint typecheck bench bench-deps models clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+models: install
+	$(PY) -m camcount.cli models fetch
+
+demo: install models
+	$(PY) -m camcount.cli demo
+
+test: install models
+	$(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+bench-deps: install
+	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) -m pip install --quiet --no-deps 'trackers==2.6.1'
+
+bench: bench-deps
+	$(PY) bench/tracking.py
+
+clean:
+	rm -rf var .pytest_cache .hypothesis

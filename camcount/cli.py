@@ -1,0 +1,311 @@
+"""The ``camcount`` command line: the composition root.
+
+Core commands (``synth``, ``count``, ``config-schema``...) never import Ray;
+the Ray commands import ``actors`` and ``serve_app`` inside their function.
+Results go to stdout (JSON with ``--json``), progress and messages to
+stderr, so output can be piped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from camcount.errors import CamcountError
+
+if TYPE_CHECKING:
+    from camcount.config import AppConfig, CameraConfig
+    from camcount.detectors import Detector
+
+err = Console(stderr=True)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+    )
+
+
+def _floats(text: str, n: int | None = None) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from None
+    if n is not None and len(values) != n:
+        raise argparse.ArgumentTypeError(f"expected {n} numbers, got {len(values)} in {text!r}")
+    return values
+
+
+def _line_arg(text: str) -> list[float]:
+    return _floats(text, 4)
+
+
+def _zone_arg(text: str) -> list[float]:
+    values = _floats(text)
+    if len(values) < 6 or len(values) % 2:
+        raise argparse.ArgumentTypeError(f"a zone needs 3 or more x,y pairs, got {text!r}")
+    return values
+
+
+# ------------------------------------------------------------------ synth
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from camcount.synthetic import SceneLayout, generate_scene, write_scene
+
+    layout = SceneLayout(width=args.width, height=args.height, fps=args.fps, frames=args.frames)
+    scene = generate_scene(args.seed, layout, n_objects=args.objects)
+    with _progress() as bar:
+        task = bar.add_task(f"render {Path(args.out).name}", total=layout.frames)
+        video, truth, config = write_scene(
+            scene, args.out, progress=lambda done, total: bar.update(task, completed=done)
+        )
+    err.print(
+        f"wrote {video}\n      {truth} (exact boxes and counts)\n      {config} (camcount config)"
+    )
+    expected = scene.expected()
+    if args.json:
+        print(json.dumps(expected, indent=2))
+    else:
+        err.print(f"expected counts: {json.dumps(expected)}")
+    return 0
+
+
+# ------------------------------------------------------------------ count
+
+
+def _count_config(args: argparse.Namespace) -> tuple[AppConfig, CameraConfig]:
+    from camcount.config import AppConfig, CameraConfig, LineConfig, ZoneConfig, load_config
+
+    video = str(Path(args.video).resolve())
+    config = load_config(args.config) if args.config else AppConfig()
+    lines = tuple(
+        LineConfig(id=f"line-{i + 1}", points=((v[0], v[1]), (v[2], v[3])), band_px=args.band_px)
+        for i, v in enumerate(args.line or [])
+    )
+    zones = tuple(
+        ZoneConfig(id=f"zone-{i + 1}", polygon=tuple(zip(v[::2], v[1::2], strict=True)))
+        for i, v in enumerate(args.zone or [])
+    )
+    if config.cameras:
+        if args.camera:
+            camera = config.camera(args.camera)
+        elif len(config.cameras) == 1:
+            camera = config.cameras[0]
+        else:
+            matches = [c for c in config.cameras if Path(c.source).name == Path(video).name]
+            if len(matches) != 1:
+                raise CamcountError(
+                    f"{args.config} has {len(config.cameras)} cameras; choose one with --camera"
+                )
+            camera = matches[0]
+        camera = camera.model_copy(
+            update={"source": video, "lines": camera.lines + lines, "zones": camera.zones + zones}
+        )
+    else:
+        if not lines and not zones:
+            raise CamcountError("nothing to count: give --config FILE, or --line x1,y1,x2,y2")
+        camera = CameraConfig(id=Path(video).stem, source=video, lines=lines, zones=zones)
+    if args.fps is not None:
+        camera = camera.model_copy(update={"fps": args.fps})
+    detector = config.detector
+    updates: dict[str, object] = {}
+    if args.model:
+        updates["model"] = args.model
+    if args.threshold is not None:
+        updates["score_threshold"] = args.threshold
+    if args.seed is not None:
+        updates["options"] = {**detector.options, "seed": args.seed}
+    if updates:
+        detector = detector.model_copy(update=updates)
+    return config.model_copy(update={"cameras": (camera,), "detector": detector}), camera
+
+
+def build_detector_from(config: AppConfig) -> Detector:
+    from camcount.detectors import DetectorSettings, build_detector
+
+    d = config.detector
+    settings = DetectorSettings(
+        score_threshold=d.score_threshold,
+        classes=d.classes,
+        device=d.device,
+        weights=d.weights,
+        options=dict(d.options),
+    )
+    return build_detector(d.model, settings)
+
+
+def cmd_count(args: argparse.Namespace) -> int:
+    from camcount.reference import count_video
+
+    config, camera = _count_config(args)
+    detector = build_detector_from(config)
+    with _progress() as bar:
+        task = bar.add_task(f"count {Path(camera.source).name}", total=None)
+        result = count_video(
+            config,
+            camera,
+            detector,
+            batch_size=args.batch_size,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    if args.json:
+        print(json.dumps(result.totals, indent=2))
+        return 0
+    table = Table(title=f"{camera.id}: {result.frames_processed} frames processed")
+    for col in ("counter", "class", "direction", "count"):
+        table.add_column(col, justify="right" if col == "count" else "left")
+    for row in result.totals:
+        table.add_row(
+            str(row["counter_id"]), str(row["class"]), str(row["direction"]), str(row["count"])
+        )
+    if not result.totals:
+        table.add_row("-", "-", "-", "0")
+    Console().print(table)
+    return 0
+
+
+# ------------------------------------------------------------------ config
+
+
+def cmd_config_schema(args: argparse.Namespace) -> int:
+    from camcount.config import json_schema
+
+    print(json_schema())
+    return 0
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    from camcount.config import load_config
+
+    config = load_config(args.file)
+    for cam in config.cameras:
+        err.print(f"camera {cam.id}: {cam.source} ({len(cam.lines)} lines, {len(cam.zones)} zones)")
+    err.print(f"[green]{args.file} is valid[/green]")
+    return 0
+
+
+# ------------------------------------------------------------------ models
+
+
+def cmd_models_fetch(args: argparse.Namespace) -> int:
+    from camcount.models import fetch_ssdlite
+
+    path = fetch_ssdlite(progress=lambda msg: err.print(msg))
+    print(path)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from camcount.demo import run_demo
+
+    run_demo(Path(args.out), Console())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="camcount", description="Count people and vehicles in camera streams."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("synth", help="render a synthetic scene with exact truth beside it")
+    p.add_argument(
+        "out", help="output video (.mp4 or .avi); truth and config are written beside it"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--frames", type=int, default=300)
+    p.add_argument("--width", type=int, default=640)
+    p.add_argument("--height", type=int, default=360)
+    p.add_argument("--fps", type=float, default=10.0)
+    p.add_argument("--objects", type=int, default=12, help="how many scripted objects")
+    p.add_argument("--json", action="store_true", help="print the expected counts as JSON")
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("count", help="count one video in this process (the reference run)")
+    p.add_argument("video")
+    p.add_argument("--config", help="YAML config; its camera (or --camera) gets VIDEO as source")
+    p.add_argument("--camera", help="which camera of the config to use")
+    p.add_argument(
+        "--line",
+        type=_line_arg,
+        action="append",
+        metavar="X1,Y1,X2,Y2",
+        help="a counting line in pixels; crossing it left to right (walking from "
+        "the first point to the second) is 'in'; repeatable",
+    )
+    p.add_argument(
+        "--zone",
+        type=_zone_arg,
+        action="append",
+        metavar="X,Y,X,Y,X,Y...",
+        help="a zone polygon in pixels; repeatable",
+    )
+    p.add_argument("--band-px", type=float, default=8.0, help="hysteresis band of --line lines")
+    p.add_argument("--model", help="detector: oracle, noisy, ssdlite-person, ...")
+    p.add_argument("--threshold", type=float, help="detector score threshold")
+    p.add_argument("--seed", type=int, help="seed of the noisy detector")
+    p.add_argument("--fps", type=float, help="sample the video at this rate")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print one object per (camera, counter, class, direction) with its count",
+    )
+    p.set_defaults(func=cmd_count)
+
+    p = sub.add_parser("demo", help="count a synthetic scene and a real video, with truth beside")
+    p.add_argument("--out", default="var/demo", help="where the synthetic scene is written")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("config-schema", help="print the JSON schema of the config file")
+    p.set_defaults(func=cmd_config_schema)
+
+    p = sub.add_parser("config-check", help="validate a config file")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_config_check)
+
+    p = sub.add_parser("models", help="manage detector weights")
+    msub = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    m = msub.add_parser("fetch", help="download and convert the person SSDLite weights")
+    m.set_defaults(func=cmd_models_fetch)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except CamcountError as exc:
+        err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+    except BrokenPipeError:
+        # The reader of our output went away (``| head``): not an error.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Ray Serve: the detector deployment, the API ingress and the dashboard."""

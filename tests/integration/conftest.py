@@ -1,0 +1,31 @@
+"""Fixtures for tests on real components: one Ray cluster per test session.
+
+Ray starts once (it takes seconds) and every integration test shares it;
+tests clean up the actors and Serve applications they create.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[None]:
+    import ray
+
+    # More logical CPUs than cores: actors here mostly wait on I/O and
+    # each other, and tests start many of them on a 2-core machine.
+    ray.init(num_cpus=8, include_dashboard=False, logging_level="ERROR", log_to_driver=True)
+    try:
+        yield
+    finally:
+        ray.shutdown()
