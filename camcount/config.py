@@ -106,6 +106,9 @@ class DetectorConfig(_Model):
     num_gpus: Annotated[float, Field(ge=0)] = 0.0
     max_ongoing_requests: Annotated[int, Field(ge=1)] = 32
     max_queued_requests: Annotated[int, Field(ge=-1)] = 64
+    autoscaling: dict[str, Any] | None = Field(
+        default=None, description="Ray Serve autoscaling_config, passed through as is"
+    )
     options: dict[str, Any] = Field(default_factory=dict, description="backend specific settings")
 
 

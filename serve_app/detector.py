@@ -1,0 +1,114 @@
+"""The detector as a Ray Serve deployment, batched across every camera.
+
+The model is loaded once per replica. ``detect`` takes one frame (already
+resized by the camera) and awaits the batched method, which Serve fills
+with frames from all cameras up to ``max_batch_size`` or until
+``batch_wait_timeout_s``. Inference runs in a worker thread so the replica
+keeps accepting requests (and forming the next batch) meanwhile.
+
+Overload is a clear signal, not a growing queue: past ``max_queued_requests``
+callers get ``BackPressureError`` and decide (a file source waits, a live
+source drops frames).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter as Tally
+from typing import Any
+
+from ray import serve
+from ray.util import metrics
+
+from camcount.config import DetectorConfig
+from camcount.detections import Detections
+from camcount.detectors import DetectorSettings, FrameMeta, build_detector
+from camcount.detectors.base import Frame, InputSpec
+
+_BATCH_BOUNDARIES = [1, 2, 4, 8, 16, 32, 64, 128]
+_LATENCY_BOUNDARIES_S = [0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5]
+
+
+@serve.deployment(name="Detector", max_ongoing_requests=32, max_queued_requests=64)
+class DetectorDeployment:
+    def __init__(self, config: dict[str, Any]) -> None:
+        cfg = DetectorConfig.model_validate(config)
+        settings = DetectorSettings(
+            score_threshold=cfg.score_threshold,
+            classes=cfg.classes,
+            device=cfg.device,
+            weights=cfg.weights,
+            options=dict(cfg.options),
+        )
+        self._detector = build_detector(cfg.model, settings)
+        self._infer.set_max_batch_size(cfg.max_batch_size)
+        self._infer.set_batch_wait_timeout_s(cfg.batch_wait_timeout_s)
+        self._batch_sizes: Tally[int] = Tally()
+        self._frames = 0
+        tags = ("model",)
+        self._m_batch = metrics.Histogram(
+            "camcount_detector_batch_size",
+            "frames per model call",
+            boundaries=_BATCH_BOUNDARIES,
+            tag_keys=tags,
+        )
+        self._m_latency = metrics.Histogram(
+            "camcount_detector_batch_latency_s",
+            "model time per batch",
+            boundaries=_LATENCY_BOUNDARIES_S,
+            tag_keys=tags,
+        )
+        self._m_wait = metrics.Histogram(
+            "camcount_detector_queue_wait_s",
+            "time a frame waited for its batch",
+            boundaries=_LATENCY_BOUNDARIES_S,
+            tag_keys=tags,
+        )
+        self._m_frames = metrics.Counter(
+            "camcount_detector_frames", "frames detected", tag_keys=tags
+        )
+        self._tags = {"model": cfg.model}
+
+    def spec(self) -> InputSpec:
+        """Input size, colour order and class names, for cameras that must
+        prepare frames without loading the model."""
+        return self._detector.spec()
+
+    async def detect(self, frame: Frame, meta: FrameMeta) -> Detections:
+        return await self._infer((frame, meta, time.monotonic()))
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
+    async def _infer(self, items: list[tuple[Frame, FrameMeta, float]]) -> list[Detections]:
+        started = time.monotonic()
+        frames = [i[0] for i in items]
+        metas = [i[1] for i in items]
+        out = await asyncio.to_thread(self._detector.detect, frames, metas)
+        took = time.monotonic() - started
+        n = len(items)
+        self._batch_sizes[n] += 1
+        self._frames += n
+        self._m_batch.observe(n, tags=self._tags)
+        self._m_latency.observe(took, tags=self._tags)
+        self._m_frames.inc(n, tags=self._tags)
+        for _, _, arrived in items:
+            self._m_wait.observe(started - arrived, tags=self._tags)
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        """This replica's batch sizes so far: {size: batches}."""
+        return {"frames": self._frames, "batch_sizes": dict(self._batch_sizes)}
+
+
+def detector_app(config: DetectorConfig) -> serve.Application:
+    """The deployment with every tunable number taken from the config."""
+    options: dict[str, Any] = {
+        "max_ongoing_requests": config.max_ongoing_requests,
+        "max_queued_requests": config.max_queued_requests,
+        "ray_actor_options": {"num_gpus": config.num_gpus, "num_cpus": 1},
+    }
+    if config.autoscaling is not None:
+        options["autoscaling_config"] = dict(config.autoscaling)
+    else:
+        options["num_replicas"] = config.num_replicas
+    return DetectorDeployment.options(**options).bind(config.model_dump(mode="json"))
