@@ -173,10 +173,24 @@ class ApiConfig(_Model):
     cors_origins: tuple[str, ...] = ()
 
 
+class GroupMember(_Model):
+    camera: str
+    counter: str
+
+
+class GroupConfig(_Model):
+    """Counters of several cameras counted together (a site's entrances):
+    window rows under ``group:<id>`` with in, out and net (in minus out)."""
+
+    id: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
+    members: Annotated[tuple[GroupMember, ...], Field(min_length=1)]
+
+
 class AppConfig(_Model):
     """The whole file."""
 
     cameras: tuple[CameraConfig, ...] = ()
+    groups: tuple[GroupConfig, ...] = ()
     detector: DetectorConfig = DetectorConfig()
     tracker: TrackerConfig = TrackerConfig()
     windows: WindowsConfig = WindowsConfig()

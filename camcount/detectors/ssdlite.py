@@ -25,6 +25,7 @@ from torchvision.ops import FrozenBatchNorm2d, batched_nms
 
 from camcount.detections import Detections
 from camcount.detectors.base import Detector, DetectorSettings, Frame, FrameMeta
+from camcount.detectors.torch_runtime import resolve_device, set_threads, to_device, use_half
 from camcount.errors import DetectorError
 from camcount.models import ssdlite_weights_path
 
@@ -350,30 +351,6 @@ def state_dict_from_tf(consts: Mapping[str, npt.NDArray[np.generic]]) -> dict[st
     return net.state_dict()
 
 
-def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise DetectorError(f"unknown device {name!r}: use cpu, cuda or auto") from exc
-    if device.type not in ("cpu", "cuda"):
-        raise DetectorError(f"device {name!r} is not supported: use cpu, cuda or auto")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise DetectorError(f"device {name!r} asked for, but torch sees no CUDA device")
-    return device
-
-
-def _set_threads(options: Mapping[str, object]) -> None:
-    """Only on request: torch.set_num_threads is process-wide, not per detector."""
-    threads = options.get("torch_threads")
-    if threads is None:
-        return
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise DetectorError(f"option torch_threads must be a positive integer, got {threads!r}")
-    torch.set_num_threads(threads)
-
-
 def load_weights(path: Path) -> dict[str, Tensor]:
     if not path.is_file():
         raise DetectorError(
@@ -410,9 +387,9 @@ class SSDLitePerson(Detector):
 
     def __init__(self, settings: DetectorSettings | None = None) -> None:
         super().__init__(settings)
-        _set_threads(self.settings.options)
-        self.device = _resolve_device(self.settings.device)
-        self._half = self.device.type == "cuda"
+        set_threads(self.settings.options)
+        self.device = resolve_device(self.settings.device)
+        self._half = use_half(self.device, self.settings.options)
         weights = self.settings.weights
         net = SSDLiteNet()
         try:
@@ -451,9 +428,7 @@ class SSDLitePerson(Detector):
             (len(frames), IMAGE_SIZE, IMAGE_SIZE, 3), dtype=torch.float32, device=self.device
         )
         for indices in groups.values():
-            raw = torch.from_numpy(np.stack([frames[i] for i in indices]))
-            if self.device.type == "cuda":
-                raw = raw.pin_memory().to(self.device, non_blocking=True)
+            raw = to_device(np.stack([frames[i] for i in indices]), self.device)
             index = torch.tensor(indices, device=self.device)
             batch[index] = resize_legacy(raw)
         # NHWC memory viewed as NCHW is exactly channels_last: no copy needed.

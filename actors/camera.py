@@ -1,0 +1,293 @@
+"""One actor per camera: decode, detect through Serve, track, count, send.
+
+The actor is a shell around core objects: ``Capture`` decodes in a thread
+into a bounded queue, ``prepare_frame`` resizes once for the model, the
+Serve detector batches frames across cameras, ``CameraProcessor`` tracks
+and counts, and a numbered ``channels.Sender`` carries event batches to the
+camera's aggregator shard. It never imports torch: the detector's input
+size and colour order come from the deployment's ``spec``.
+
+Frames are kept at most ``max_in_flight`` deep in the detector and their
+results applied in frame order. When the detector refuses a frame
+(back-pressure), a file source waits and resends it (nothing is lost); a
+live source drops it and counts the drop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from typing import Any
+
+import ray
+from ray import serve
+from ray.serve.exceptions import BackPressureError
+from ray.util import metrics
+
+from camcount.capture import Capture, EndOfSource, SourceState
+from camcount.channels import EndOfStream, Progress, Sender
+from camcount.config import CameraConfig, TrackerConfig
+from camcount.detections import Detections
+from camcount.detectors.base import FrameMeta, InputSpec, prepare_frame
+from camcount.events import DeadLetter
+from camcount.processor import CameraEvent, CameraProcessor
+from camcount.video import DecodedFrame
+
+log = logging.getLogger("camcount.camera")
+
+_LATENCY_BOUNDARIES_S = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10]
+
+
+@ray.remote(num_cpus=0.25, max_restarts=0)
+class CameraActor:
+    def __init__(
+        self,
+        camera: dict[str, Any],
+        tracker: dict[str, Any],
+        aggregator: Any,
+        sender_id: str,
+        detector_app: str = "camcount",
+        detector_deployment: str = "Detector",
+        max_in_flight: int = 4,
+        frames_per_batch: int = 8,
+        queue_size: int = 16,
+    ) -> None:
+        self.camera = CameraConfig.model_validate(camera)
+        self.tracker = TrackerConfig.model_validate(tracker)
+        self._aggregator = aggregator
+        self._sender = Sender(sender_id)
+        self._detector = serve.get_deployment_handle(detector_deployment, app_name=detector_app)
+        self._max_in_flight = max_in_flight
+        self._frames_per_batch = frames_per_batch
+        self._capture = Capture(
+            self.camera.source, self.camera.fps, self.camera.start_timestamp, queue_size
+        )
+        self._processor: CameraProcessor | None = None
+        self._spec: InputSpec | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._state = SourceState.CONNECTING
+        self._detail = ""
+        self._processed = 0
+        self._skipped = 0
+        self._rejected = 0
+        self._events = 0
+        self._last_frame_time: float | None = None
+        self._fps_window: deque[float] = deque(maxlen=50)
+        self._pending_pushes: deque[Any] = deque()
+        self._outbox: list[CameraEvent] = []
+        self._outbox_frames = 0
+        self._dead_letters: list[DeadLetter] = []
+        tags = {"camera": self.camera.id}
+        self._m_processed = metrics.Counter(
+            "camcount_frames_processed", "frames tracked and counted", ("camera",)
+        )
+        self._m_dropped = metrics.Counter(
+            "camcount_frames_dropped", "live frames dropped", ("camera",)
+        )
+        self._m_events = metrics.Counter("camcount_camera_events", "events produced", ("camera",))
+        self._m_latency = metrics.Histogram(
+            "camcount_capture_to_events_s",
+            "capture to events sent (live sources)",
+            boundaries=_LATENCY_BOUNDARIES_S,
+            tag_keys=("camera",),
+        )
+        self._m_queue = metrics.Gauge(
+            "camcount_decode_queue", "frames waiting in the decode queue", ("camera",)
+        )
+        for m in (
+            self._m_processed,
+            self._m_dropped,
+            self._m_events,
+            self._m_latency,
+            self._m_queue,
+        ):
+            m.set_default_tags(tags)
+
+    async def start(self) -> dict[str, Any]:
+        """Open the source and start the loop; a file that cannot be opened
+        fails here with its reason, the other cameras are unaffected."""
+        try:
+            self._capture.open()
+        except Exception as exc:
+            self._state = SourceState.FAILED
+            self._detail = str(exc)
+            self._dead_letters.append(
+                DeadLetter(self.camera.id, "source", str(exc), time.time(), "camera", 0)
+            )
+            await self._send([], [EndOfStream(f"failed: {exc}")])
+            return self.status()
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        return self.status()
+
+    async def _run(self) -> None:
+        try:
+            spec: InputSpec = await self._detector.spec.remote()
+            self._spec = spec
+            in_flight: deque[tuple[DecodedFrame, Any]] = deque()
+            while True:
+                item = await asyncio.to_thread(self._capture.get, 0.5)
+                self._refresh_state()
+                if item is None:
+                    continue
+                if isinstance(item, EndOfSource):
+                    while in_flight:
+                        await self._apply(*in_flight.popleft())
+                    await self._finish(item)
+                    return
+                if self._processor is None:
+                    self._processor = self._build_processor(item)
+                meta = FrameMeta(self.camera.source, item.index, self._frame_size(item))
+                image = prepare_frame(item.image, spec.input_size, spec.color_order)
+                in_flight.append((item, self._detector.detect.remote(image, meta)))
+                while len(in_flight) >= self._max_in_flight:
+                    await self._apply(*in_flight.popleft())
+        except Exception as exc:
+            log.exception("camera %s failed", self.camera.id)
+            self._state = SourceState.FAILED
+            self._detail = f"camera loop error: {exc!r}"
+            raise
+
+    def _frame_size(self, frame: DecodedFrame) -> tuple[int, int]:
+        return (frame.image.shape[1], frame.image.shape[0])
+
+    def _build_processor(self, first: DecodedFrame) -> CameraProcessor:
+        fps = self.camera.fps or self._capture.native_fps or 10.0
+        assert self._spec is not None  # fetched before the first frame
+        return CameraProcessor(
+            self.camera, self.tracker, self._spec.class_names, self._frame_size(first), fps
+        )
+
+    async def _detect_again(self, frame: DecodedFrame) -> Detections | None:
+        assert self._spec is not None
+        image = prepare_frame(frame.image, self._spec.input_size, self._spec.color_order)
+        meta = FrameMeta(self.camera.source, frame.index, self._frame_size(frame))
+        delay = 0.05
+        while True:
+            try:
+                return await self._detector.detect.remote(image, meta)
+            except BackPressureError:
+                if self._capture.live:
+                    return None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def _apply(self, frame: DecodedFrame, response: Any) -> None:
+        try:
+            dets: Detections | None = await response
+        except BackPressureError:
+            self._rejected += 1
+            dets = await self._detect_again(frame)
+        if dets is None:  # a live frame refused by a saturated detector
+            self._skipped += 1
+            self._m_dropped.inc()
+            return
+        assert self._processor is not None  # built before the first request
+        events = self._processor.process(dets, frame.index, frame.time)
+        self._processed += 1
+        self._m_processed.inc()
+        self._last_frame_time = frame.time
+        self._fps_window.append(time.monotonic())
+        self._outbox.extend(events)
+        self._outbox_frames += 1
+        if self._outbox_frames >= self._frames_per_batch or events:
+            await self._flush_outbox(frame.time)
+            if self._capture.live:
+                self._m_latency.observe(max(0.0, time.time() - frame.time))
+
+    async def _flush_outbox(self, progress_time: float) -> None:
+        events, self._outbox, self._outbox_frames = self._outbox, [], 0
+        self._events += len(events)
+        if events:
+            self._m_events.inc(len(events))
+        await self._send(events, [Progress(progress_time)])
+
+    async def _send(self, events: list[CameraEvent], controls: list[Any]) -> None:
+        self._pending_pushes.append(
+            self._aggregator.push.remote(self._sender.envelope(events, controls))
+        )
+        while len(self._pending_pushes) > 4:
+            await self._pending_pushes.popleft()
+
+    async def _finish(self, end: EndOfSource) -> None:
+        closing = self._processor.finish() if self._processor is not None else []
+        self._outbox.extend(closing)
+        if self._last_frame_time is not None:
+            await self._flush_outbox(self._last_frame_time)
+        if "truncated" in end.reason:
+            self._dead_letters.append(
+                DeadLetter(self.camera.id, "source", end.reason, time.time(), "camera", 0)
+            )
+        await self._send([], [EndOfStream(end.reason)])
+        while self._pending_pushes:
+            await self._pending_pushes.popleft()
+        self._state = end.state
+        self._detail = end.reason
+
+    def _refresh_state(self) -> None:
+        stats = self._capture.stats()
+        self._m_queue.set(stats.queued)
+        if self._state not in (SourceState.FINISHED, SourceState.FAILED):
+            self._state = stats.state
+            self._detail = stats.detail
+
+    def status(self) -> dict[str, Any]:
+        stats = self._capture.stats()
+        window = list(self._fps_window)
+        fps = (
+            (len(window) - 1) / (window[-1] - window[0])
+            if len(window) > 1 and window[-1] > window[0]
+            else 0.0
+        )
+        return {
+            "camera_id": self.camera.id,
+            "source": self.camera.source,
+            "state": self._state.value,
+            "detail": self._detail,
+            "fps": round(fps, 2),
+            "frames_decoded": stats.decoded,
+            "frames_sampled": stats.sampled,
+            "frames_processed": self._processed,
+            "frames_dropped": stats.dropped + self._skipped,
+            "detector_rejections": self._rejected,
+            "reconnects": stats.reconnects,
+            "events": self._events,
+            "last_frame_time": self._last_frame_time,
+            "totals": self._processor.totals() if self._processor is not None else [],
+        }
+
+    def update(self, camera: dict[str, Any]) -> dict[str, Any]:
+        """New lines, zones, classes or region while running.
+
+        The tracker state moves into the new processor and counters that
+        keep their id keep their memory, so nothing is counted twice.
+        """
+        new = CameraConfig.model_validate(camera)
+        if new.source != self.camera.source or new.fps != self.camera.fps:
+            raise ValueError("a new source or fps needs the camera removed and added again")
+        self.camera = new
+        if self._processor is not None:
+            old = self._processor
+            self._processor = CameraProcessor(
+                new, self.tracker, old.class_names, old.frame_size, old.tracker.settings.fps
+            )
+            self._processor.restore(old.snapshot())
+        return self.status()
+
+    def dead_letters(self) -> list[DeadLetter]:
+        return list(self._dead_letters)
+
+    async def wait(self, timeout_s: float | None = None) -> dict[str, Any]:
+        """Until the loop ends (a file finished or the camera failed)."""
+        if self._task is not None:
+            await asyncio.wait({self._task}, timeout=timeout_s)
+        return self.status()
+
+    async def stop(self) -> dict[str, Any]:
+        self._capture.stop()
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        if self._state not in (SourceState.FINISHED, SourceState.FAILED):
+            self._state = SourceState.STOPPED
+        return self.status()

@@ -1,0 +1,74 @@
+"""The distributed pipeline on a real local Ray cluster and Serve."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import ray
+
+from camcount.config import AppConfig, DetectorConfig, load_config
+from camcount.detectors import DetectorSettings, build_detector
+from camcount.reference import count_video
+from camcount.synthetic import generate_scene, write_scene
+from serve_app.app import start_pipeline
+
+pytestmark = pytest.mark.integration
+
+SEEDS = (21, 22, 23, 24)
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory) -> list[Path]:
+    root = tmp_path_factory.mktemp("pipeline")
+    return [write_scene(generate_scene(s), root / f"cam{s}.mp4")[0] for s in SEEDS]
+
+
+def pipeline_config(scenes: list[Path], model: str) -> AppConfig:
+    cameras = []
+    for video in scenes:
+        cam = load_config(video.with_suffix(".yaml")).cameras[0]
+        cameras.append(cam)
+    return AppConfig(
+        cameras=tuple(cameras),
+        detector=DetectorConfig(model=model, max_batch_size=8, options={"seed": 5}),
+    )
+
+
+def reference_totals(config: AppConfig, model: str) -> list[dict]:
+    rows = []
+    for cam in config.cameras:
+        det = build_detector(model, DetectorSettings(options={"seed": 5}))
+        rows.extend(count_video(config, cam, det).totals)
+    return sorted(rows, key=lambda r: (r["camera_id"], r["counter_id"], r["class"], r["direction"]))
+
+
+@pytest.mark.parametrize("model", ["oracle", "noisy"])
+def test_four_cameras_at_once_agree_with_the_reference(ray_cluster, scenes, model):
+    config = pipeline_config(scenes, model)
+    pipeline = start_pipeline(config, shards=2, api=False)
+    try:
+        ray.get(pipeline.controller.wait_files.remote(300))
+        got = ray.get(pipeline.controller.totals.remote())
+        status = pipeline.status()
+    finally:
+        pipeline.stop()
+    assert {c["state"] for c in status["cameras"]} == {"finished"}
+    assert got == reference_totals(config, model)
+    if model == "oracle":
+        for video in scenes:
+            truth = json.loads(video.with_name(video.stem + ".truth.json").read_text())["expected"]
+            cam = video.stem
+            want = {
+                (cls, d): n
+                for cls, dirs in truth["lines"]["line-main"].items()
+                for d, n in dirs.items()
+                if n
+            }
+            have = {
+                (r["class"], r["direction"]): r["count"]
+                for r in got
+                if r["camera_id"] == cam and r["counter_id"] == "line-main"
+            }
+            assert have == want, cam
