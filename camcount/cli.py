@@ -211,6 +211,99 @@ def cmd_models_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ ray commands
+
+
+def _start_ray(address: str | None) -> None:
+    import ray
+
+    if address:
+        ray.init(address=address, namespace="camcount", logging_level="ERROR")
+    else:
+        ray.init(namespace="camcount", include_dashboard=False, logging_level="ERROR")
+
+
+def _status_table(status: dict[str, object]) -> Table:
+    table = Table(title="camcount cameras")
+    for col in ("camera", "state", "fps", "processed", "dropped", "events", "counts"):
+        table.add_column(col)
+    for cam in status["cameras"]:  # type: ignore[attr-defined]
+        counts = ", ".join(
+            f"{t['counter_id']}/{t['class']}/{t['direction']}={t['count']}" for t in cam.get("totals", [])
+        )
+        table.add_row(
+            str(cam.get("camera_id")), str(cam.get("state")), str(cam.get("fps")),
+            str(cam.get("frames_processed")), str(cam.get("frames_dropped")),
+            str(cam.get("events")), counts or "-",
+        )
+    return table
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run until Ctrl-C, showing per camera progress."""
+    import time
+
+    from rich.live import Live
+
+    from camcount.config import load_config
+    from serve_app.app import start_pipeline
+
+    config = load_config(args.config)
+    _start_ray(args.address)
+    pipeline = start_pipeline(config, shards=args.shards)
+    err.print(f"API on http://{config.api.host}:{config.api.port}/ (health: /healthz, status: /status)")
+    try:
+        with Live(_status_table(pipeline.status()), console=err, refresh_per_second=2) as live:
+            while True:
+                time.sleep(1.0)
+                live.update(_status_table(pipeline.status()))
+    except KeyboardInterrupt:
+        err.print("stopping…")
+    finally:
+        pipeline.stop()
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Process every file source as fast as possible, then print the counts."""
+    import time
+
+    import ray
+
+    from camcount.config import load_config
+    from serve_app.app import start_pipeline
+
+    config = load_config(args.config)
+    live = [c.id for c in config.cameras if "://" in c.source or c.source.isdigit()]
+    if live:
+        raise CamcountError(f"replay takes file sources only; live cameras: {live}")
+    _start_ray(args.address)
+    pipeline = start_pipeline(config, shards=args.shards, api=False)
+    try:
+        done = pipeline.controller.wait_files.remote(None)
+        with _progress() as bar:
+            tasks = {c.id: bar.add_task(c.id, total=None) for c in config.cameras}
+            while True:
+                ready, _ = ray.wait([done], timeout=0.5)
+                for cam in pipeline.status()["cameras"]:
+                    bar.update(tasks[cam["camera_id"]], completed=cam.get("frames_decoded", 0))
+                if ready:
+                    break
+        status = ray.get(done)
+        totals = ray.get(pipeline.controller.totals.remote())
+    finally:
+        pipeline.stop()
+        time.sleep(0)
+    failed = [c for c in status["cameras"] if c["state"] == "failed"]
+    for cam in failed:
+        err.print(f"[red]camera {cam['camera_id']} failed:[/red] {cam['detail']}")
+    if args.json:
+        print(json.dumps(totals, indent=2))
+    else:
+        Console().print(_status_table({"cameras": status["cameras"]}))
+    return 1 if failed else 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from camcount.demo import run_demo
 
@@ -268,6 +361,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="print one object per (camera, counter, class, direction) with its count",
     )
     p.set_defaults(func=cmd_count)
+
+    p = sub.add_parser("run", help="run the pipeline on Ray until Ctrl-C, with live progress")
+    p.add_argument("config")
+    p.add_argument("--address", help="join this Ray cluster instead of starting one")
+    p.add_argument("--shards", type=int, default=1, help="aggregator shards")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("replay", help="process file sources on Ray as fast as possible")
+    p.add_argument("config")
+    p.add_argument("--address", help="join this Ray cluster instead of starting one")
+    p.add_argument("--shards", type=int, default=1, help="aggregator shards")
+    p.add_argument("--json", action="store_true", help="print the final counts like `count --json`")
+    p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("demo", help="count a synthetic scene and a real video, with truth beside")
     p.add_argument("--out", default="var/demo", help="where the synthetic scene is written")
