@@ -67,8 +67,9 @@ class CameraActor:
         self._processor: CameraProcessor | None = None
         self._spec: InputSpec | None = None
         self._task: asyncio.Task[None] | None = None
-        self._state = SourceState.CONNECTING
-        self._detail = ""
+        # Set once the loop has ended (finished, failed, stopped); until then
+        # the state is the capture's own.
+        self._final: tuple[SourceState, str] | None = None
         self._processed = 0
         self._skipped = 0
         self._rejected = 0
@@ -111,8 +112,7 @@ class CameraActor:
         try:
             self._capture.open()
         except Exception as exc:
-            self._state = SourceState.FAILED
-            self._detail = str(exc)
+            self._final = (SourceState.FAILED, str(exc))
             self._dead_letters.append(
                 DeadLetter(self.camera.id, "source", str(exc), time.time(), "camera", 0)
             )
@@ -145,8 +145,7 @@ class CameraActor:
                     await self._apply(*in_flight.popleft())
         except Exception as exc:
             log.exception("camera %s failed", self.camera.id)
-            self._state = SourceState.FAILED
-            self._detail = f"camera loop error: {exc!r}"
+            self._final = (SourceState.FAILED, f"camera loop error: {exc!r}")
             raise
 
     def _frame_size(self, frame: DecodedFrame) -> tuple[int, int]:
@@ -222,15 +221,10 @@ class CameraActor:
         await self._send([], [EndOfStream(end.reason)])
         while self._pending_pushes:
             await self._pending_pushes.popleft()
-        self._state = end.state
-        self._detail = end.reason
+        self._final = (end.state, end.reason)
 
     def _refresh_state(self) -> None:
-        stats = self._capture.stats()
-        self._m_queue.set(stats.queued)
-        if self._state not in (SourceState.FINISHED, SourceState.FAILED):
-            self._state = stats.state
-            self._detail = stats.detail
+        self._m_queue.set(self._capture.stats().queued)
 
     def status(self) -> dict[str, Any]:
         stats = self._capture.stats()
@@ -243,8 +237,8 @@ class CameraActor:
         return {
             "camera_id": self.camera.id,
             "source": self.camera.source,
-            "state": self._state.value,
-            "detail": self._detail,
+            "state": (self._final[0] if self._final else stats.state).value,
+            "detail": self._final[1] if self._final else stats.detail,
             "fps": round(fps, 2),
             "frames_decoded": stats.decoded,
             "frames_sampled": stats.sampled,
@@ -288,6 +282,6 @@ class CameraActor:
         self._capture.stop()
         if self._task is not None and not self._task.done():
             self._task.cancel()
-        if self._state not in (SourceState.FINISHED, SourceState.FAILED):
-            self._state = SourceState.STOPPED
+        if self._final is None:
+            self._final = (SourceState.STOPPED, "stopped")
         return self.status()

@@ -229,12 +229,17 @@ def _status_table(status: dict[str, object]) -> Table:
         table.add_column(col)
     for cam in status["cameras"]:  # type: ignore[attr-defined]
         counts = ", ".join(
-            f"{t['counter_id']}/{t['class']}/{t['direction']}={t['count']}" for t in cam.get("totals", [])
+            f"{t['counter_id']}/{t['class']}/{t['direction']}={t['count']}"
+            for t in cam.get("totals", [])
         )
         table.add_row(
-            str(cam.get("camera_id")), str(cam.get("state")), str(cam.get("fps")),
-            str(cam.get("frames_processed")), str(cam.get("frames_dropped")),
-            str(cam.get("events")), counts or "-",
+            str(cam.get("camera_id")),
+            str(cam.get("state")),
+            str(cam.get("fps")),
+            str(cam.get("frames_processed")),
+            str(cam.get("frames_dropped")),
+            str(cam.get("events")),
+            counts or "-",
         )
     return table
 
@@ -251,7 +256,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     _start_ray(args.address)
     pipeline = start_pipeline(config, shards=args.shards)
-    err.print(f"API on http://{config.api.host}:{config.api.port}/ (health: /healthz, status: /status)")
+    err.print(
+        f"API on http://{config.api.host}:{config.api.port}/ (health: /healthz, status: /status)"
+    )
     try:
         with Live(_status_table(pipeline.status()), console=err, refresh_per_second=2) as live:
             while True:

@@ -74,10 +74,15 @@ def start_pipeline(
 
     Ray must be initialised by the caller (locally or ``address=...``).
     """
-    serve.start(http_options={"host": config.api.host, "port": config.api.port})
-    serve.run(detector_app(config.detector), name=DETECTOR_APP, route_prefix=None)
+    quiet = {"log_level": "WARNING", "enable_access_log": False}
+    serve.start(
+        http_options={"host": config.api.host, "port": config.api.port}, logging_config=quiet
+    )
+    serve.run(
+        detector_app(config.detector), name=DETECTOR_APP, route_prefix=None, logging_config=quiet
+    )
     if api:
-        serve.run(ApiIngress.bind(), name=API_APP, route_prefix="/")
+        serve.run(ApiIngress.bind(), name=API_APP, route_prefix="/", logging_config=quiet)
     controller = Controller.options(
         name=CONTROLLER_NAME, namespace=NAMESPACE, get_if_exists=False
     ).remote(config.model_dump(mode="json"), DETECTOR_APP, shards, 2.0, sink)
