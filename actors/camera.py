@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
 import time
 from collections import deque
 from typing import Any
 
 import ray
-from ray import serve
-from ray.serve.exceptions import BackPressureError
 from ray.util import metrics
 
 from camcount.capture import Capture, EndOfSource, SourceState
@@ -36,6 +36,33 @@ from camcount.processor import CameraEvent, CameraProcessor
 from camcount.video import DecodedFrame
 
 log = logging.getLogger("camcount.camera")
+
+
+def _without_pandas() -> None:
+    """Keep pandas out of this process.
+
+    Ray Serve imports pandas when it is installed, for features a camera
+    never uses; with one process per camera that is ~70 MB each. Called in
+    the actor's own process before Serve is first imported there.
+    """
+    if "pandas" not in sys.modules and "ray.serve" not in sys.modules:
+        sys.modules["pandas"] = None  # type: ignore[assignment]
+
+
+def _backpressure() -> type[Exception]:
+    from ray.serve.exceptions import BackPressureError
+
+    return BackPressureError
+
+
+def _rss_mb() -> float:
+    """Resident memory of this actor's process (Linux), for capacity planning."""
+    try:
+        pages = int(open("/proc/self/statm").read().split()[1])
+    except OSError:
+        return 0.0
+    return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+
 
 _LATENCY_BOUNDARIES_S = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10]
 
@@ -58,6 +85,9 @@ class CameraActor:
         self.tracker = TrackerConfig.model_validate(tracker)
         self._aggregator = aggregator
         self._sender = Sender(sender_id)
+        _without_pandas()
+        from ray import serve
+
         self._detector = serve.get_deployment_handle(detector_deployment, app_name=detector_app)
         self._max_in_flight = max_in_flight
         self._frames_per_batch = frames_per_batch
@@ -166,7 +196,7 @@ class CameraActor:
         while True:
             try:
                 return await self._detector.detect.remote(image, meta)
-            except BackPressureError:
+            except _backpressure():
                 if self._capture.live:
                     return None
                 await asyncio.sleep(delay)
@@ -175,7 +205,7 @@ class CameraActor:
     async def _apply(self, frame: DecodedFrame, response: Any) -> None:
         try:
             dets: Detections | None = await response
-        except BackPressureError:
+        except _backpressure():
             self._rejected += 1
             dets = await self._detect_again(frame)
         if dets is None:  # a live frame refused by a saturated detector
@@ -249,6 +279,8 @@ class CameraActor:
             "events": self._events,
             "last_frame_time": self._last_frame_time,
             "totals": self._processor.totals() if self._processor is not None else [],
+            "rss_mb": _rss_mb(),
+            "torch_loaded": "torch" in sys.modules,
         }
 
     def update(self, camera: dict[str, Any]) -> dict[str, Any]:

@@ -12,9 +12,10 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, ClassVar, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, cast
 
-import pyarrow as pa
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 class Direction(StrEnum):
@@ -194,15 +195,6 @@ class DeadLetter:
 
 Event = Crossing | ZoneTransition | ZoneVisit | ZoneSample | WindowRow | DeadLetter
 
-_ARROW_TYPES: dict[Any, pa.DataType] = {
-    str: pa.string(),
-    int: pa.int64(),
-    float: pa.float64(),
-    Direction: pa.string(),
-    tuple[str, ...]: pa.list_(pa.string()),
-    tuple[int, ...]: pa.list_(pa.int64()),
-}
-
 _TYPES_BY_NAME: dict[str, Any] = {
     "str": str,
     "int": int,
@@ -213,12 +205,30 @@ _TYPES_BY_NAME: dict[str, Any] = {
 }
 
 
+def _arrow_type(py_type: Any) -> pa.DataType:
+    # pyarrow is imported on first use: camera actors build events but never
+    # tables, and stay lighter without it.
+    import pyarrow as pa
+
+    types: dict[Any, pa.DataType] = {
+        str: pa.string(),
+        int: pa.int64(),
+        float: pa.float64(),
+        Direction: pa.string(),
+        tuple[str, ...]: pa.list_(pa.string()),
+        tuple[int, ...]: pa.list_(pa.int64()),
+    }
+    return types[py_type]
+
+
 def arrow_schema(cls: type) -> pa.Schema:
     """The Arrow schema of an event type: ``event_id`` then its fields in order."""
+    import pyarrow as pa
+
     fields = [pa.field("event_id", pa.int64(), nullable=False)]
     for f in dataclasses.fields(cls):
         py_type = _TYPES_BY_NAME[f.type] if isinstance(f.type, str) else f.type
-        fields.append(pa.field(f.name, _ARROW_TYPES[py_type], nullable=False))
+        fields.append(pa.field(f.name, _arrow_type(py_type), nullable=False))
     return pa.schema(fields, metadata={"camcount.kind": getattr(cls, "kind", cls.__name__)})
 
 
@@ -239,6 +249,8 @@ def to_arrow(cls: type[E], events: Iterable[E]) -> pa.Table:
         if values and isinstance(values[0], StrEnum):
             values = [v.value for v in values]
         columns[f.name] = values
+    import pyarrow as pa
+
     return pa.Table.from_pydict(columns, schema=schema)
 
 

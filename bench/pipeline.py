@@ -1,0 +1,256 @@
+"""Pipeline benchmark: camcount replay against the loop its peers' users run.
+
+In one run, on the same frames (real person videos from ``../shared/data``,
+each cut to its first ``--frames`` frames into a temporary folder) and the
+same detector (the person SSDLite, CPU):
+
+(a) bare model: ``Detector.detect`` in one process at batch 8 on frames
+    decoded and resized beforehand: the ceiling for any pipeline;
+(b) the peer as its users run it: one process, the videos one after the
+    other, decode -> detect (batch 1) -> ``trackers.ByteTrackTracker`` ->
+    ``supervision.LineZone``;
+(c) ``camcount replay`` of the same N videos at once: camera actors, the
+    batched Serve detector, aggregator shards.
+
+It prints frames/s for each, (c)/(a) (pipeline efficiency; target at least
+0.8 on CPU) and (c)/(b) (target above 1.0 on CPU), for N = 1, 4, 8, and the
+resident memory of the camera actors (target under 200 MB each; a camera
+actor never imports torch).
+
+Run (``make bench-deps`` first, for the peer)::
+
+    python bench/pipeline.py                    # N = 1,4,8; 150 frames per video
+    python bench/pipeline.py --cameras 1,4 --frames 100 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from camcount.config import AppConfig, CameraConfig, DetectorConfig, LineConfig
+from camcount.detectors import DetectorSettings, FrameMeta, build_detector
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos"
+VIDEOS = (
+    "intel_one-by-one-person-detection.mp4",
+    "ahmetozlu_pedestrian_survaillance.mp4",
+    "ahmetozlu_cutl.mp4",
+)
+MODEL = "ssdlite-person"
+THRESHOLD = 0.5
+
+
+def cut_videos(n: int, frames: int, into: Path) -> list[Path]:
+    """N short clips (the sample videos in turn), re-encoded once so that
+    every path reads exactly the same files."""
+    out = []
+    for i in range(n):
+        src = SHARED / VIDEOS[i % len(VIDEOS)]
+        dst = into / f"cam{i}.avi"
+        if not dst.exists():
+            cap = cv2.VideoCapture(str(src))
+            fps = cap.get(cv2.CAP_PROP_FPS) or 10.0
+            size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+            writer = cv2.VideoWriter(str(dst), cv2.VideoWriter.fourcc(*"MJPG"), fps, size)
+            for _ in range(frames):
+                ok, img = cap.read()
+                if not ok:
+                    break
+                writer.write(img)
+            writer.release()
+            cap.release()
+        out.append(dst)
+    return out
+
+
+def line_for(video: Path) -> tuple[tuple[float, float], tuple[float, float]]:
+    cap = cv2.VideoCapture(str(video))
+    w, h = cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)
+    cap.release()
+    return ((0.05 * w, 0.6 * h), (0.95 * w, 0.6 * h))
+
+
+def decode_all(video: Path) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(video))
+    frames = []
+    while True:
+        ok, img = cap.read()
+        if not ok:
+            break
+        frames.append(img)
+    cap.release()
+    return frames
+
+
+def bare(videos: list[Path]) -> tuple[float, int]:
+    det = build_detector(MODEL, DetectorSettings(score_threshold=THRESHOLD))
+    prepared, metas = [], []
+    for v in videos:
+        for i, img in enumerate(decode_all(v)):
+            prepared.append(det.prepare(img))
+            metas.append(FrameMeta(str(v), i, (img.shape[1], img.shape[0])))
+    det.detect(prepared[:8], metas[:8])  # warm up
+    t0 = time.perf_counter()
+    for k in range(0, len(prepared), 8):
+        det.detect(prepared[k : k + 8], metas[k : k + 8])
+    return len(prepared) / (time.perf_counter() - t0), len(prepared)
+
+
+def peer(videos: list[Path]) -> tuple[float, int]:
+    import supervision as sv
+    from trackers import ByteTrackTracker
+
+    det = build_detector(MODEL, DetectorSettings(score_threshold=THRESHOLD))
+    n = 0
+    t0 = time.perf_counter()
+    for v in videos:
+        (x0, y), (x1, _) = line_for(v)
+        tracker = ByteTrackTracker(frame_rate=10, lost_track_buffer=90)
+        zone = sv.LineZone(start=sv.Point(x1, y), end=sv.Point(x0, y))
+        cap = cv2.VideoCapture(str(v))
+        i = 0
+        while True:
+            ok, img = cap.read()
+            if not ok:
+                break
+            d = det.detect(
+                [det.prepare(img)], [FrameMeta(str(v), i, (img.shape[1], img.shape[0]))]
+            )[0]
+            tracked = tracker.update(
+                sv.Detections(xyxy=d.xyxy, confidence=d.confidence, class_id=d.class_id)
+            )
+            zone.trigger(tracked)
+            i += 1
+        cap.release()
+        n += i
+    return n / (time.perf_counter() - t0), n
+
+
+def camcount_replay(videos: list[Path]) -> tuple[float, int, list[float], bool]:
+    import ray
+    from ray import serve
+
+    from actors.controller import Controller
+    from serve_app.app import DETECTOR_APP
+    from serve_app.detector import detector_app
+
+    cameras = tuple(
+        CameraConfig(
+            id=f"cam{i}",
+            source=str(v),
+            lines=(LineConfig(id="line", points=line_for(v)),),
+        )
+        for i, v in enumerate(videos)
+    )
+    config = AppConfig(
+        cameras=cameras,
+        detector=DetectorConfig(
+            model=MODEL, score_threshold=THRESHOLD, max_batch_size=8, batch_wait_timeout_s=0.02
+        ),
+    )
+    serve.run(
+        detector_app(config.detector),
+        name=DETECTOR_APP,
+        route_prefix=None,
+        logging_config={"log_level": "WARNING", "enable_access_log": False},
+    )
+    controller = Controller.remote(config.model_dump(mode="json"), DETECTOR_APP, 1, 2.0, None)
+    t0 = time.perf_counter()
+    ray.get(controller.start.remote())
+    status = ray.get(controller.wait_files.remote(None))
+    seconds = time.perf_counter() - t0
+    frames = sum(c["frames_processed"] for c in status["cameras"])
+    rss = [c["rss_mb"] for c in status["cameras"]]
+    torch_loaded = any(c["torch_loaded"] for c in status["cameras"])
+    ray.get(controller.shutdown.remote())
+    ray.kill(controller)
+    serve.delete(DETECTOR_APP)
+    return frames / seconds, frames, rss, torch_loaded
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cameras", default="1,4,8")
+    parser.add_argument("--frames", type=int, default=150)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    if not SHARED.is_dir():
+        raise SystemExit(f"needs the sample videos in {SHARED}")
+    import ray
+
+    ray.init(num_cpus=8, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in [int(x) for x in args.cameras.split(",")]:
+            videos = cut_videos(n, args.frames, Path(tmp))
+            a, frames = bare(videos)
+            b, _ = peer(videos)
+            c, c_frames, rss, torch_loaded = camcount_replay(videos)
+            rows.append(
+                {
+                    "cameras": n,
+                    "frames": frames,
+                    "bare_fps": round(a, 1),
+                    "peer_fps": round(b, 1),
+                    "camcount_fps": round(c, 1),
+                    "camcount_frames": c_frames,
+                    "efficiency_c_over_a": round(c / a, 2),
+                    "speedup_c_over_b": round(c / b, 2),
+                    "camera_rss_mb_max": max(rss),
+                    "camera_imports_torch": torch_loaded,
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
+    ray.shutdown()
+    if args.json:
+        print(
+            json.dumps(
+                {"date": dt.date.today().isoformat(), "machine": platform.machine(), "rows": rows}
+            )
+        )
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="pipeline frames/s (person SSDLite, CPU)")
+    for col in (
+        "N",
+        "frames",
+        "(a) bare",
+        "(b) peer",
+        "(c) camcount",
+        "c/a",
+        "c/b",
+        "camera RSS MB",
+    ):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(
+            *(
+                str(r[k])
+                for k in (
+                    "cameras",
+                    "frames",
+                    "bare_fps",
+                    "peer_fps",
+                    "camcount_fps",
+                    "efficiency_c_over_a",
+                    "speedup_c_over_b",
+                    "camera_rss_mb_max",
+                )
+            )
+        )
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()
