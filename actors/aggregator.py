@@ -40,7 +40,7 @@ class AggregatorActor:
             sizes_s,
             allowed_lateness_s,
             idle_timeout_s,
-            groups=[GroupSpec(g, frozenset(tuple(m) for m in members)) for g, members in groups],
+            groups=[GroupSpec(g, frozenset((c, k) for c, k in members)) for g, members in groups],
         )
         self._sink = sink
         self._hub = hub
@@ -95,17 +95,17 @@ class AggregatorActor:
         wm = self._agg.watermark
         if wm != float("inf") and wm != float("-inf"):
             self._m_watermark_lag.set(time.time() - wm)
-        batches = [*group_by_type(out.events).items()]
+        batches: list[tuple[Any, list[Any]]] = [*group_by_type(out.events).items()]
         if out.rows:
             batches.append((WindowRow, list(out.rows)))
         if out.dead_letters:
             batches.append((DeadLetter, list(out.dead_letters)))
         if self._sink is not None:
             for cls, items in batches:
-                await self._sink.write.remote(cls.kind, to_arrow(cls, items))  # type: ignore[attr-defined]
+                await self._sink.write.remote(cls.kind, to_arrow(cls, items))
         if self._hub is not None and batches:
             updates = [
-                (cls.kind, getattr(e, "camera_id", ""), _as_dict(e))  # type: ignore[attr-defined]
+                (cls.kind, getattr(e, "camera_id", ""), _as_dict(e))
                 for cls, items in batches
                 for e in items
             ]

@@ -58,7 +58,8 @@ def _backpressure() -> type[Exception]:
 def _rss_mb() -> float:
     """Resident memory of this actor's process (Linux), for capacity planning."""
     try:
-        pages = int(open("/proc/self/statm").read().split()[1])
+        with open("/proc/self/statm") as statm:
+            pages = int(statm.read().split()[1])
     except OSError:
         return 0.0
     return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)

@@ -26,8 +26,8 @@ from camcount.detections import Detections
 from camcount.detectors import DetectorSettings, FrameMeta, build_detector
 from camcount.detectors.base import Frame, InputSpec
 
-_BATCH_BOUNDARIES = [1, 2, 4, 8, 16, 32, 64, 128]
-_LATENCY_BOUNDARIES_S = [0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5]
+_BATCH_BOUNDARIES = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]
+_LATENCY_BOUNDARIES_S = [0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0]
 
 
 @serve.deployment(name="Detector", max_ongoing_requests=32, max_queued_requests=64)
