@@ -93,7 +93,12 @@ class CameraActor:
         self._max_in_flight = max_in_flight
         self._frames_per_batch = frames_per_batch
         self._capture = Capture(
-            self.camera.source, self.camera.fps, self.camera.start_timestamp, queue_size
+            self.camera.source,
+            self.camera.fps,
+            self.camera.start_timestamp,
+            queue_size,
+            loop=self.camera.loop,
+            realtime=self.camera.realtime,
         )
         self._processor: CameraProcessor | None = None
         self._spec: InputSpec | None = None

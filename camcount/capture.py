@@ -80,6 +80,8 @@ class Capture:
         read_timeout_s: float = 5.0,
         max_reconnects: int | None = None,
         clock: Callable[[], float] = time.time,
+        loop: bool = False,
+        realtime: bool = False,
     ) -> None:
         if queue_size < 1:
             raise ValueError(f"queue_size must be >= 1, got {queue_size}")
@@ -93,6 +95,8 @@ class Capture:
         self.read_timeout_s = read_timeout_s
         self.max_reconnects = max_reconnects
         self._clock = clock
+        self.loop = loop
+        self.realtime = realtime
         self._queue: deque[DecodedFrame | EndOfSource] = deque()
         self._cond = threading.Condition()
         self._stop = threading.Event()
@@ -201,14 +205,33 @@ class Capture:
         self._put(end)
 
     def _run_file(self) -> EndOfSource:
+        """Read the file once, or over and over with ``loop``; event time keeps
+        growing across loops, and ``realtime`` paces frames at their own speed."""
         video = cast(VideoFile, self._file)
         self._set(SourceState.STREAMING)
-        for frame in video:
-            if self._stop.is_set():
+        paced_from: tuple[float, float] | None = None  # (first event time, wall clock)
+        decoded_before = 0
+        while True:
+            last_time = video.start_time
+            for frame in video:
+                if self._stop.is_set():
+                    break
+                if self.realtime:
+                    if paced_from is None:
+                        paced_from = (frame.time, time.monotonic())
+                    ahead = (frame.time - paced_from[0]) - (time.monotonic() - paced_from[1])
+                    if ahead > 0 and self._stop.wait(ahead):
+                        break
+                self._decoded = decoded_before + video.decoded
+                last_time = frame.time
+                self._put(frame)
+            self._decoded = decoded_before + video.decoded
+            if not self.loop or self._stop.is_set() or video.decoded == 0:
                 break
-            self._decoded = video.decoded
-            self._put(frame)
-        self._decoded = video.decoded
+            decoded_before += video.decoded
+            video.close()
+            video = VideoFile(self.source, self.fps, last_time + 1.0 / (video.native_fps or 25.0))
+            self._file = video
         expected = video.frame_count
         if expected and video.position.next_index < expected - 1:
             return EndOfSource(

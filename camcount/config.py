@@ -53,6 +53,30 @@ class ZoneConfig(_Model):
     sample_every_s: Annotated[float, Field(ge=0)] = 1.0
 
 
+class TrackerConfig(_Model):
+    """Tracker settings; defaults are the tracker's own (see ``TrackerSettings``)."""
+
+    high_threshold: Annotated[float, Field(ge=0, le=1)] = _TRACKER.high_threshold
+    low_threshold: Annotated[float, Field(ge=0, le=1)] = _TRACKER.low_threshold
+    new_track_threshold: Annotated[float, Field(ge=0, le=1)] = _TRACKER.new_track_threshold
+    match_iou: Annotated[float, Field(gt=0, le=1)] = _TRACKER.match_iou
+    low_match_iou: Annotated[float, Field(gt=0, le=1)] = _TRACKER.low_match_iou
+    tentative_match_iou: Annotated[float, Field(gt=0, le=1)] = _TRACKER.tentative_match_iou
+    min_hits: Annotated[int, Field(ge=1)] = _TRACKER.min_hits
+    lost_track_buffer_s: Annotated[float, Field(ge=0)] = _TRACKER.lost_track_buffer_s
+    match_box_buffer: Annotated[float, Field(ge=0)] = _TRACKER.match_box_buffer
+    lost_box_growth_per_frame: Annotated[float, Field(ge=0)] = _TRACKER.lost_box_growth_per_frame
+    lost_box_growth_max: Annotated[float, Field(ge=0)] = _TRACKER.lost_box_growth_max
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TrackerConfig:
+        if self.low_threshold > self.high_threshold:
+            raise ValueError(
+                f"low_threshold {self.low_threshold} is above high_threshold {self.high_threshold}"
+            )
+        return self
+
+
 class CameraConfig(_Model):
     id: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
     source: Annotated[
@@ -73,7 +97,13 @@ class CameraConfig(_Model):
     roi: tuple[Coordinate, ...] | None = None
     site: str = ""
     tags: dict[str, str] = Field(default_factory=dict)
-    loop: bool = False
+    loop: bool = Field(default=False, description="play a file source over and over")
+    realtime: bool = Field(
+        default=False, description="play a file at its own speed, as a live camera would"
+    )
+    tracker: TrackerConfig | None = Field(
+        default=None, description="this camera's tracker settings, instead of the global ones"
+    )
 
     @model_validator(mode="after")
     def _unique_counter_ids(self) -> CameraConfig:
@@ -110,30 +140,6 @@ class DetectorConfig(_Model):
         default=None, description="Ray Serve autoscaling_config, passed through as is"
     )
     options: dict[str, Any] = Field(default_factory=dict, description="backend specific settings")
-
-
-class TrackerConfig(_Model):
-    """Tracker settings; defaults are the tracker's own (see ``TrackerSettings``)."""
-
-    high_threshold: Annotated[float, Field(ge=0, le=1)] = _TRACKER.high_threshold
-    low_threshold: Annotated[float, Field(ge=0, le=1)] = _TRACKER.low_threshold
-    new_track_threshold: Annotated[float, Field(ge=0, le=1)] = _TRACKER.new_track_threshold
-    match_iou: Annotated[float, Field(gt=0, le=1)] = _TRACKER.match_iou
-    low_match_iou: Annotated[float, Field(gt=0, le=1)] = _TRACKER.low_match_iou
-    tentative_match_iou: Annotated[float, Field(gt=0, le=1)] = _TRACKER.tentative_match_iou
-    min_hits: Annotated[int, Field(ge=1)] = _TRACKER.min_hits
-    lost_track_buffer_s: Annotated[float, Field(ge=0)] = _TRACKER.lost_track_buffer_s
-    match_box_buffer: Annotated[float, Field(ge=0)] = _TRACKER.match_box_buffer
-    lost_box_growth_per_frame: Annotated[float, Field(ge=0)] = _TRACKER.lost_box_growth_per_frame
-    lost_box_growth_max: Annotated[float, Field(ge=0)] = _TRACKER.lost_box_growth_max
-
-    @model_validator(mode="after")
-    def _ordered(self) -> TrackerConfig:
-        if self.low_threshold > self.high_threshold:
-            raise ValueError(
-                f"low_threshold {self.low_threshold} is above high_threshold {self.high_threshold}"
-            )
-        return self
 
 
 class WindowsConfig(_Model):

@@ -53,7 +53,8 @@ class CameraProcessor:
         self.class_names = tuple(class_names)
         self.frame_size = frame_size
         normalized = camera.coordinates == "normalized"
-        self.tracker = Tracker(TrackerSettings(**tracker.model_dump(), fps=fps))
+        own = camera.tracker or tracker
+        self.tracker = Tracker(TrackerSettings(**own.model_dump(), fps=fps))
         self.lines = [
             LineCounter(
                 camera.id,
