@@ -64,6 +64,7 @@ class Controller:
         self._dead: list[DeadLetter] = []
         self._restarts: dict[str, int] = {}
         self._watch: asyncio.Task[None] | None = None
+        self._start_timeout_s = 60.0
 
     async def start(self) -> list[dict[str, Any]]:
         statuses = [await self.add_camera(c.model_dump(mode="json")) for c in self.config.cameras]
@@ -97,7 +98,18 @@ class Controller:
         )
         self._cameras[cfg.id] = cfg
         self._actors[cfg.id] = actor
-        status = await actor.start.remote()
+        try:
+            status = await asyncio.wait_for(actor.start.remote(), timeout=self._start_timeout_s)
+        except TimeoutError:
+            # The actor is still waiting for a node with free resources; it
+            # starts when one frees up, and status says so meanwhile.
+            status = {
+                "camera_id": cfg.id,
+                "state": "pending",
+                "detail": f"not started after {self._start_timeout_s:.0f} s: "
+                "no node with free resources for the camera actor",
+                "totals": [],
+            }
         self._last_status[cfg.id] = status
         return status
 

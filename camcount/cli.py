@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -180,6 +182,110 @@ def cmd_count(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ detect
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    """Detections of one image or video, per frame; no tracking, no counting."""
+    from contextlib import ExitStack
+    from itertools import chain
+
+    import cv2
+    import numpy as np
+
+    from camcount.annotate import VideoWriter, draw_detections, is_image_path, write_image
+    from camcount.detections import Detections
+    from camcount.detectors import DetectorSettings, FrameMeta, build_detector
+    from camcount.errors import SourceError
+    from camcount.video import DecodedFrame, VideoFile
+
+    source = str(Path(args.input))
+    if not Path(source).is_file():
+        raise SourceError(source, "no such file")
+    if args.batch_size < 1:
+        raise CamcountError(f"--batch-size must be at least 1, got {args.batch_size}")
+    threshold = {} if args.threshold is None else {"score_threshold": args.threshold}
+    settings = DetectorSettings(device=args.device, weights=args.weights, **threshold)
+    # The model loads only once the input and output are known to be usable: a typo
+    # should not cost the seconds a model takes to load.
+    detector: Detector | None = None
+    names: tuple[str, ...] = ()
+    tally: dict[str, int] = {}
+    console = Console()
+
+    def load() -> Detector:
+        nonlocal detector, names
+        detector = build_detector(args.model, settings)
+        names = detector.class_names
+        return detector
+
+    def emit(index: int, dets: Detections) -> None:
+        rows = [
+            {"box": [round(float(v), 1) for v in box], "score": round(float(s), 4),
+             "class": names[c]}
+            for box, s, c in zip(dets.xyxy, dets.confidence, dets.class_id, strict=True)
+        ]  # fmt: skip
+        for row in rows:
+            tally[row["class"]] = tally.get(row["class"], 0) + 1
+        if args.json:
+            print(json.dumps({"frame": index, "detections": rows}), flush=True)
+        elif rows:
+            found = "; ".join(
+                f"{r['class']} {r['score']:.2f} ({', '.join(f'{v:.0f}' for v in r['box'])})"
+                for r in rows
+            )
+            console.print(f"frame {index}: {found}", highlight=False, soft_wrap=True)
+
+    def run(batch: list[DecodedFrame], size: tuple[int, int]) -> list[Detections]:
+        model = detector or load()
+        metas = [FrameMeta(source, f.index, size) for f in batch]
+        found = model.detect([model.prepare(f.image) for f in batch], metas)
+        for frame, dets in zip(batch, found, strict=True):
+            emit(frame.index, dets)
+        return found
+
+    frames = 0
+    if is_image_path(source):
+        decoded = cv2.imread(source, cv2.IMREAD_COLOR)
+        if decoded is None:
+            raise SourceError(source, "OpenCV cannot read it as an image")
+        if args.out and not is_image_path(args.out):
+            raise SourceError(args.out, "an image's annotated copy must be an image file")
+        image = np.asarray(decoded, dtype=np.uint8)
+        (dets,) = run([DecodedFrame(0, 0.0, image)], (image.shape[1], image.shape[0]))
+        frames = 1
+        if args.out:
+            write_image(args.out, draw_detections(image.copy(), dets, names))
+    else:
+        with VideoFile(source, args.fps) as video, _progress() as bar, ExitStack() as stack:
+            writer = (
+                stack.enter_context(
+                    VideoWriter(args.out, args.fps or video.native_fps, video.frame_size)
+                )
+                if args.out
+                else None
+            )
+            load()
+            task = bar.add_task(f"detect {Path(source).name}", total=video.frame_count or None)
+            batch: list[DecodedFrame] = []
+            for frame in chain(video, [None]):
+                if frame is not None:
+                    batch.append(frame)
+                if batch and (frame is None or len(batch) == args.batch_size):
+                    for f, dets in zip(batch, run(batch, video.frame_size), strict=True):
+                        if writer is not None:
+                            writer.write(draw_detections(f.image.copy(), dets, names))
+                    frames += len(batch)
+                    bar.update(task, completed=batch[-1].index + 1)
+                    batch = []
+    if args.out:
+        err.print(f"wrote {args.out}")
+    if not args.json:
+        summary = ", ".join(f"{n} {c}" for c, n in sorted(tally.items())) or "nothing"
+        err.print(f"{frames} frame(s): {summary} detected by {args.model}")
+    return 0
+
+
 # ------------------------------------------------------------------ config
 
 
@@ -211,6 +317,36 @@ def cmd_models_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models_export(args: argparse.Namespace) -> int:
+    """ONNX from the person SSDLite (for onnxruntime), TorchScript from a torchvision model."""
+    from camcount.detectors import DetectorSettings
+    from camcount.errors import DetectorError
+
+    out = Path(args.out)
+    kind, _, name = args.model.partition(":")
+    if out.suffix.lower() == ".onnx":
+        if args.model != "ssdlite-person":
+            raise DetectorError(f"ONNX export covers ssdlite-person, not {args.model!r}")
+        from camcount.detectors.onnx import export_ssdlite
+
+        err.print(f"exporting {args.model} to ONNX (takes a while)")
+        path = export_ssdlite(out, weights=args.weights, opset=args.opset)
+    elif out.suffix.lower() == ".pt":
+        if kind != "torchvision" or not name:
+            raise DetectorError(f"TorchScript export covers torchvision:NAME, not {args.model!r}")
+        from camcount.detectors.torchscript import export_torchvision
+        from camcount.detectors.torchvision_backend import TorchvisionDetector
+
+        detector = TorchvisionDetector(name, DetectorSettings(device="cpu", weights=args.weights))
+        path = export_torchvision(detector, out)
+    else:
+        raise DetectorError(f"--out must end in .onnx (onnxruntime) or .pt (TorchScript): {out}")
+    backend = "onnx" if path.suffix == ".onnx" else "torchscript"
+    err.print(f"wrote {path}; use it as --model {backend}:{path}")
+    print(path)
+    return 0
+
+
 # ------------------------------------------------------------------ ray commands
 
 
@@ -218,9 +354,17 @@ def _start_ray(address: str | None) -> None:
     import ray
 
     if address:
-        ray.init(address=address, namespace="camcount", logging_level="ERROR")
+        ray.init(address=address, namespace="camcount", logging_level=logging.ERROR)
     else:
-        ray.init(namespace="camcount", include_dashboard=False, logging_level="ERROR")
+        # Ray's CPU counts are placement tokens: camera, aggregator and API
+        # actors mostly wait on I/O and each other, so a local cluster offers
+        # more logical CPUs than cores, or a few cameras could not be placed.
+        ray.init(
+            namespace="camcount",
+            num_cpus=max(8, 4 * (os.cpu_count() or 2)),
+            include_dashboard=False,
+            logging_level=logging.ERROR,
+        )
 
 
 def _status_table(status: dict[str, object]) -> Table:
@@ -312,9 +456,45 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from camcount.demo import run_demo
+    """The synthetic scene in this process, then real clips through the
+    whole pipeline on a local Ray cluster."""
+    import ray
 
-    run_demo(Path(args.out), Console())
+    from camcount.demo import (
+        INTEL_CREDIT,
+        REAL_VIDEO_NOTE,
+        real_video_config,
+        run_synthetic,
+        shared_data_dir,
+        totals_table,
+    )
+    from serve_app.app import start_pipeline
+
+    console = Console()
+    run_synthetic(Path(args.out), console)
+    data = shared_data_dir()
+    if data is None:
+        console.print("no ../shared/data here: the real-video part of the demo is skipped")
+        return 0
+    config = real_video_config(data)
+    console.print("starting the pipeline on Ray (local cluster, CPU, person SSDLite)…")
+    _start_ray(None)
+    pipeline = start_pipeline(config, api=True)
+    console.print(f"API while it runs: http://{config.api.host}:{config.api.port}/status")
+    try:
+        done = pipeline.controller.wait_files.remote(None)
+        with _progress() as bar:
+            tasks = {c.id: bar.add_task(c.id, total=None) for c in config.cameras}
+            while not ray.wait([done], timeout=0.5)[0]:
+                for cam in pipeline.status()["cameras"]:
+                    bar.update(tasks[cam["camera_id"]], completed=cam.get("frames_processed", 0))
+        ray.get(done)
+        totals = ray.get(pipeline.controller.totals.remote())
+    finally:
+        pipeline.stop()
+    console.print(totals_table("real videos through the pipeline", totals))
+    console.print(REAL_VIDEO_NOTE)
+    console.print(f"[dim]{INTEL_CREDIT}[/dim]")
     return 0
 
 
@@ -369,6 +549,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_count)
 
+    p = sub.add_parser("detect", help="print (and draw) a model's detections on an image or video")
+    p.add_argument("input", metavar="IMAGE_OR_VIDEO")
+    p.add_argument(
+        "--model",
+        default="ssdlite-person",
+        help="ssdlite-person, torchvision:NAME, torchscript:PATH, onnx:PATH, ...",
+    )
+    p.add_argument("--threshold", type=float, help="score threshold (default 0.3)")
+    p.add_argument("--weights", help="weights file or name, for models that take one")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    p.add_argument("--fps", type=float, help="sample a video at this rate")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--out", help="write the image or video with the boxes drawn")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help='one JSON line per frame: {"frame", "detections": [{"box", "score", "class"}]}',
+    )
+    p.set_defaults(func=cmd_detect)
+
     p = sub.add_parser("run", help="run the pipeline on Ray until Ctrl-C, with live progress")
     p.add_argument("config")
     p.add_argument("--address", help="join this Ray cluster instead of starting one")
@@ -397,6 +597,14 @@ def build_parser() -> argparse.ArgumentParser:
     msub = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
     m = msub.add_parser("fetch", help="download and convert the person SSDLite weights")
     m.set_defaults(func=cmd_models_fetch)
+    m = msub.add_parser(
+        "export", help="write a model as ONNX (ssdlite-person) or TorchScript (torchvision:...)"
+    )
+    m.add_argument("--model", default="ssdlite-person", help="ssdlite-person or torchvision:NAME")
+    m.add_argument("--out", required=True, help="FILE.onnx or FILE.pt")
+    m.add_argument("--weights", help="weights of the model (default: its usual place)")
+    m.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
+    m.set_defaults(func=cmd_models_export)
     return parser
 
 
