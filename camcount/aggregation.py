@@ -128,7 +128,10 @@ class Aggregator:
             self.totals[key] = self.totals.get(key, 0) + 1
         late = self.windows.add([*countable, *self._derived(camera, countable)])
         out.dead_letters.extend(_late_letter(x) for x in late)
-        out.events.extend(env.events)
+        # A camera's own dead letters (a source it could not read) travel in
+        # its stream and leave with the shard's.
+        out.dead_letters.extend(e for e in env.events if isinstance(e, DeadLetter))
+        out.events.extend(e for e in env.events if not isinstance(e, DeadLetter))
         for e in countable:
             self.clock.observe(camera, e.event_time)
         for control in env.controls:

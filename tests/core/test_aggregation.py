@@ -83,3 +83,13 @@ def test_snapshot_restore_continues_identically():
         return rows + agg.flush()
 
     assert run(True) == run(False)
+
+
+def test_a_cameras_dead_letters_leave_with_the_shards():
+    from camcount.events import DeadLetter
+
+    agg = Aggregator([10], allowed_lateness_s=0)
+    agg.register("a", "a#0")
+    letter = DeadLetter("a", "source", "no such file", 1.0, "camera", 0)
+    out = agg.accept(Sender("a#0").envelope([letter], [EndOfStream("failed")]))
+    assert out.dead_letters == [letter] and out.events == [] and out.finished == ["a"]
