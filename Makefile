@@ -6,14 +6,14 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test lint typecheck bench bench-deps models clean
+.PHONY: install demo serve test lint typecheck bench bench-deps models clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,onnx]'
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
@@ -22,6 +22,11 @@ models: install
 
 demo: install models
 	$(PY) -m camcount.cli demo
+
+# The pipeline, API and dashboard on the sample videos, looped, until Ctrl-C
+# (prints the dashboard's URL; docs/api.md).
+serve: install models
+	$(PY) -m serve_app.watch
 
 test: install models
 	$(PY) -m pytest

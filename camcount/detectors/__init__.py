@@ -15,7 +15,7 @@ __all__ = ["Detector", "DetectorSettings", "FrameMeta", "build_detector"]
 def build_detector(spec: str, settings: DetectorSettings | None = None) -> Detector:
     """``spec`` is ``oracle``, ``noisy``, ``ssdlite-person``, ``torchvision:<model>``,
     ``torchscript:<path>`` or ``onnx:<path>``."""
-    kind, _, _arg = spec.partition(":")
+    kind, _, arg = spec.partition(":")
     if kind == "oracle":
         from camcount.detectors.synthetic import OracleDetector
 
@@ -28,4 +28,21 @@ def build_detector(spec: str, settings: DetectorSettings | None = None) -> Detec
         from camcount.detectors.ssdlite import SSDLitePerson
 
         return SSDLitePerson(settings)
-    raise DetectorError(f"unknown detector {spec!r}: choose oracle, noisy or ssdlite-person")
+    if kind in ("torchvision", "torchscript", "onnx") and not arg:
+        raise DetectorError(f"detector {spec!r} needs a name after the colon, e.g. {kind}:...")
+    if kind == "torchvision":
+        from camcount.detectors.torchvision_backend import TorchvisionDetector
+
+        return TorchvisionDetector(arg, settings)
+    if kind == "torchscript":
+        from camcount.detectors.torchscript import TorchScriptDetector
+
+        return TorchScriptDetector(arg, settings)
+    if kind == "onnx":
+        from camcount.detectors.onnx import OnnxDetector
+
+        return OnnxDetector(arg, settings)
+    raise DetectorError(
+        f"unknown detector {spec!r}: choose oracle, noisy, ssdlite-person, "
+        "torchvision:<model>, torchscript:<path> or onnx:<path>"
+    )

@@ -8,7 +8,7 @@ replica and a bare benchmark can be pinned to the same thread count.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -63,3 +63,23 @@ def to_device(array: npt.NDArray[np.generic], device: torch.device) -> Tensor:
     if device.type == "cuda":
         return tensor.pin_memory().to(device, non_blocking=True)
     return tensor
+
+
+def check_frames(frames: Sequence[object], channels: int = 3) -> None:
+    """Refuse what a camera would never send, with the frame's index, before any
+    backend turns it into an obscure shape error deep inside a model."""
+    for i, frame in enumerate(frames):
+        if not isinstance(frame, np.ndarray):
+            raise DetectorError(f"frame {i}: expected a numpy array, got {type(frame).__name__}")
+        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != channels:
+            raise DetectorError(
+                f"frame {i}: expected uint8 (H, W, {channels}), got {frame.dtype} {frame.shape}"
+            )
+
+
+def frames_to_device(frames: Sequence[npt.NDArray[np.uint8]], device: torch.device) -> list[Tensor]:
+    """Frames as uint8 (H, W, C) tensors on ``device``, stacked into one copy
+    when they share a shape (the usual case: the camera resized them)."""
+    if len({f.shape for f in frames}) == 1:
+        return list(to_device(np.stack(frames), device).unbind(0))
+    return [to_device(f, device) for f in frames]
