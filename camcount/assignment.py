@@ -1,6 +1,7 @@
 """Box overlap and gated one-to-one assignment for the tracker.
 
-Assignment is split into independent groups of candidate pairs, so a frame
+Overlap is computed only for candidate pairs, found by sort and sweep, and
+assignment is split into independent groups of candidate pairs, so a frame
 with a thousand well-separated objects costs a thousand tiny problems, not
 one dense thousand-by-thousand one.
 """
@@ -10,40 +11,124 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 from scipy.optimize import linear_sum_assignment
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 IndexArray = npt.NDArray[np.intp]
+FloatArray = npt.NDArray[np.float64]
+
+# Below this many pairs, listing them all costs fewer numpy calls than the sweep.
+ALL_PAIRS_UP_TO = 2048
+
+
+def pair_iou(
+    a: npt.NDArray[np.floating],
+    b: npt.NDArray[np.floating],
+    rows: IndexArray,
+    cols: IndexArray,
+    buffer: npt.NDArray[np.floating] | None = None,
+) -> FloatArray:
+    """Intersection over union of the xyxy boxes ``a[rows]`` and ``b[cols]``.
+
+    ``buffer`` (one per pair) widens both boxes of a pair by that fraction of
+    their own width and height on every side before comparing them (buffered
+    IoU, as in C-BIoU): an object unseen for a while is matched despite the
+    motion its prediction could not follow. A zero buffer gives plain IoU.
+    """
+    pa = np.asarray(a, dtype=np.float64)[rows]
+    pb = np.asarray(b, dtype=np.float64)[cols]
+    if buffer is None:
+        a_lo, a_hi, b_lo, b_hi = pa[:, :2], pa[:, 2:], pb[:, :2], pb[:, 2:]
+    else:
+        k = np.asarray(buffer, dtype=np.float64)[:, None]
+        a_pad = k * (pa[:, 2:] - pa[:, :2])
+        b_pad = k * (pb[:, 2:] - pb[:, :2])
+        a_lo, a_hi = pa[:, :2] - a_pad, pa[:, 2:] + a_pad
+        b_lo, b_hi = pb[:, :2] - b_pad, pb[:, 2:] + b_pad
+    overlap = np.maximum(np.minimum(a_hi, b_hi) - np.maximum(a_lo, b_lo), 0.0)  # 0 if apart
+    inter = overlap[:, 0] * overlap[:, 1]
+    a_size, b_size = a_hi - a_lo, b_hi - b_lo
+    union = a_size[:, 0] * a_size[:, 1] + b_size[:, 0] * b_size[:, 1] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 def iou_matrix(
     a: npt.NDArray[np.floating],
     b: npt.NDArray[np.floating],
     buffer: npt.NDArray[np.floating] | None = None,
-) -> npt.NDArray[np.float64]:
+) -> FloatArray:
     """Pairwise intersection over union of xyxy boxes, shape (len(a), len(b)).
 
-    ``buffer`` (one per row of ``a``) widens both boxes of a pair by that
-    fraction of their own width and height on every side before comparing
-    them (buffered IoU, as in C-BIoU): an object unseen for a while is
-    matched despite the motion its prediction could not follow.
+    ``buffer`` (one per row of ``a``) is as in ``pair_iou``, for every pair
+    of that row.
     """
     if len(a) == 0 or len(b) == 0:
         return np.zeros((len(a), len(b)), dtype=np.float64)
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    aw, ah = (a[:, 2] - a[:, 0])[:, None], (a[:, 3] - a[:, 1])[:, None]
-    bw, bh = (b[:, 2] - b[:, 0])[None, :], (b[:, 3] - b[:, 1])[None, :]
-    k = np.zeros((len(a), 1)) if buffer is None else np.asarray(buffer, np.float64)[:, None]
-    ax1, ay1 = a[:, 0:1] - k * aw, a[:, 1:2] - k * ah
-    ax2, ay2 = a[:, 2:3] + k * aw, a[:, 3:4] + k * ah
-    bx1, by1 = b[None, :, 0] - k * bw, b[None, :, 1] - k * bh
-    bx2, by2 = b[None, :, 2] + k * bw, b[None, :, 3] + k * bh
-    inter = np.clip(np.minimum(ax2, bx2) - np.maximum(ax1, bx1), 0, None) * np.clip(
-        np.minimum(ay2, by2) - np.maximum(ay1, by1), 0, None
-    )
-    union = (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    rows, cols = all_pairs(len(a), len(b))
+    k = None if buffer is None else np.repeat(np.asarray(buffer, np.float64), len(b))
+    return pair_iou(a, b, rows, cols, k).reshape(len(a), len(b))
+
+
+def overlap_candidates(
+    a: FloatArray,
+    a_buffer: npt.NDArray[np.floating],
+    b: FloatArray,
+    b_buffer: float,
+) -> tuple[IndexArray, IndexArray]:
+    """Pairs (i, j) that may have a positive IoU when ``a[i]`` and ``b[j]``
+    are buffered (as in ``pair_iou``) by a fraction k with |k| <= |a_buffer[i]|
+    and |k| <= |b_buffer|: a superset of them, in unspecified order.
+
+    With a gate above zero, only these pairs can ever pass it. A handful of
+    boxes are simply all paired, which costs fewer numpy calls than the sweep.
+    """
+    if len(a) * len(b) <= ALL_PAIRS_UP_TO:
+        return all_pairs(len(a), len(b))
+    return touching_pairs(padded_extents(a, a_buffer), padded_extents(b, b_buffer))
+
+
+def all_pairs(n_a: int, n_b: int) -> tuple[IndexArray, IndexArray]:
+    """Every (row, column) pair in row-major order."""
+    rows, cols = np.divmod(np.arange(n_a * n_b), n_b)
+    return rows, cols
+
+
+def padded_extents(
+    xyxy: npt.NDArray[np.floating], pad: float | npt.NDArray[np.floating]
+) -> FloatArray:
+    """Boxes grown by ``|pad|`` times their own |width| and |height| on every
+    side: they contain the box buffered by any fraction k with |k| <= |pad|
+    as ``pair_iou`` computes it (rounding is monotonic, so this holds in
+    floating point too, even for inverted boxes)."""
+    boxes = np.asarray(xyxy, dtype=np.float64)
+    grow = np.abs(np.reshape(pad, (-1, 1))) * np.abs(boxes[:, 2:] - boxes[:, :2])
+    return np.concatenate([boxes[:, :2] - grow, boxes[:, 2:] + grow], axis=1)
+
+
+def touching_pairs(a: FloatArray, b: FloatArray) -> tuple[IndexArray, IndexArray]:
+    """Pairs (i, j) whose extents ``a[i]`` and ``b[j]`` (xyxy) touch or overlap.
+
+    Sort and sweep on x: with ``b`` sorted by left edge, the boxes that can
+    reach ``a[i]`` form one contiguous run, from the first whose running
+    maximum right edge reaches a[i]'s left edge to the last whose left edge
+    is within a[i]'s right edge. The runs are expanded to pairs, which are
+    then tested exactly on both axes. Order of the pairs is unspecified.
+    """
+    if len(a) == 0 or len(b) == 0:
+        empty = np.zeros(0, dtype=np.intp)
+        return empty, empty
+    order = np.argsort(b[:, 0], kind="stable")
+    b_left = b[order, 0]
+    reach = np.maximum.accumulate(b[order, 2])
+    start = np.searchsorted(reach, a[:, 0], side="left")
+    stop = np.searchsorted(b_left, a[:, 2], side="right")
+    counts = np.maximum(stop - start, 0)
+    rows = np.repeat(np.arange(len(a)), counts)
+    # Position of each pair in the sorted b: its run's start plus its rank in the run.
+    first_slot = np.cumsum(counts) - counts
+    cols = order[np.arange(len(rows)) - np.repeat(first_slot - start, counts)]
+    pa, pb = a[rows], b[cols]
+    ok = (pb[:, 2] >= pa[:, 0]) & (pb[:, 0] <= pa[:, 2])
+    ok &= (pb[:, 3] >= pa[:, 1]) & (pb[:, 1] <= pa[:, 3])
+    return rows[ok], cols[ok]
 
 
 def assign(
@@ -54,32 +139,63 @@ def assign(
     Returns matched row and column indices. Pairs below ``min_similarity``
     are never matched.
     """
-    n_rows, n_cols = similarity.shape
     rows, cols = np.nonzero(similarity >= min_similarity)
+    return assign_pairs(rows, cols, similarity[rows, cols])
+
+
+def assign_pairs(
+    rows: IndexArray, cols: IndexArray, similarity: npt.NDArray[np.float64]
+) -> tuple[IndexArray, IndexArray]:
+    """``assign`` on a list of eligible pairs (distinct (row, col) pairs that
+    passed the gate) instead of a matrix; a pair not listed is never matched.
+
+    A pair whose row and column appear in no other pair is matched as is;
+    the rest is split into connected groups, each solved on its own.
+    """
     if rows.size == 0:
         empty = np.zeros(0, dtype=np.intp)
         return empty, empty
-    row_deg = np.bincount(rows, minlength=n_rows)
-    col_deg = np.bincount(cols, minlength=n_cols)
+    row_deg = np.bincount(rows)
+    col_deg = np.bincount(cols)
     lone = (row_deg[rows] == 1) & (col_deg[cols] == 1)
+    if lone.all():
+        return rows, cols
     out_rows = [rows[lone]]
     out_cols = [cols[lone]]
-    rest_r, rest_c = rows[~lone], cols[~lone]
-    if rest_r.size:
-        n = n_rows + n_cols
-        graph = coo_matrix((np.ones(rest_r.size), (rest_r, rest_c + n_rows)), shape=(n, n))
-        _, labels = connected_components(graph, directed=False)
-        comp = labels[rest_r]
-        order = np.argsort(comp, kind="stable")
-        comp_sorted = comp[order]
-        bounds = np.flatnonzero(np.diff(comp_sorted)) + 1
-        for idx in np.split(order, bounds):
-            sub_r = np.unique(rest_r[idx])
-            sub_c = np.unique(rest_c[idx])
-            sub = similarity[np.ix_(sub_r, sub_c)]
-            cost = np.where(sub >= min_similarity, -sub, 1e6)
-            r, c = linear_sum_assignment(cost)
-            ok = sub[r, c] >= min_similarity
-            out_rows.append(sub_r[r[ok]])
-            out_cols.append(sub_c[c[ok]])
+    rest = np.flatnonzero(~lone)
+    rest_r, rest_c = rows[rest], cols[rest]
+    for group in _connected_groups(rest_r.tolist(), rest_c.tolist()):
+        idx = rest[group]
+        sub_r, at_r = np.unique(rows[idx], return_inverse=True)
+        sub_c, at_c = np.unique(cols[idx], return_inverse=True)
+        # Pairs not listed are ineligible: a prohibitive cost, never accepted.
+        cost = np.full((sub_r.size, sub_c.size), 1e6)
+        cost[at_r, at_c] = -similarity[idx]
+        eligible = np.zeros(cost.shape, dtype=bool)
+        eligible[at_r, at_c] = True
+        r, c = linear_sum_assignment(cost)
+        ok = eligible[r, c]
+        out_rows.append(sub_r[r[ok]])
+        out_cols.append(sub_c[c[ok]])
     return np.concatenate(out_rows), np.concatenate(out_cols)
+
+
+def _connected_groups(rows: list[int], cols: list[int]) -> list[list[int]]:
+    """Positions of the pairs grouped so that pairs sharing a row or a column,
+    directly or through other pairs, are in one group (union-find; the groups
+    of a frame are a few pairs each, too small for a sparse-graph library
+    to pay off)."""
+    parent: dict[int, int] = {}
+
+    def root(node: int) -> int:
+        while parent.setdefault(node, node) != node:
+            parent[node] = parent[parent[node]]  # path halving
+            node = parent[node]
+        return node
+
+    for r, c in zip(rows, cols, strict=True):
+        parent[root(r)] = root(~c)  # columns as negative nodes, apart from rows
+    groups: dict[int, list[int]] = {}
+    for i, r in enumerate(rows):
+        groups.setdefault(root(r), []).append(i)
+    return list(groups.values())

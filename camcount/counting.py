@@ -60,8 +60,12 @@ class LineCounter:
             [not classes or name in classes for name in self.class_names], dtype=bool
         )
         self._band_a, self._band_b = segment.bands_within_frame(frame_size)
-        self._side: dict[int, int] = {}
-        self._point: dict[int, tuple[float, float]] = {}
+        # Per remembered track, sorted by id: last definite side and point.
+        # Arrays rather than dicts: a frame's lookups and writes are a few
+        # vectorised operations whatever the number of tracks.
+        self._ids = np.zeros(0, dtype=np.int64)
+        self._sides = np.zeros(0, dtype=np.int8)
+        self._points = np.zeros((0, 2), dtype=np.float64)
         self.totals: dict[tuple[str, str], int] = {}
 
     def update(self, frame: TrackFrame) -> list[Crossing]:
@@ -70,24 +74,76 @@ class LineCounter:
         if len(dets):
             pts = anchor_points(dets.xyxy, self.anchor)
             sides = self.segment.sides(pts, self._band_a, self._band_b)
-            decided = np.flatnonzero(sides != 0)
-            ids = dets.tracker_id[decided]
-            prev = np.array([self._side.get(int(i), 0) for i in ids], dtype=np.int8)
-            flipped = decided[(prev != 0) & (prev != sides[decided])]
-            if flipped.size:
-                p0 = np.array([self._point[int(i)] for i in dets.tracker_id[flipped]])
-                within = self.segment.crossing_within(p0, pts[flipped])
-                cls_ok = self._allowed[dets.class_id[flipped]]
-                for row in flipped[within & cls_ok]:
-                    events.append(self._event(frame, pts, int(row), int(sides[row])))
-            for row in decided:
-                tid = int(dets.tracker_id[row])
-                self._side[tid] = int(sides[row])
-                self._point[tid] = (float(pts[row, 0]), float(pts[row, 1]))
-        for tid in frame.removed_ids:
-            self._side.pop(int(tid), None)
-            self._point.pop(int(tid), None)
+            decided = sides.nonzero()[0]  # np.flatnonzero without its Python wrapper
+            if decided.size:
+                events = self._step(frame, pts, sides, decided)
+        if len(frame.removed_ids) and len(self._ids):
+            self._forget(np.asarray(frame.removed_ids, dtype=np.int64))
         return events
+
+    def _step(
+        self,
+        frame: TrackFrame,
+        pts: npt.NDArray[np.float64],
+        sides: npt.NDArray[np.int8],
+        decided: npt.NDArray[np.intp],
+    ) -> list[Crossing]:
+        """Count the decided rows that flipped side, then remember all of them."""
+        dets = frame.detections
+        ids = dets.tracker_id[decided]
+        now = sides[decided]
+        if len(self._ids) == 0:
+            self._remember_new(ids, now, pts[decided])
+            return []
+        # Where each id is (or would go) in the sorted ids; clipped so that
+        # an id beyond the last still indexes something to compare with.
+        slot = np.minimum(self._ids.searchsorted(ids), len(self._ids) - 1)
+        known = self._ids[slot] == ids
+        prev = np.where(known, self._sides[slot], 0)
+        flip = (prev != 0) & (prev != now)
+        events: list[Crossing] = []
+        if flip.any():
+            flipped = decided[flip]
+            within = self.segment.crossing_within(self._points[slot[flip]], pts[flipped])
+            cls_ok = self._allowed[dets.class_id[flipped]]
+            for row in flipped[within & cls_ok]:
+                events.append(self._event(frame, pts, int(row), int(sides[row])))
+        if known.all():
+            self._sides[slot] = now
+            self._points[slot] = pts[decided]
+        else:
+            self._sides[slot[known]] = now[known]
+            self._points[slot[known]] = pts[decided[known]]
+            self._remember_new(ids[~known], now[~known], pts[decided[~known]])
+        return events
+
+    def _remember_new(
+        self,
+        ids: npt.NDArray[np.int64],
+        sides: npt.NDArray[np.int8],
+        points: npt.NDArray[np.float64],
+    ) -> None:
+        """Add tracks seen for the first time, keeping the arrays sorted by id.
+
+        A frame lists a track once; should an id repeat, its last row is
+        kept, as a dict would.
+        """
+        by_id = np.argsort(ids, kind="stable")
+        last = by_id[np.append(ids[by_id][1:] != ids[by_id][:-1], True)]
+        ids = np.concatenate([self._ids, ids[last]])
+        order = np.argsort(ids, kind="stable")
+        self._ids = ids[order]
+        self._sides = np.concatenate([self._sides, sides[last]])[order]
+        self._points = np.concatenate([self._points, points[last]])[order]
+
+    def _forget(self, ids: npt.NDArray[np.int64]) -> None:
+        """Drop the tracks the tracker removed for good."""
+        slot = np.minimum(self._ids.searchsorted(ids), len(self._ids) - 1)
+        keep = np.ones(len(self._ids), dtype=bool)
+        keep[slot[self._ids[slot] == ids]] = False
+        self._ids = self._ids[keep]
+        self._sides = self._sides[keep]
+        self._points = self._points[keep]
 
     def _event(
         self, frame: TrackFrame, pts: npt.NDArray[np.float64], row: int, side: int
@@ -113,16 +169,15 @@ class LineCounter:
     @property
     def tracked_count(self) -> int:
         """How many tracks the counter remembers; bounded by the live tracks."""
-        return len(self._side)
+        return len(self._ids)
 
     def snapshot(self) -> LineCounterState:
-        ids = np.array(sorted(self._side), dtype=np.int64)
         return LineCounterState(
             format_version=STATE_FORMAT_VERSION,
             counter_id=self.counter_id,
-            track_ids=ids,
-            sides=np.array([self._side[int(i)] for i in ids], dtype=np.int8),
-            points=np.array([self._point[int(i)] for i in ids], dtype=np.float64).reshape(-1, 2),
+            track_ids=self._ids.copy(),
+            sides=self._sides.copy(),
+            points=self._points.copy(),
             totals=tuple((c, d, n) for (c, d), n in sorted(self.totals.items())),
         )
 
@@ -132,9 +187,12 @@ class LineCounter:
                 f"cannot restore line counter {self.counter_id!r} from "
                 f"{state.counter_id!r} v{state.format_version}"
             )
-        self._side = {int(i): int(s) for i, s in zip(state.track_ids, state.sides, strict=True)}
-        self._point = {
-            int(i): (float(p[0]), float(p[1]))
-            for i, p in zip(state.track_ids, state.points, strict=True)
-        }
+        self._ids = np.zeros(0, dtype=np.int64)
+        self._sides = np.zeros(0, dtype=np.int8)
+        self._points = np.zeros((0, 2), dtype=np.float64)
+        self._remember_new(
+            np.asarray(state.track_ids, dtype=np.int64),
+            np.asarray(state.sides, dtype=np.int8),
+            np.asarray(state.points, dtype=np.float64).reshape(-1, 2),
+        )
         self.totals = {(c, d): n for c, d, n in state.totals}

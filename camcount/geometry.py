@@ -7,7 +7,7 @@ normalised to [0, 1]; ``to_pixels`` converts once the frame size is known.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 import numpy as np
@@ -32,19 +32,21 @@ class Anchor(StrEnum):
 def anchor_points(xyxy: npt.ArrayLike, anchor: Anchor) -> Points:
     boxes = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
     x1, y1, x2, y2 = boxes.T
-    cx = (x1 + x2) / 2
     match anchor:
         case Anchor.BOTTOM_CENTER:
-            pts = (cx, y2)
+            x, y = (x1 + x2) / 2, y2
         case Anchor.CENTER:
-            pts = (cx, (y1 + y2) / 2)
+            x, y = (x1 + x2) / 2, (y1 + y2) / 2
         case Anchor.TOP_CENTER:
-            pts = (cx, y1)
+            x, y = (x1 + x2) / 2, y1
         case Anchor.BOTTOM_LEFT:
-            pts = (x1, y2)
+            x, y = x1, y2
         case Anchor.BOTTOM_RIGHT:
-            pts = (x2, y2)
-    return np.stack(pts, axis=1)
+            x, y = x2, y2
+    pts = np.empty((len(boxes), 2))  # cheaper than np.stack for the few boxes of a frame
+    pts[:, 0] = x
+    pts[:, 1] = y
+    return pts
 
 
 def to_pixels(
@@ -70,8 +72,12 @@ class Segment:
     start: Point
     end: Point
     band_px: float = 8.0
+    # Counters ask for the length once per frame and per line: computed once.
+    _length: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        length = float(np.hypot(self.end[0] - self.start[0], self.end[1] - self.start[1]))
+        object.__setattr__(self, "_length", length)  # frozen: set once, here
         if self.length < 1e-6:
             raise GeometryError(f"line has zero length: {self.start} -> {self.end}")
         if self.band_px < 0:
@@ -79,7 +85,7 @@ class Segment:
 
     @property
     def length(self) -> float:
-        return float(np.hypot(self.end[0] - self.start[0], self.end[1] - self.start[1]))
+        return self._length
 
     def signed_distance(self, points: Points) -> npt.NDArray[np.float64]:
         """Distance to the infinite line: negative on side A, positive on side B."""

@@ -34,7 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from camcount import kalman
-from camcount.assignment import assign, iou_matrix
+from camcount.assignment import all_pairs, assign_pairs, overlap_candidates, pair_iou
 from camcount.detections import Detections
 from camcount.errors import StateError
 
@@ -124,7 +124,7 @@ class Tracker:
         self._hits = np.zeros(0, dtype=np.int64)
         self._last_seen = np.zeros(0, dtype=np.float64)
         self._mean = np.zeros((0, 8))
-        self._cov = np.zeros((0, 8, 8))
+        self._cov = np.zeros((0, 3, 4))  # kalman's block form
         self._votes = np.zeros((0, 1))
 
     @property
@@ -138,47 +138,24 @@ class Tracker:
             raise ValueError(f"frame time went backwards: {self._last_time} -> {frame_time}")
         dt = 1.0 if self._last_time is None else (frame_time - self._last_time) * s.fps
         self._last_time = frame_time
-        self._mean, self._cov = kalman.predict(self._mean, self._cov, dt)
+        self._mean, self._cov = kalman.predict_blocks(self._mean, self._cov, dt)
         self._mean[self._status == LOST, 7] = 0.0
 
-        n_tracks = len(self._keys)
+        # Steps 2, 3 and 5 (before 4, whose bookkeeping is shared below).
         conf = detections.confidence
-        high = np.flatnonzero(conf >= s.high_threshold)
-        low = np.flatnonzero((conf >= s.low_threshold) & (conf < s.high_threshold))
-        track_boxes = kalman.xyah_to_xyxy(self._mean[:, :4])
-        det_of_track = np.full(n_tracks, -1, dtype=np.int64)
-
-        # Step 2: confirmed tracks against high detections; a lost track's
-        # box is widened with the time it has been unseen.
-        confirmed = np.flatnonzero(self._status != TENTATIVE)
-        frames_lost = (frame_time - self._last_seen[confirmed]) * s.fps - 1
-        growth = np.clip(frames_lost * s.lost_box_growth_per_frame, 0, s.lost_box_growth_max)
-        growth[self._status[confirmed] != LOST] = 0.0
-        growth += s.match_box_buffer
-        r, c = assign(
-            iou_matrix(track_boxes[confirmed], detections.xyxy[high], growth), s.match_iou
-        )
-        det_of_track[confirmed[r]] = high[c]
-        high_left = np.setdiff1d(high, high[c], assume_unique=True)
-
-        # Step 3: still unmatched tracked tracks against low detections.
-        tracked_left = np.flatnonzero((self._status == TRACKED) & (det_of_track < 0))
-        r, c = assign(iou_matrix(track_boxes[tracked_left], detections.xyxy[low]), s.low_match_iou)
-        det_of_track[tracked_left[r]] = low[c]
-
-        # Step 5 (before 4, whose bookkeeping is shared below): tentative tracks.
-        tentative = np.flatnonzero(self._status == TENTATIVE)
-        r, c = assign(
-            iou_matrix(track_boxes[tentative], detections.xyxy[high_left]), s.tentative_match_iou
-        )
-        det_of_track[tentative[r]] = high_left[c]
-        high_left = np.setdiff1d(high_left, high_left[c], assume_unique=True)
-
-        matched = np.flatnonzero(det_of_track >= 0)
+        boxes = detections.xyxy.astype(np.float64)
+        is_high = conf >= s.high_threshold
+        is_low = (conf >= s.low_threshold) & (conf < s.high_threshold)
+        det_of_track = self._match(boxes, is_high, is_low, frame_time)
+        # 1-D masks: .nonzero()[0] is np.flatnonzero without its Python wrapper.
+        matched = (det_of_track >= 0).nonzero()[0]
         det_idx = det_of_track[matched]
+        used = np.zeros(len(detections), dtype=bool)
+        used[det_idx] = True
+        high_left = (is_high & ~used).nonzero()[0]
         if matched.size:
-            z = kalman.xyxy_to_xyah(detections.xyxy[det_idx])
-            self._mean[matched], self._cov[matched] = kalman.update(
+            z = kalman.xyxy_to_xyah(boxes[det_idx])
+            self._mean[matched], self._cov[matched] = kalman.update_blocks(
                 self._mean[matched], self._cov[matched], z
             )
             self._hits[matched] += 1
@@ -206,11 +183,12 @@ class Tracker:
         output = Detections(
             kalman.xyah_to_xyxy(self._mean[out_rows, :4]).astype(np.float32),
             conf[out_det].astype(np.float32),
-            np.argmax(self._votes[out_rows], axis=1).astype(np.int64),
-            self._ids[out_rows].copy(),
+            self._votes[out_rows].argmax(axis=1).astype(np.int64),
+            self._ids[out_rows],
         )
         lost_ids = self._ids[keep & (self._status == LOST)]
-        self._keep(keep)
+        if not keep.all():
+            self._keep(keep)
 
         # Step 6: new tentative tracks.
         fresh = high_left[conf[high_left] >= s.new_track_threshold]
@@ -231,7 +209,71 @@ class Tracker:
                     ]
                 )
 
-        return TrackFrame(frame_index, frame_time, output, lost_ids.copy(), removed_ids.copy())
+        # Fancy indexing above already made these copies of the state.
+        return TrackFrame(frame_index, frame_time, output, lost_ids, removed_ids)
+
+    def _match(
+        self,
+        boxes: npt.NDArray[np.float64],
+        is_high: npt.NDArray[np.bool_],
+        is_low: npt.NDArray[np.bool_],
+        frame_time: float,
+    ) -> IntArray:
+        """Steps 2, 3 and 5: the detection each track matches, -1 for none.
+
+        The stages differ in their tracks, detections, gate and buffer, but
+        all compare the predicted track boxes with the detection boxes, so
+        the candidate pairs and their IoU are computed once, with each pair's
+        own buffer, and each stage takes its share of them.
+        """
+        s = self.settings
+        det_of_track = np.full(len(self._keys), -1, dtype=np.int64)
+        if len(self._keys) == 0 or len(boxes) == 0:
+            return det_of_track
+        status = self._status
+        tracked, tentative = status == TRACKED, status == TENTATIVE
+        # Step 2's buffer: a lost track's box is widened with the time it has
+        # been unseen.
+        frames_lost = (frame_time - self._last_seen) * s.fps - 1
+        growth = np.clip(frames_lost * s.lost_box_growth_per_frame, 0, s.lost_box_growth_max)
+        growth[status != LOST] = 0.0
+        growth += s.match_box_buffer
+        track_boxes = kalman.xyah_to_xyxy(self._mean[:, :4])
+
+        # Candidate pairs: with every gate above zero, a pair whose buffered
+        # boxes do not overlap (IoU 0) can never match, so only pairs that may
+        # overlap under some stage's buffer need their IoU.
+        if min(s.match_iou, s.low_match_iou, s.tentative_match_iou) > 0:
+            max_buffer = float(np.abs(growth).max())
+            rows, cols = overlap_candidates(track_boxes, growth, boxes, max_buffer)
+        else:
+            rows, cols = all_pairs(len(track_boxes), len(boxes))
+        high_pair = is_high[cols]
+        wanted = high_pair | (is_low[cols] & tracked[rows])
+        rows, cols, high_pair = rows[wanted], cols[wanted], high_pair[wanted]
+        buffered = high_pair & ~tentative[rows]  # step 2's pairs; the others use plain IoU
+        iou = pair_iou(track_boxes, boxes, rows, cols, np.where(buffered, growth[rows], 0.0))
+
+        # Step 2: confirmed tracks against high detections, buffered IoU.
+        sel = buffered & (iou >= s.match_iou)
+        r, c = assign_pairs(rows[sel], cols[sel], iou[sel])
+        det_of_track[r] = c
+
+        # Step 3: still unmatched tracked tracks against low detections
+        # (most frames have none: skip the masks then).
+        if not high_pair.all():
+            sel = ~high_pair & (iou >= s.low_match_iou) & (det_of_track[rows] < 0)
+            r3, c3 = assign_pairs(rows[sel], cols[sel], iou[sel])
+            det_of_track[r3] = c3
+
+        # Step 5: tentative tracks against the high detections left.
+        if tentative.any():
+            taken = np.zeros(len(boxes), dtype=bool)
+            taken[c] = True
+            sel = high_pair & tentative[rows] & (iou >= s.tentative_match_iou) & ~taken[cols]
+            r5, c5 = assign_pairs(rows[sel], cols[sel], iou[sel])
+            det_of_track[r5] = c5
+        return det_of_track
 
     def _vote(
         self, rows: IntArray, class_ids: IntArray, confidence: npt.NDArray[np.float32]
@@ -240,7 +282,9 @@ class Tracker:
         if need > self._votes.shape[1]:
             grow = np.zeros((len(self._votes), need - self._votes.shape[1]))
             self._votes = np.concatenate([self._votes, grow], axis=1)
-        np.add.at(self._votes, (rows, class_ids), confidence.astype(np.float64))
+        # Each row is a different track, so no (row, class) cell repeats and
+        # a plain fancy-indexed += needs no np.add.at.
+        self._votes[rows, class_ids] += confidence.astype(np.float64)
 
     def _keep(self, mask: npt.NDArray[np.bool_]) -> None:
         self._keys = self._keys[mask]
@@ -254,7 +298,7 @@ class Tracker:
 
     def _start(self, detections: Detections, rows: IntArray, frame_time: float) -> None:
         n = rows.size
-        mean, cov = kalman.initiate(kalman.xyxy_to_xyah(detections.xyxy[rows]))
+        mean, cov = kalman.initiate_blocks(kalman.xyxy_to_xyah(detections.xyxy[rows]))
         self._keys = np.concatenate([self._keys, np.arange(self._next_key, self._next_key + n)])
         self._next_key += n
         self._ids = np.concatenate([self._ids, np.zeros(n, dtype=np.int64)])
@@ -289,7 +333,7 @@ class Tracker:
             hits=self._hits.copy(),
             last_seen=self._last_seen.copy(),
             mean=self._mean.copy(),
-            cov=self._cov.copy(),
+            cov=kalman.blocks_to_full(self._cov),
             class_votes=self._votes.copy(),
             settings=self.settings,
         )
@@ -308,7 +352,7 @@ class Tracker:
         self._hits = state.hits.copy()
         self._last_seen = state.last_seen.copy()
         self._mean = state.mean.copy()
-        self._cov = state.cov.copy()
+        self._cov = kalman.full_to_blocks(state.cov)
         self._votes = state.class_votes.copy()
 
     @classmethod

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from camcount.counting import LineCounter
+from camcount.counting import LineCounter, LineCounterState
 from camcount.events import Direction
 from camcount.geometry import Segment
 from tests.core.tracks import CLASSES, path_frames, track_frame
@@ -166,3 +166,72 @@ def test_in_minus_out_is_the_net_side_change(tracks, seed):
         if decided:
             net += (decided[-1] > 0) - (decided[0] > 0)
     assert ins - outs == net
+
+
+class DictCounter:
+    """The counter's rule written plainly, one track at a time: the model the
+    array-based LineCounter must agree with."""
+
+    def __init__(self, segment: Segment) -> None:
+        self.segment = segment
+        self.side: dict[int, int] = {}
+        self.point: dict[int, tuple[float, float]] = {}
+
+    def update(self, frame) -> list[tuple[int, str]]:
+        events = []
+        d = frame.detections
+        for tid, box in zip(d.tracker_id.tolist(), d.xyxy.astype(np.float64), strict=True):
+            p = ((box[0] + box[2]) / 2, box[3])
+            side = int(self.segment.sides(np.array([p]), BAND, BAND)[0])
+            if side == 0:
+                continue
+            prev = self.side.get(tid, 0)
+            move = (np.array([self.point.get(tid, p)]), np.array([p]))
+            if prev and prev != side and self.segment.crossing_within(*move)[0]:
+                events.append((tid, "in" if side > 0 else "out"))
+            self.side[tid], self.point[tid] = side, p
+        for tid in frame.removed_ids.tolist():
+            self.side.pop(tid, None)
+            self.point.pop(tid, None)
+        return events
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_many_tracks_agree_with_the_plain_model(seed):
+    rng = np.random.default_rng(seed)
+    counter, model = make_counter(), DictCounter(make_counter().segment)
+    alive = {int(i): float(x) for i, x in enumerate(rng.uniform(-40, 240, size=8))}
+    next_id = len(alive)
+    for i in range(40):
+        removed = [t for t in list(alive) if rng.uniform() < 0.05]
+        for t in removed:
+            del alive[t]
+        while len(alive) < 8:  # new ids, not always larger than the others
+            alive[int(rng.integers(0, 10**6)) if rng.uniform() < 0.3 else next_id] = 100.0
+            next_id += 1
+        shown = [(t, x, LINE_Y + float(rng.normal(0, 25))) for t, x in alive.items()]
+        shown = [r for r in shown if rng.uniform() > 0.2]  # some unseen this frame
+        frame = track_frame(i, shown, removed=removed)
+        got = sorted((e.track_id, e.direction.value) for e in counter.update(frame))
+        assert got == sorted(model.update(frame))
+        assert counter.tracked_count == len(model.side)
+    state = counter.snapshot()
+    assert state.track_ids.tolist() == sorted(model.side)
+    assert state.sides.tolist() == [model.side[t] for t in sorted(model.side)]
+
+
+def test_restore_accepts_tracks_in_any_order():
+    counter = make_counter()
+    state = LineCounterState(
+        format_version=1,
+        counter_id="line",
+        track_ids=np.array([9, 2, 5]),
+        sides=np.array([-1, 1, -1], dtype=np.int8),
+        points=np.array([[100.0, 60.0], [100.0, 140.0], [100.0, 70.0]]),
+        totals=(),
+    )
+    counter.restore(state)
+    assert counter.snapshot().track_ids.tolist() == [2, 5, 9]
+    events = counter.update(track_frame(0, [(9, 100, 130), (2, 100, 150), (5, 100, 60)]))
+    assert [(e.track_id, e.direction) for e in events] == [(9, Direction.IN)]

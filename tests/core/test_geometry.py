@@ -65,3 +65,18 @@ def test_polygon_contains_and_distance():
 def test_normalised_coordinates_scale_by_frame_size():
     assert to_pixels([(0.5, 0.25)], (640, 360), normalized=True) == [(320.0, 90.0)]
     assert to_pixels([(3, 4)], (640, 360), normalized=False) == [(3.0, 4.0)]
+
+
+def test_segment_length_is_computed_once_and_stays_out_of_equality():
+    seg = Segment((0, 0), (3, 4), band_px=5)
+    assert seg.length == 5.0
+    assert seg == Segment((0, 0), (3, 4), band_px=5)
+    assert hash(seg) == hash(Segment((0, 0), (3, 4), band_px=5))
+    assert "_length" not in repr(seg)
+
+
+def test_sides_are_int8_and_decided_only_beyond_the_band():
+    seg = Segment((0, 100), (200, 100))
+    sides = seg.sides(np.array([[10, 91.9], [10, 92], [10, 108], [10, 108.1]]), 8, 8)
+    assert sides.dtype == np.int8
+    assert sides.tolist() == [-1, 0, 0, 1]

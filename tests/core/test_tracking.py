@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.optimize import linear_sum_assignment
 
+from camcount import assignment, kalman
+from camcount.assignment import assign, iou_matrix, overlap_candidates
 from camcount.detections import Detections
-from camcount.tracking import Tracker, TrackerSettings
+from camcount.tracking import Tracker, TrackerSettings, TrackFrame
 
 
 def box(x: float, y: float, w: float = 20, h: float = 50) -> list[float]:
@@ -123,3 +126,115 @@ def test_time_going_backwards_is_refused():
 def test_invalid_settings_name_the_value():
     with pytest.raises(ValueError, match="min_hits"):
         TrackerSettings(min_hits=0)
+
+
+# ------------------------------------------------- the fast paths vs the plain ones
+
+
+def random_boxes(rng: np.random.Generator, n: int, spread: float = 400.0) -> np.ndarray:
+    xy = rng.uniform(0, spread, size=(n, 2))
+    wh = rng.uniform(5, 80, size=(n, 2))
+    return np.concatenate([xy, xy + wh], axis=1)
+
+
+def test_block_kalman_matches_the_matrix_form():
+    rng = np.random.default_rng(1)
+    z = kalman.xyxy_to_xyah(random_boxes(rng, 40))
+    mean, cov = kalman.initiate(z)
+    b_mean, blocks = kalman.initiate_blocks(z)
+    np.testing.assert_array_equal(kalman.blocks_to_full(blocks), cov)
+    for _ in range(40):
+        dt = float(rng.choice([1.0, 0.999, 2.0, 3.5]))  # dropped frames: irregular steps
+        mean, cov = kalman.predict(mean, cov, dt)
+        b_mean, blocks = kalman.predict_blocks(b_mean, blocks, dt)
+        z = mean[:, :4] + rng.normal(0, 3, size=(40, 4))
+        mean, cov = kalman.update(mean, cov, z)
+        b_mean, blocks = kalman.update_blocks(b_mean, blocks, z)
+    np.testing.assert_allclose(b_mean, mean, rtol=1e-10, atol=1e-9)
+    np.testing.assert_allclose(kalman.blocks_to_full(blocks), cov, rtol=1e-10, atol=1e-12)
+    # Off-block entries of the matrix form stay exactly zero: the block form loses nothing.
+    np.testing.assert_array_equal(kalman.blocks_to_full(kalman.full_to_blocks(cov)) == 0, cov == 0)
+
+
+def test_iou_of_known_boxes():
+    a = np.array([[0.0, 0.0, 10.0, 10.0]])
+    b = np.array([[0.0, 0.0, 10.0, 10.0], [5.0, 0.0, 15.0, 10.0], [20.0, 0.0, 30.0, 10.0]])
+    np.testing.assert_allclose(iou_matrix(a, b), [[1.0, 50 / 150, 0.0]])
+    # Buffered by half their size on every side, all become 20x20: the neighbour
+    # overlaps on 15x20 (union 400 + 400 - 300), the far box only touches.
+    np.testing.assert_allclose(iou_matrix(a, b[2:], np.array([0.5])), [[0.0]])
+    np.testing.assert_allclose(iou_matrix(a, b[1:2], np.array([0.5])), [[300 / 500]])
+
+
+def test_overlap_candidates_contain_every_overlapping_pair(monkeypatch):
+    monkeypatch.setattr(assignment, "ALL_PAIRS_UP_TO", 0)  # always the sweep
+    rng = np.random.default_rng(2)
+    for _ in range(20):
+        a, b = random_boxes(rng, 60), random_boxes(rng, 50)
+        a[:3, [0, 2]] = a[:3, [2, 0]]  # a few inverted and empty boxes too
+        b[:2, 2] = b[:2, 0]
+        buffer = rng.uniform(-0.3, 0.7, size=len(a))
+        rows, cols = overlap_candidates(a, buffer, b, float(np.abs(buffer).max()))
+        assert len(set(zip(rows.tolist(), cols.tolist(), strict=True))) == len(rows)
+        found = np.zeros((len(a), len(b)), dtype=bool)
+        found[rows, cols] = True
+        for k in (buffer, np.zeros(len(a))):
+            positive = iou_matrix(a, b, k) > 0
+            assert not (positive & ~found).any()
+        assert found.sum() < found.size / 4  # and it does prune
+
+
+def test_assign_is_the_best_matching_over_the_gated_pairs():
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        n, m = rng.integers(1, 9, size=2)
+        sim = rng.uniform(0, 1, size=(n, m)) * (rng.uniform(size=(n, m)) < 0.4)
+        r, c = assign(sim, 0.2)
+        assert len(set(r.tolist())) == len(r) and len(set(c.tolist())) == len(c)
+        assert (sim[r, c] >= 0.2).all()
+        # The whole matrix in one problem, same rule: most pairs, then most similarity.
+        cost = np.where(sim >= 0.2, -sim, 1e6)
+        wr, wc = linear_sum_assignment(cost)
+        ok = sim[wr, wc] >= 0.2
+        assert sorted(zip(r.tolist(), c.tolist(), strict=True)) == sorted(
+            zip(wr[ok].tolist(), wc[ok].tolist(), strict=True)
+        )
+
+
+def crowd(seed: int, n: int = 60, frames: int = 40) -> list[Detections]:
+    """Jittery boxes moving in random directions, close enough to compete."""
+    rng = np.random.default_rng(seed)
+    start = random_boxes(rng, n, spread=300)
+    step = rng.normal(0, 4, size=(n, 2))
+    out = []
+    for i in range(frames):
+        seen = rng.uniform(size=n) > 0.15
+        boxes = start[seen] + np.tile(step[seen] * i, 2) + rng.normal(0, 3, size=(seen.sum(), 4))
+        conf = rng.uniform(0.2, 0.95, size=len(boxes))
+        out.append(Detections.from_arrays(boxes, conf, rng.integers(0, 2, size=len(boxes))))
+    return out
+
+
+def test_sweep_and_all_pairs_give_the_same_tracks(monkeypatch):
+    def run(limit: int) -> list[TrackFrame]:
+        monkeypatch.setattr(assignment, "ALL_PAIRS_UP_TO", limit)
+        t = Tracker()
+        return [t.update(d, i, i / 10) for i, d in enumerate(crowd(4))]
+
+    sweep, every = run(0), run(10**9)
+    assert sum(len(o.detections) for o in sweep) > 500
+    for a, b in zip(sweep, every, strict=True):
+        np.testing.assert_array_equal(a.detections.tracker_id, b.detections.tracker_id)
+        np.testing.assert_array_equal(a.detections.xyxy, b.detections.xyxy)
+        np.testing.assert_array_equal(a.lost_ids, b.lost_ids)
+        np.testing.assert_array_equal(a.removed_ids, b.removed_ids)
+
+
+def test_snapshot_holds_full_covariances_and_restores_them():
+    t = Tracker()
+    for i, d in enumerate(crowd(5, n=10, frames=5)):
+        t.update(d, i, i / 10)
+    state = t.snapshot()
+    assert state.cov.shape == (t.track_count, 8, 8)
+    np.testing.assert_array_equal(state.cov, np.transpose(state.cov, (0, 2, 1)))
+    np.testing.assert_array_equal(Tracker.from_state(state).snapshot().cov, state.cov)
