@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-from scipy.optimize import linear_sum_assignment
 
 IndexArray = npt.NDArray[np.intp]
 FloatArray = npt.NDArray[np.float64]
@@ -164,6 +163,10 @@ def assign_pairs(
     out_cols = [cols[lone]]
     rest = np.flatnonzero(~lone)
     rest_r, rest_c = rows[rest], cols[rest]
+    if rest.size:
+        # Imported on first need: most frames resolve without it, and each
+        # camera process is ~40 MB lighter until a crowded frame comes.
+        from scipy.optimize import linear_sum_assignment
     for group in _connected_groups(rest_r.tolist(), rest_c.tolist()):
         idx = rest[group]
         sub_r, at_r = np.unique(rows[idx], return_inverse=True)
