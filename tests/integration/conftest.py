@@ -11,6 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from camcount.warehouse.localserver import SERVER_BINARY, LocalServer
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -29,3 +31,20 @@ def ray_cluster() -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def clickhouse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
+    """Debian's ClickHouse server (18.16) on free ports, its data, logs and
+    users file under a temporary directory. Skipped where the package is
+    absent, a failure under CI (``.ci/run`` installs it). Tests that stop
+    it must start it again."""
+    from tests.conftest import require_binary
+
+    require_binary(SERVER_BINARY, "ClickHouse server (apt-get install clickhouse-server)")
+    server = LocalServer(tmp_path_factory.mktemp("clickhouse"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,182 @@
+"""A throwaway ClickHouse server on free local ports, for tests and benchmarks.
+
+It runs Debian's ``clickhouse-server`` (18.16) with the packaged config,
+overriding on the command line everything that would touch the system:
+ports, data and temporary paths, logs and the users file all live under
+one directory, so it runs as root or as any user, beside a system server,
+and a restart on the same directory finds its data again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+
+SERVER_BINARY = "/usr/sbin/clickhouse-server"
+SERVER_CONFIG = "/etc/clickhouse-server/config.xml"
+
+_USERS_XML = """<?xml version="1.0"?>
+<yandex>
+  <profiles><default><max_memory_usage>4000000000</max_memory_usage></default></profiles>
+  <users>
+    <default>
+      <password></password>
+      <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+      <profile>default</profile><quota>default</quota>
+    </default>
+    <{user}>
+      <password>{password}</password>
+      <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+      <profile>default</profile><quota>default</quota>
+    </{user}>
+  </users>
+  <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors>
+    <result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time>
+  </interval></default></quotas>
+</yandex>
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LocalServer:
+    """One server process under ``root``; ``start``/``stop`` may repeat
+    (same ports, same data)."""
+
+    def __init__(
+        self,
+        root: Path,
+        user: str = "camcount",
+        password: str = "camcount-test-password",
+        binary: str = SERVER_BINARY,
+        config: str = SERVER_CONFIG,
+    ) -> None:
+        self.root = Path(root)
+        self.user = user
+        self.password = password
+        self.binary = binary
+        self.config = config
+        self.tcp_port = free_port()
+        self.http_port = free_port()
+        self.interserver_port = free_port()
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def command(self) -> list[str]:
+        d = self.root
+        return [
+            self.binary,
+            f"--config-file={self.config}",
+            "--",
+            f"--tcp_port={self.tcp_port}",
+            f"--http_port={self.http_port}",
+            f"--interserver_http_port={self.interserver_port}",
+            "--listen_host=127.0.0.1",
+            f"--path={d}/data/",
+            f"--tmp_path={d}/data/tmp/",
+            f"--user_files_path={d}/data/user_files/",
+            f"--format_schema_path={d}/data/format_schemas/",
+            f"--users_config={d}/users.xml",
+            f"--logger.log={d}/log/server.log",
+            f"--logger.errorlog={d}/log/server.err.log",
+            "--logger.level=warning",
+        ]
+
+    def url(self, database: str = "camcount", with_password: bool = True) -> str:
+        auth = f"{self.user}:{self.password}" if with_password else self.user
+        return f"clickhouse://{auth}@127.0.0.1:{self.tcp_port}/{database}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self.running and self._proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        if self.running:
+            return
+        (self.root / "log").mkdir(parents=True, exist_ok=True)
+        (self.root / "users.xml").write_text(
+            _USERS_XML.format(user=self.user, password=self.password)
+        )
+        out = open(self.root / "log" / "stdout.log", "ab")  # noqa: SIM115 (owned by the child)
+        self._proc = subprocess.Popen(
+            self.command, stdout=out, stderr=subprocess.STDOUT, cwd=self.root
+        )
+        out.close()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(
+                    f"clickhouse-server exited with {self._proc.returncode}; "
+                    f"see {self.root / 'log'}"
+                )
+            if self._answers():
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise TimeoutError(f"clickhouse-server not ready on port {self.tcp_port} in {timeout_s}s")
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout_s)
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def _answers(self) -> bool:
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection(("127.0.0.1", self.tcp_port), timeout=0.5),
+        ):
+            from clickhouse_driver import Client
+
+            try:
+                Client(
+                    "127.0.0.1",
+                    self.tcp_port,
+                    user=self.user,
+                    password=self.password,
+                    connect_timeout=1,
+                ).execute("SELECT 1")
+            except Exception:
+                return False
+            return True
+        return False
+
+    def __enter__(self) -> LocalServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def available(binary: str = SERVER_BINARY) -> bool:
+    return os.path.exists(binary)
