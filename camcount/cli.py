@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -350,23 +348,6 @@ def cmd_models_export(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ ray commands
 
 
-def _start_ray(address: str | None) -> None:
-    import ray
-
-    if address:
-        ray.init(address=address, namespace="camcount", logging_level=logging.ERROR)
-    else:
-        # Ray's CPU counts are placement tokens: camera, aggregator and API
-        # actors mostly wait on I/O and each other, so a local cluster offers
-        # more logical CPUs than cores, or a few cameras could not be placed.
-        ray.init(
-            namespace="camcount",
-            num_cpus=max(8, 4 * (os.cpu_count() or 2)),
-            include_dashboard=False,
-            logging_level=logging.ERROR,
-        )
-
-
 def _status_table(status: dict[str, object]) -> Table:
     table = Table(title="camcount cameras")
     for col in ("camera", "state", "fps", "processed", "dropped", "events", "counts"):
@@ -395,10 +376,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rich.live import Live
 
     from camcount.config import load_config
-    from serve_app.app import start_pipeline
+    from serve_app.app import connect_ray, start_pipeline
 
     config = load_config(args.config)
-    _start_ray(args.address)
+    connect_ray(args.address)
     pipeline = start_pipeline(config, shards=args.shards)
     err.print(
         f"API on http://{config.api.host}:{config.api.port}/ (health: /healthz, status: /status)"
@@ -417,34 +398,27 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """Process every file source as fast as possible, then print the counts."""
-    import time
-
-    import ray
-
     from camcount.config import load_config
-    from serve_app.app import start_pipeline
+    from serve_app.app import connect_ray, start_pipeline
 
     config = load_config(args.config)
     live = [c.id for c in config.cameras if "://" in c.source or c.source.isdigit()]
     if live:
         raise CamcountError(f"replay takes file sources only; live cameras: {live}")
-    _start_ray(args.address)
+    connect_ray(args.address)
     pipeline = start_pipeline(config, shards=args.shards, api=False)
     try:
-        done = pipeline.controller.wait_files.remote(None)
         with _progress() as bar:
             tasks = {c.id: bar.add_task(c.id, total=None) for c in config.cameras}
-            while True:
-                ready, _ = ray.wait([done], timeout=0.5)
-                for cam in pipeline.status()["cameras"]:
-                    bar.update(tasks[cam["camera_id"]], completed=cam.get("frames_decoded", 0))
-                if ready:
-                    break
-        status = ray.get(done)
-        totals = ray.get(pipeline.controller.totals.remote())
+
+            def show(cameras: list[dict[str, Any]]) -> None:
+                for c in cameras:
+                    bar.update(tasks[c["camera_id"]], completed=c.get("frames_decoded", 0))
+
+            status = pipeline.wait_files(on_progress=show)
+        totals = pipeline.totals()
     finally:
         pipeline.stop()
-        time.sleep(0)
     failed = [c for c in status["cameras"] if c["state"] == "failed"]
     for cam in failed:
         err.print(f"[red]camera {cam['camera_id']} failed:[/red] {cam['detail']}")
@@ -458,8 +432,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     """The synthetic scene in this process, then real clips through the
     whole pipeline on a local Ray cluster."""
-    import ray
-
     from camcount.demo import (
         INTEL_CREDIT,
         REAL_VIDEO_NOTE,
@@ -468,7 +440,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         shared_data_dir,
         totals_table,
     )
-    from serve_app.app import start_pipeline
+    from serve_app.app import connect_ray, start_pipeline
 
     console = Console()
     run_synthetic(Path(args.out), console)
@@ -478,18 +450,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 0
     config = real_video_config(data)
     console.print("starting the pipeline on Ray (local cluster, CPU, person SSDLite)…")
-    _start_ray(None)
+    connect_ray(None)
     pipeline = start_pipeline(config, api=True)
     console.print(f"API while it runs: http://{config.api.host}:{config.api.port}/status")
     try:
-        done = pipeline.controller.wait_files.remote(None)
         with _progress() as bar:
             tasks = {c.id: bar.add_task(c.id, total=None) for c in config.cameras}
-            while not ray.wait([done], timeout=0.5)[0]:
-                for cam in pipeline.status()["cameras"]:
-                    bar.update(tasks[cam["camera_id"]], completed=cam.get("frames_processed", 0))
-        ray.get(done)
-        totals = ray.get(pipeline.controller.totals.remote())
+
+            def show(cameras: list[dict[str, Any]]) -> None:
+                for c in cameras:
+                    bar.update(tasks[c["camera_id"]], completed=c.get("frames_processed", 0))
+
+            pipeline.wait_files(on_progress=show)
+        totals = pipeline.totals()
     finally:
         pipeline.stop()
     console.print(totals_table("real videos through the pipeline", totals))

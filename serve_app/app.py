@@ -7,7 +7,9 @@ serve_app.app:build`` deploys the Serve side from a config file alone.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +20,7 @@ from starlette.responses import JSONResponse
 
 from actors.controller import Controller
 from camcount.config import AppConfig, load_config
+from camcount.processor import CountRow
 from serve_app.detector import detector_app
 
 DETECTOR_APP = "camcount"
@@ -49,6 +52,24 @@ def build(args: dict[str, str]) -> serve.Application:
     return detector_app(config.detector)
 
 
+def connect_ray(address: str | None) -> None:
+    """Join a cluster at ``address``, or start a local one.
+
+    Ray's CPU counts are placement tokens: camera, aggregator and API actors
+    mostly wait on I/O and each other, so a local cluster offers more logical
+    CPUs than cores, or a few cameras could not be placed.
+    """
+    if address:
+        ray.init(address=address, namespace=NAMESPACE, logging_level=logging.ERROR)
+    else:
+        ray.init(
+            namespace=NAMESPACE,
+            num_cpus=max(8, 4 * (os.cpu_count() or 2)),
+            include_dashboard=False,
+            logging_level=logging.ERROR,
+        )
+
+
 @dataclass
 class Pipeline:
     config: AppConfig
@@ -56,6 +77,22 @@ class Pipeline:
 
     def status(self) -> dict[str, Any]:
         return ray.get(self.controller.status.remote())
+
+    def wait_files(
+        self,
+        on_progress: Callable[[list[dict[str, Any]]], object] | None = None,
+        poll_s: float = 0.5,
+    ) -> dict[str, Any]:
+        """Until every camera's loop has ended and all windows are closed;
+        ``on_progress`` gets the cameras' status while waiting."""
+        done = self.controller.wait_files.remote(None)
+        while not ray.wait([done], timeout=poll_s)[0]:
+            if on_progress is not None:
+                on_progress(self.status()["cameras"])
+        return ray.get(done)
+
+    def totals(self) -> list[CountRow]:
+        return ray.get(self.controller.totals.remote())
 
     def stop(self) -> None:
         try:

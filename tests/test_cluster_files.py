@@ -15,7 +15,9 @@ CLUSTER = ROOT / "cluster"
 def test_serve_config_is_a_valid_serve_deploy_schema():
     from ray.serve.schema import ServeDeploySchema
 
-    config = ServeDeploySchema.model_validate(yaml.safe_load((CLUSTER / "serve_config.yaml").read_text()))
+    config = ServeDeploySchema.model_validate(
+        yaml.safe_load((CLUSTER / "serve_config.yaml").read_text())
+    )
     (app,) = config.applications
     assert app.import_path == "serve_app.app:build"
 
@@ -35,7 +37,11 @@ def test_the_dashboard_queries_metrics_the_code_exports():
     queried = set()
     for panel in dashboard["panels"]:
         for target in panel["targets"]:
-            queried.update(re.findall(r"ray_(camcount_[a-z_]+?)(?:_total|_bucket)?\b", target["expr"]))
-    source = "\n".join(p.read_text() for d in ("actors", "serve_app") for p in (ROOT / d).rglob("*.py"))
+            queried.update(
+                re.findall(r"ray_(camcount_[a-z_]+?)(?:_total|_bucket)?\b", target["expr"])
+            )
+    source = "\n".join(
+        p.read_text() for d in ("actors", "serve_app") for p in (ROOT / d).rglob("*.py")
+    )
     exported = set(re.findall(r'"(camcount_[a-z_]+)"', source))
     assert queried and queried <= exported, queried - exported
