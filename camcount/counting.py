@@ -128,6 +128,8 @@ class LineCounter:
         A frame lists a track once; should an id repeat, its last row is
         kept, as a dict would.
         """
+        if ids.size == 0:  # nothing new (restoring an empty state included)
+            return
         by_id = np.argsort(ids, kind="stable")
         last = by_id[np.append(ids[by_id][1:] != ids[by_id][:-1], True)]
         ids = np.concatenate([self._ids, ids[last]])

@@ -235,3 +235,10 @@ def test_restore_accepts_tracks_in_any_order():
     assert counter.snapshot().track_ids.tolist() == [2, 5, 9]
     events = counter.update(track_frame(0, [(9, 100, 130), (2, 100, 150), (5, 100, 60)]))
     assert [(e.track_id, e.direction) for e in events] == [(9, Direction.IN)]
+
+
+def test_restoring_a_counter_that_remembers_no_track():
+    empty = make_counter().snapshot()
+    counter = make_counter()
+    counter.restore(empty)
+    assert run(counter, path_frames(vertical(100, [60, 80, 120]))) == (1, 0)
