@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -27,7 +26,7 @@ from camcount.config import (
 from camcount.detectors import DetectorSettings, build_detector
 from camcount.processor import CountRow
 from camcount.reference import CountResult, count_video
-from camcount.synthetic import generate_scene, truth_path, write_scene
+from camcount.synthetic import expected_rows, generate_scene, truth_path, write_scene
 
 DEMO_SEED = 1
 REAL_VIDEO = "videos/intel_one-by-one-person-detection.mp4"
@@ -65,20 +64,6 @@ def _table(
     return table
 
 
-def _expected(truth: dict[str, Any]) -> dict[tuple[str, str, str], int]:
-    rows: dict[tuple[str, str, str], int] = {}
-    for counter, per_class in truth["lines"].items():
-        for cls, dirs in per_class.items():
-            for direction, n in dirs.items():
-                if n:
-                    rows[(counter, cls, direction)] = n
-    for zone, data in truth["zones"].items():
-        for cls, n in data["visits"].items():
-            rows[(zone, cls, "enter")] = n
-            rows[(zone, cls, "exit")] = n
-    return rows
-
-
 def run_synthetic(out_dir: Path, console: Console) -> None:
     """Counts on a synthetic scene beside its exact truth, in this process."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -87,7 +72,7 @@ def run_synthetic(out_dir: Path, console: Console) -> None:
         console.print(f"rendering a synthetic scene (seed {DEMO_SEED}) to {video}")
         write_scene(generate_scene(DEMO_SEED), video)
     config = load_config(video.with_suffix(".yaml"))
-    expected = _expected(json.loads(truth_path(video).read_text())["expected"])
+    expected = expected_rows(json.loads(truth_path(video).read_text())["expected"])
     for model in ("oracle", "noisy"):
         result = count_video(
             config,

@@ -469,6 +469,22 @@ detector:
 """
 
 
+def expected_rows(expected: dict[str, Any]) -> dict[tuple[str, str, str], int]:
+    """A truth file's expected counts keyed like ``count --json`` rows:
+    (counter, class, direction); a zone's visits are its enters and exits."""
+    rows: dict[tuple[str, str, str], int] = {}
+    for counter, per_class in expected["lines"].items():
+        for cls, dirs in per_class.items():
+            for direction, n in dirs.items():
+                if n:
+                    rows[(counter, cls, direction)] = n
+    for zone, data in expected["zones"].items():
+        for cls, n in data["visits"].items():
+            rows[(zone, cls, "enter")] = n
+            rows[(zone, cls, "exit")] = n
+    return rows
+
+
 def load_truth(path: str | Path) -> dict[str, Any]:
     data = json.loads(Path(path).read_text())
     if data.get("version") != TRUTH_VERSION:

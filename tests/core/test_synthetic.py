@@ -15,22 +15,9 @@ import pytest
 from camcount.config import load_config
 from camcount.detectors import DetectorSettings, build_detector
 from camcount.reference import count_video
-from camcount.synthetic import CLASS_NAMES, generate_scene, write_scene
+from camcount.synthetic import CLASS_NAMES, expected_rows, generate_scene, write_scene
 
 N_SCENES = 50
-
-
-def expected_rows(expected: dict) -> dict[tuple[str, str, str], int]:
-    rows: dict[tuple[str, str, str], int] = {}
-    for counter, per_class in expected["lines"].items():
-        for cls, dirs in per_class.items():
-            for direction, n in dirs.items():
-                rows[(counter, cls, direction)] = n
-    for zone, data in expected["zones"].items():
-        for cls, n in data["visits"].items():
-            rows[(zone, cls, "enter")] = n
-            rows[(zone, cls, "exit")] = n
-    return rows
 
 
 @pytest.fixture(scope="session")
