@@ -124,7 +124,8 @@ class CameraConfig(_Model):
 class DetectorConfig(_Model):
     model: str = Field(
         default="ssdlite-person",
-        description="oracle, noisy or ssdlite-person",
+        description="ssdlite-person, torchvision:<name>, torchscript:<path>, onnx:<path>, "
+        "oracle or noisy",
     )
     weights: str | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -172,11 +173,40 @@ class WarehouseConfig(_Model):
 
 
 class ApiConfig(_Model):
+    """The Serve endpoint (docs/api.md). With no token configured, every
+    route but health answers 401: the API is never open by accident."""
+
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 8000
     tokens: tuple[str, ...] = ()
-    tokens_env: str | None = "CAMCOUNT_API_TOKENS"
+    tokens_env: str | None = Field(
+        default="CAMCOUNT_API_TOKENS", description="variable holding more tokens, comma separated"
+    )
     cors_origins: tuple[str, ...] = ()
+    rate_limit_per_s: Annotated[float, Field(gt=0)] = Field(
+        default=50.0, description="requests and client messages per token and replica"
+    )
+    rate_limit_burst: Annotated[int, Field(ge=1)] = 200
+    replicas: Annotated[int, Field(ge=1)] = 1
+    live_replicas: Annotated[int, Field(ge=1)] = 1
+    live_max_connections: Annotated[int, Field(ge=1)] = Field(
+        default=2000, description="open WebSocket/SSE/poll requests per live replica"
+    )
+    heartbeat_s: Annotated[float, Field(gt=0)] = 15.0
+    live_batch_s: Annotated[float, Field(ge=0, le=5)] = Field(
+        default=0.1,
+        description="fan-out rounds at least this far apart: updates meanwhile go out together",
+    )
+    client_buffer: Annotated[int, Field(ge=1)] = Field(
+        default=2000, description="updates queued for one client before it is dropped as slow"
+    )
+    ack_window: Annotated[int, Field(ge=1)] = Field(
+        default=1000, description="updates sent to a WebSocket client ahead of its last ack"
+    )
+    sse_max_events: Annotated[int, Field(ge=1)] = Field(
+        default=10_000, description="updates per SSE response; the browser then resumes"
+    )
+    preview_fps: Annotated[float, Field(gt=0, le=10)] = 2.0
 
 
 class GroupMember(_Model):

@@ -52,3 +52,19 @@ class WatermarkRegression(CamcountError):
         self.previous = previous
         self.proposed = proposed
         super().__init__(f"watermark moved backwards: {previous} -> {proposed}")
+
+
+class RequestError(CamcountError):
+    """An API request or live message is malformed or refers to nothing.
+
+    ``code`` is the machine-readable error (``bad_request``, ``not_found``...),
+    ``status`` the HTTP status a REST route answers with, ``detail`` optional
+    structured context (the invalid fields, say).
+    """
+
+    def __init__(self, code: str, message: str, status: int = 400, detail: object = None) -> None:
+        self.code = code
+        self.message = message
+        self.status = status
+        self.detail = detail
+        super().__init__(f"{code}: {message}")

@@ -1,0 +1,136 @@
+"""Annotated previews of a camera for people watching the dashboard.
+
+A preview costs a camera nothing unless someone watches: ``PreviewGate``
+lets the camera keep a frame only when a preview was asked for within the
+last few seconds, and at most ``max_fps`` times a second; the drawing and
+JPEG encoding happen only when a preview is asked for, once per kept frame.
+Drawing itself is ``camcount.annotate``'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from camcount import kalman
+from camcount.annotate import Image, draw_detections, draw_label, draw_line, draw_zone
+from camcount.config import CameraConfig
+from camcount.detections import Detections
+from camcount.geometry import to_pixels
+from camcount.processor import CountRow
+from camcount.tracking import TRACKED, TrackerState
+
+MAX_PREVIEW_FPS = 10.0
+WATCH_S = 5.0  # a preview request keeps frames coming this long
+MAX_WIDTH = 640
+JPEG_QUALITY = 75
+
+
+class PreviewGate:
+    """When a camera should keep a frame for its preview.
+
+    Invariant: frames are kept only while a request came within ``watch_s``
+    and never more often than the fps of the latest request (capped at
+    ``MAX_PREVIEW_FPS``). Times are ``time.monotonic()`` values passed in.
+    """
+
+    def __init__(self, watch_s: float = WATCH_S) -> None:
+        self.watch_s = watch_s
+        self._requested_at: float | None = None
+        self._kept_at: float | None = None
+        self._interval_s = 1.0
+
+    def requested(self, now: float, max_fps: float) -> None:
+        fps = min(max(max_fps, 0.1), MAX_PREVIEW_FPS)
+        self._interval_s = 1.0 / fps
+        self._requested_at = now
+
+    @property
+    def watched_since(self) -> float | None:
+        return self._requested_at
+
+    def keep_frame(self, now: float) -> bool:
+        """True (and counted) when this frame should be kept."""
+        if self._requested_at is None or now - self._requested_at > self.watch_s:
+            return False
+        if self._kept_at is not None and now - self._kept_at < self._interval_s:
+            return False
+        self._kept_at = now
+        return True
+
+
+@dataclass(frozen=True)
+class PreviewFrame:
+    """A kept frame and what to draw on it; the image is not copied (the
+    decoder makes a new array per frame)."""
+
+    frame_index: int
+    frame_time: float
+    image: Image
+    tracks: Detections
+    totals: tuple[CountRow, ...]
+
+
+def confirmed_tracks(state: TrackerState) -> Detections:
+    """The tracks matched in the tracker's latest frame, with their public
+    ids, smoothed boxes and voted classes (what the counters saw)."""
+    rows = np.flatnonzero((state.status == TRACKED) & (state.ids > 0))
+    if rows.size == 0:
+        return Detections.empty()
+    boxes = kalman.xyah_to_xyxy(state.mean[rows, :4])
+    votes = state.class_votes[rows]
+    classes = np.argmax(votes, axis=1) if votes.size else np.zeros(rows.size, dtype=np.int64)
+    return Detections.from_arrays(boxes, np.ones(rows.size), classes, state.ids[rows])
+
+
+def render(
+    frame: PreviewFrame,
+    camera: CameraConfig,
+    class_names: Sequence[str],
+    max_width: int = MAX_WIDTH,
+    quality: int = JPEG_QUALITY,
+) -> bytes:
+    """The frame with zones, lines (with their counts), tracks and ids, as JPEG."""
+    h, w = frame.image.shape[:2]
+    scale = min(1.0, max_width / w)
+    if scale < 1.0:
+        size = (round(w * scale), round(h * scale))
+        image: Image = np.asarray(
+            cv2.resize(frame.image, size, interpolation=cv2.INTER_AREA), dtype=np.uint8
+        )
+    else:
+        image = frame.image.copy()
+    normalized = camera.coordinates == "normalized"
+
+    def px(points: Sequence[Sequence[float]]) -> list[tuple[float, float]]:
+        return [(x * scale, y * scale) for x, y in to_pixels(points, (w, h), normalized)]
+
+    counts: dict[str, dict[str, int]] = {}
+    for row in frame.totals:
+        per = counts.setdefault(row["counter_id"], {})
+        per[row["direction"]] = per.get(row["direction"], 0) + row["count"]
+    for zone in camera.zones:
+        draw_zone(image, px(zone.polygon), label=_label(zone.id, counts.get(zone.id)))
+    for line in camera.lines:
+        start, end = px(line.points)
+        draw_line(image, start, end, label=line.id, counts=counts.get(line.id))
+    tracks = frame.tracks
+    if len(tracks) and scale != 1.0:
+        tracks = Detections(
+            tracks.xyxy * np.float32(scale), tracks.confidence, tracks.class_id, tracks.tracker_id
+        )
+    draw_detections(image, tracks, class_names, scores=False)
+    draw_label(image, f"{camera.id}  frame {frame.frame_index}", (4, image.shape[0]), (40, 40, 40))
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError(f"OpenCV could not encode the preview of {camera.id}")
+    return buf.tobytes()
+
+
+def _label(name: str, counts: dict[str, int] | None) -> str:
+    if not counts:
+        return name
+    return f"{name} " + " ".join(f"{k} {v}" for k, v in sorted(counts.items()))

@@ -1,0 +1,135 @@
+"""REST request parsing and the OpenAPI document, without a server."""
+
+from __future__ import annotations
+
+import pytest
+
+from camcount.apischema import (
+    count_row,
+    counts_answer,
+    counts_query,
+    new_camera,
+    openapi_document,
+    parse_json,
+    patched_camera,
+    wanted,
+)
+from camcount.config import CameraConfig
+from camcount.errors import RequestError
+
+CAM = CameraConfig.model_validate(
+    {
+        "id": "gate",
+        "source": "/videos/gate.mp4",
+        "lines": [{"id": "door", "points": [[0, 10], [100, 10]]}],
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b"", "bad_json"),
+        (b"{", "bad_json"),
+        (b'{"a": NaN}', "bad_json"),  # not JSON, although Python's json reads it
+        (b"\xff\xfe", "bad_json"),
+    ],
+)
+def test_bodies_that_are_not_json(body: bytes, code: str) -> None:
+    with pytest.raises(RequestError) as exc:
+        parse_json(body)
+    assert exc.value.code == code and exc.value.status == 400
+
+
+def test_a_new_camera_is_validated_with_the_config_schema() -> None:
+    assert new_camera({"id": "a", "source": "x.mp4"}).id == "a"
+    with pytest.raises(RequestError) as exc:
+        new_camera({"id": "a b", "source": ""})
+    assert exc.value.status == 422
+    assert {tuple(d["loc"]) for d in exc.value.detail} == {("id",), ("source",)}
+    with pytest.raises(RequestError):
+        new_camera([1])
+
+
+@pytest.mark.parametrize(
+    ("patch", "check"),
+    [
+        # new lines replace the old ones; the rest stays
+        ({"lines": [{"id": "l2", "points": [[0, 0], [5, 5]]}]}, lambda c: c.lines[0].id == "l2"),
+        (
+            {"zones": [{"id": "z", "polygon": [[0, 0], [5, 0], [5, 5]]}]},
+            lambda c: len(c.zones) == 1,
+        ),
+        ({"min_confidence": 0.4}, lambda c: c.min_confidence == 0.4 and c.lines[0].id == "door"),
+        ({"roi": None}, lambda c: c.roi is None),
+        ({"source": "/videos/gate.mp4"}, lambda c: c.source == "/videos/gate.mp4"),  # unchanged
+    ],
+)
+def test_patches_that_apply(patch: dict, check) -> None:
+    assert check(patched_camera(CAM, patch))
+
+
+@pytest.mark.parametrize(
+    ("patch", "code"),
+    [
+        ({"source": "/other.mp4"}, "immutable"),  # needs remove and add
+        ({"fps": 5}, "immutable"),
+        ({"lines": "door"}, "invalid"),
+        ({"zoom": 2}, "invalid"),  # unknown field
+        # a zone may not reuse a line's id
+        ({"zones": [{"id": "door", "polygon": [[0, 0], [5, 0], [5, 5]]}]}, "invalid"),
+        ({"lines": [{"id": "x", "points": [[1, 1], [1, 1]]}]}, "invalid"),  # degenerate
+        ([], "invalid"),
+    ],
+)
+def test_patches_that_are_refused(patch: object, code: str) -> None:
+    with pytest.raises(RequestError) as exc:
+        patched_camera(CAM, patch)
+    assert exc.value.code == code and exc.value.status == 422
+
+
+def test_counts_queries() -> None:
+    q = counts_query(
+        {"camera": ["gate"], "start": ["2026-01-01T00:00:00Z"], "end": ["1767229200"]}, [10, 60]
+    )
+    assert (q.window_size_s, q.start, q.end, q.limit) == (10, 1767225600.0, 1767229200.0, 1000)
+    for bad in (
+        {},  # camera is required
+        {"camera": ["gate"], "window": ["7"]},  # not a configured size
+        {"camera": ["gate"], "start": ["yesterday"]},
+        {"camera": ["gate"], "start": ["-5"]},
+        {"camera": ["gate"], "start": ["20"], "end": ["10"]},
+        {"camera": ["gate"], "direction": ["sideways"]},
+        {"camera": ["gate"], "limit": ["0"]},
+        {"camera": ["gate/../x"]},
+    ):
+        with pytest.raises(RequestError) as exc:
+            counts_query(bad, [10, 60])
+        assert exc.value.status == 422, bad
+
+
+def test_counts_answer_filters_orders_and_truncates() -> None:
+    q = counts_query({"camera": ["gate"], "direction": ["in"], "limit": ["1"]}, [10])
+    rows = [
+        count_row("gate", "door", "person", "in", 10, 20.0, 2),
+        count_row("gate", "door", "person", "in", 10, 10.0, 1),
+        count_row("gate", "door", "person", "out", 10, 10.0, 5),
+        count_row("other", "door", "person", "in", 10, 10.0, 5),
+    ]
+    kept = [r for r in rows if wanted(q, r)]
+    answer = counts_answer(q, kept, "aggregator")
+    assert answer["truncated"] and [r["window_start"] for r in answer["rows"]] == [10.0]
+
+
+def test_the_openapi_document_names_every_route_and_its_security() -> None:
+    doc = openapi_document([10, 60])
+    assert doc["openapi"].startswith("3.1")
+    assert set(doc["paths"]) >= {
+        "/cameras",
+        "/cameras/{camera_id}",
+        "/counts",
+        "/status",
+        "/live/poll",
+    }
+    assert doc["paths"]["/healthz"]["get"]["security"] == []
+    assert "CameraConfig" in doc["components"]["schemas"]
