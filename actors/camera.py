@@ -21,6 +21,7 @@ import os
 import sys
 import time
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 import ray
@@ -32,6 +33,7 @@ from camcount.config import CameraConfig, TrackerConfig
 from camcount.detections import Detections
 from camcount.detectors.base import FrameMeta, InputSpec, prepare_frame
 from camcount.events import DeadLetter
+from camcount.preview import PreviewFrame, PreviewGate, confirmed_tracks, render
 from camcount.processor import CameraEvent, CameraProcessor
 from camcount.video import DecodedFrame
 
@@ -116,6 +118,9 @@ class CameraActor:
         self._outbox: list[CameraEvent] = []
         self._outbox_frames = 0
         self._dead_letters: list[DeadLetter] = []
+        self._preview_gate = PreviewGate()
+        self._preview_frame: PreviewFrame | None = None
+        self._preview_jpeg: tuple[PreviewFrame, bytes] | None = None
         tags = {"camera": self.camera.id}
         self._m_processed = metrics.Counter(
             "camcount_frames_processed", "frames tracked and counted", ("camera",)
@@ -149,10 +154,10 @@ class CameraActor:
             self._capture.open()
         except Exception as exc:
             self._final = (SourceState.FAILED, str(exc))
-            self._dead_letters.append(
-                DeadLetter(self.camera.id, "source", str(exc), time.time(), "camera", 0)
-            )
-            await self._send([], [EndOfStream(f"failed: {exc}")])
+            letter = DeadLetter(self.camera.id, "source", str(exc), time.time(), "camera", 0)
+            self._dead_letters.append(letter)
+            # In the camera's own stream, so it reaches the dead-letter store.
+            await self._send([letter], [EndOfStream(f"failed: {exc}")])
             return self.status()
         self._task = asyncio.get_running_loop().create_task(self._run())
         return self.status()
@@ -220,6 +225,8 @@ class CameraActor:
             return
         assert self._processor is not None  # built before the first request
         events = self._processor.process(dets, frame.index, frame.time)
+        if self._preview_gate.keep_frame(time.monotonic()):
+            self._keep_preview(frame, self._processor)
         self._processed += 1
         self._m_processed.inc()
         self._last_frame_time = frame.time
@@ -238,7 +245,7 @@ class CameraActor:
             self._m_events.inc(len(events))
         await self._send(events, [Progress(progress_time)])
 
-    async def _send(self, events: list[CameraEvent], controls: list[Any]) -> None:
+    async def _send(self, events: Sequence[CameraEvent | DeadLetter], controls: list[Any]) -> None:
         self._pending_pushes.append(
             self._aggregator.push.remote(self._sender.envelope(events, controls))
         )
@@ -250,11 +257,13 @@ class CameraActor:
         self._outbox.extend(closing)
         if self._last_frame_time is not None:
             await self._flush_outbox(self._last_frame_time)
-        if "truncated" in end.reason:
-            self._dead_letters.append(
+        letters = []
+        if end.state is SourceState.FAILED or "truncated" in end.reason:
+            letters.append(
                 DeadLetter(self.camera.id, "source", end.reason, time.time(), "camera", 0)
             )
-        await self._send([], [EndOfStream(end.reason)])
+            self._dead_letters.extend(letters)
+        await self._send(letters, [EndOfStream(end.reason)])
         while self._pending_pushes:
             await self._pending_pushes.popleft()
         self._final = (end.state, end.reason)
@@ -309,6 +318,31 @@ class CameraActor:
 
     def dead_letters(self) -> list[DeadLetter]:
         return list(self._dead_letters)
+
+    def config(self) -> dict[str, Any]:
+        return self.camera.model_dump(mode="json")
+
+    def _keep_preview(self, frame: DecodedFrame, processor: CameraProcessor) -> None:
+        tracks = confirmed_tracks(processor.tracker.snapshot())
+        totals = tuple(processor.totals())
+        self._preview_frame = PreviewFrame(frame.index, frame.time, frame.image, tracks, totals)
+
+    async def preview(self, max_fps: float = 2.0) -> bytes | None:
+        """The latest annotated frame as JPEG (None before the first).
+
+        Asking is what turns previews on: frames are kept only while asked
+        for within the last few seconds, at most ``max_fps`` a second, and
+        each is drawn once, here, off the event loop, so a camera nobody
+        watches pays nothing for previews.
+        """
+        self._preview_gate.requested(time.monotonic(), max_fps)
+        shot = self._preview_frame
+        if shot is None or self._processor is None:
+            return None
+        if self._preview_jpeg is None or self._preview_jpeg[0] is not shot:
+            jpeg = await asyncio.to_thread(render, shot, self.camera, self._processor.class_names)
+            self._preview_jpeg = (shot, jpeg)
+        return self._preview_jpeg[1]
 
     async def wait(self, timeout_s: float | None = None) -> dict[str, Any]:
         """Until the loop ends (a file finished or the camera failed)."""

@@ -381,9 +381,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     connect_ray(args.address)
     pipeline = start_pipeline(config, shards=args.shards)
-    err.print(
-        f"API on http://{config.api.host}:{config.api.port}/ (health: /healthz, status: /status)"
-    )
+    err.print(f"dashboard: {pipeline.dashboard_url} (API: docs/api.md, health: /healthz)")
     try:
         with Live(_status_table(pipeline.status()), console=err, refresh_per_second=2) as live:
             while True:
@@ -452,7 +450,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     console.print("starting the pipeline on Ray (local cluster, CPU, person SSDLite)…")
     connect_ray(None)
     pipeline = start_pipeline(config, api=True)
-    console.print(f"API while it runs: http://{config.api.host}:{config.api.port}/status")
+    console.print(f"dashboard while it runs: {pipeline.dashboard_url}")
     try:
         with _progress() as bar:
             tasks = {c.id: bar.add_task(c.id, total=None) for c in config.cameras}

@@ -1,7 +1,12 @@
-"""Binds everything: the detector and API applications on Serve, and the
-controller that builds the actors. ``camcount run``/``replay`` and the tests
-start the pipeline through ``start_pipeline``; ``serve run
-serve_app.app:build`` deploys the Serve side from a config file alone.
+"""Binds everything: the detector, REST and live applications on Serve, and
+the controller that builds the actors. ``camcount run``/``replay`` and the
+tests start the pipeline through ``start_pipeline``; ``serve run
+serve_app.app:build`` (and ``:build_api``, ``:build_live``) deploy the Serve
+side from a config file alone.
+
+Serve routes by prefix per application: the REST routes and the dashboard
+at ``/``, the live streams (WebSocket, SSE, long poll) at ``/live``, each
+its own deployment (serve_app/live.py says why).
 """
 
 from __future__ import annotations
@@ -9,47 +14,63 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable
+import secrets
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import ray
 from ray import serve
-from starlette.requests import Request
-from starlette.responses import JSONResponse
 
 from actors.controller import Controller
 from camcount.config import AppConfig, load_config
 from camcount.processor import CountRow
+from serve_app.api import ApiIngress
+from serve_app.auth import resolve_digests, token_digest
 from serve_app.detector import detector_app
+from serve_app.live import LiveIngress
 
 DETECTOR_APP = "camcount"
 API_APP = "camcount-api"
+LIVE_APP = "camcount-live"
+LIVE_PREFIX = "/live"
 CONTROLLER_NAME = "camcount-controller"
 NAMESPACE = "camcount"
-
-
-@serve.deployment(name="Api", max_ongoing_requests=100, ray_actor_options={"num_cpus": 0})
-class ApiIngress:
-    """Health and status until the full API lands; reads the controller."""
-
-    def __init__(self, controller_name: str = CONTROLLER_NAME) -> None:
-        self._controller_name = controller_name
-
-    async def __call__(self, request: Request) -> JSONResponse:
-        path = request.url.path.rstrip("/")
-        if path in ("", "/healthz"):
-            return JSONResponse({"status": "ok"})
-        if path == "/status":
-            controller = ray.get_actor(self._controller_name, namespace=NAMESPACE)
-            return JSONResponse(await controller.status.remote())
-        return JSONResponse({"error": "not_found", "path": path}, status_code=404)
 
 
 def build(args: dict[str, str]) -> serve.Application:
     """Application builder for ``serve run serve_app.app:build config=FILE``."""
     config = load_config(args.get("config") or os.environ["CAMCOUNT_CONFIG"])
     return detector_app(config.detector)
+
+
+def api_applications(
+    config: AppConfig, token_digests: Sequence[str], sink: Any = None
+) -> tuple[serve.Application, serve.Application]:
+    """The REST and live applications. Replicas get token digests, never the
+    tokens (serve_app/auth.py), so the settings travel without them."""
+    api = config.api
+    settings = api.model_copy(update={"tokens": ()}).model_dump(mode="json")
+    digests = list(token_digests)
+    rest = ApiIngress.options(num_replicas=api.replicas).bind(
+        settings, digests, CONTROLLER_NAME, NAMESPACE, list(config.windows.sizes_s), sink
+    )
+    live = LiveIngress.options(
+        num_replicas=api.live_replicas, max_ongoing_requests=api.live_max_connections
+    ).bind(settings, digests, CONTROLLER_NAME, NAMESPACE)
+    return rest, live
+
+
+def build_api(args: dict[str, str]) -> serve.Application:
+    """``serve run serve_app.app:build_api config=FILE`` at route prefix ``/``."""
+    config = load_config(args.get("config") or os.environ["CAMCOUNT_CONFIG"])
+    return api_applications(config, resolve_digests(config.api))[0]
+
+
+def build_live(args: dict[str, str]) -> serve.Application:
+    """``serve run serve_app.app:build_live config=FILE`` at route prefix ``/live``."""
+    config = load_config(args.get("config") or os.environ["CAMCOUNT_CONFIG"])
+    return api_applications(config, resolve_digests(config.api))[1]
 
 
 def connect_ray(address: str | None) -> None:
@@ -74,6 +95,8 @@ def connect_ray(address: str | None) -> None:
 class Pipeline:
     config: AppConfig
     controller: Any
+    #: A token made for this run when none is configured (else None).
+    token: str | None = None
 
     def status(self) -> dict[str, Any]:
         return ray.get(self.controller.status.remote())
@@ -94,22 +117,62 @@ class Pipeline:
     def totals(self) -> list[CountRow]:
         return ray.get(self.controller.totals.remote())
 
+    @property
+    def api_url(self) -> str:
+        """Where Serve's proxy listens (a Serve started earlier in this Ray
+        session keeps its port, whatever this config says)."""
+        host, port = self.config.api.host, self.config.api.port
+        with contextlib.suppress(Exception):  # no Serve client: the config's address
+            from ray.serve.context import _get_global_client
+
+            client = _get_global_client()
+            if client is not None:
+                host, port = client.http_config.host, client.http_config.port
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        return f"http://{host}:{port}"
+
+    @property
+    def dashboard_url(self) -> str:
+        """The dashboard; a token made for this run rides in the fragment,
+        which the browser keeps to itself (never sent, never logged)."""
+        return f"{self.api_url}/" + (f"#token={self.token}" if self.token else "")
+
     def stop(self) -> None:
+        """The API first (so nothing asks for a vanishing controller), then
+        the cameras and the controller, then the detector."""
+        _delete_apps(API_APP, LIVE_APP)
         try:
             ray.get(self.controller.shutdown.remote(), timeout=30)
         finally:
             ray.kill(self.controller)
-            for app in (API_APP, DETECTOR_APP):
-                with contextlib.suppress(Exception):  # already gone: nothing to stop
-                    serve.delete(app)
+            with contextlib.suppress(Exception):
+                serve.delete(DETECTOR_APP)
+
+
+def _delete_apps(*names: str) -> None:
+    """Delete and wait for them together (Serve takes seconds per wait)."""
+    with contextlib.suppress(Exception):  # never deployed, or already gone
+        from ray.serve.context import _get_global_client
+
+        client = _get_global_client()
+        if client is not None:
+            client.delete_apps(list(names), blocking=True)
+            return
+    for name in names:
+        with contextlib.suppress(Exception):
+            serve.delete(name)
 
 
 def start_pipeline(
     config: AppConfig, shards: int = 1, api: bool = True, sink: Any = None
 ) -> Pipeline:
-    """Deploy the detector (and the API), then the controller and cameras.
+    """Deploy the detector, create the controller (and its live hub), deploy
+    the REST and live apps, then start the cameras.
 
-    Ray must be initialised by the caller (locally or ``address=...``).
+    With ``api`` and no token configured, a token is made for this run
+    (``Pipeline.token``, in ``Pipeline.dashboard_url``). Ray must be
+    initialised by the caller (locally or ``address=...``).
     """
     quiet = {"log_level": "WARNING", "enable_access_log": False}
     serve.start(
@@ -118,10 +181,21 @@ def start_pipeline(
     serve.run(
         detector_app(config.detector), name=DETECTOR_APP, route_prefix=None, logging_config=quiet
     )
-    if api:
-        serve.run(ApiIngress.bind(), name=API_APP, route_prefix="/", logging_config=quiet)
     controller = Controller.options(
         name=CONTROLLER_NAME, namespace=NAMESPACE, get_if_exists=False
     ).remote(config.model_dump(mode="json"), DETECTOR_APP, shards, 2.0, sink)
-    ray.get(controller.start.remote())
-    return Pipeline(config, controller)
+    pipeline = Pipeline(config, controller)
+    try:
+        if api:
+            digests = resolve_digests(config.api)
+            if not digests:
+                pipeline.token = secrets.token_urlsafe(24)
+                digests = (token_digest(pipeline.token),)
+            rest, live = api_applications(config, digests, sink)
+            serve.run(live, name=LIVE_APP, route_prefix=LIVE_PREFIX, logging_config=quiet)
+            serve.run(rest, name=API_APP, route_prefix="/", logging_config=quiet)
+        ray.get(controller.start.remote())
+    except BaseException:
+        pipeline.stop()
+        raise
+    return pipeline

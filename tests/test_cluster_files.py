@@ -18,8 +18,17 @@ def test_serve_config_is_a_valid_serve_deploy_schema():
     config = ServeDeploySchema.model_validate(
         yaml.safe_load((CLUSTER / "serve_config.yaml").read_text())
     )
-    (app,) = config.applications
-    assert app.import_path == "serve_app.app:build"
+    routes = {app.import_path: app.route_prefix for app in config.applications}
+    assert routes == {
+        "serve_app.app:build": None,  # reached through handles, not HTTP
+        "serve_app.app:build_api": "/",
+        "serve_app.app:build_live": "/live",
+    }
+    from serve_app import app
+
+    names = {a.name for a in config.applications}
+    assert names == {app.DETECTOR_APP, app.API_APP, app.LIVE_APP}
+    assert app.LIVE_PREFIX == "/live"
 
 
 def test_every_yaml_parses():

@@ -1,0 +1,587 @@
+"""The live deployment: WebSocket, Server-Sent Events and long polling.
+
+A deployment of its own because Serve counts an open WebSocket or SSE
+stream (and a waiting long poll) as an ongoing request for its whole life:
+sized for connections (``api.live_max_connections``), apart from the REST
+routes and the detector, thousands of idle listeners never take the slots
+that requests needing an answer now would wait for.
+
+Each replica runs one pump that long-polls the live hub and hands every
+batch to a ``Fanout`` (camcount.live_protocol), which encodes each update
+once and appends it to bounded per-client outboxes without ever waiting
+for a client; one writer task per connection drains its outbox. A client
+that falls more than ``api.client_buffer`` updates behind is sent an
+``overflow`` notice and closed (4408); it can resume from its last sequence
+number. WebSocket clients acknowledge (``ack``): Serve's proxy buffers what
+a replica writes without back-pressure, so acknowledgements are the only
+signal that a client is really reading (docs/api.md, flow control).
+
+Routes (under the application's prefix, ``/live``): ``/ws``, ``/events``,
+``/poll``, ``/healthz``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import ray
+from ray import serve
+from ray.util import metrics
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from camcount.config import ApiConfig
+from camcount.errors import RequestError
+from camcount.live_protocol import (
+    PROTOCOL_VERSION,
+    AckMsg,
+    AuthMsg,
+    CloseCode,
+    Fanout,
+    Outbox,
+    PingMsg,
+    RateLimiter,
+    SubscribeMsg,
+    Subscriber,
+    Subscriptions,
+    UnsubscribeMsg,
+    error_message,
+    filter_from_query,
+    frames,
+    int_param,
+    message,
+    origin_allowed,
+    parse_client_message,
+    poll_body,
+    poll_query,
+    resume_point,
+    sse_frame,
+)
+from serve_app.auth import Guard, TokenCheck, json_error, request_token
+
+log = logging.getLogger("camcount.live")
+
+HUB_WAIT_S = 5.0  # one long poll of the hub
+HUB_BATCH = 1000
+MIRROR_CAPACITY = 10_000  # the hub's own buffer size
+AUTH_TIMEOUT_S = 10.0
+READY_TIMEOUT_S = 10.0
+TICK_S = 1.0
+MAX_REFUSED_IN_ROW = 100
+SSE_RETRY_MS = 2000
+_PUSH_LATENCY_S = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+
+
+def _params(request: Request | WebSocket) -> dict[str, list[str]]:
+    q = request.query_params
+    return {k: q.getlist(k) for k in q}
+
+
+class LiveService:
+    """One replica's live state: the pump, the fan-out and the connections.
+
+    ``hub`` is a LiveHub handle; without one it is found through the
+    controller's name (and found again if the controller restarts).
+    """
+
+    def __init__(
+        self,
+        settings: ApiConfig,
+        token_digests: Sequence[str],
+        controller_name: str,
+        namespace: str,
+        hub: Any = None,
+    ) -> None:
+        self.settings = settings
+        self.check = TokenCheck(token_digests)
+        self.limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
+        self.fanout = Fanout(MIRROR_CAPACITY)
+        self.ready = asyncio.Event()
+        self._controller_name = controller_name
+        self._namespace = namespace
+        self._fixed_hub = hub
+        self._hub: Any = hub
+        self._tasks: list[asyncio.Task[None]] = []
+        self._m_clients = metrics.Gauge(
+            "camcount_live_clients", "open live connections", ("transport",)
+        )
+        self._m_sent = metrics.Counter(
+            "camcount_live_updates_sent", "updates written to clients", ("transport",)
+        )
+        self._m_slow = metrics.Counter(
+            "camcount_live_slow_clients", "clients dropped for falling behind", ("transport",)
+        )
+        self._m_push = metrics.Histogram(
+            "camcount_live_capture_to_push_s",
+            "event time (capture clock) to the replica's fan-out, live sources",
+            boundaries=_PUSH_LATENCY_S,
+        )
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._pump()), loop.create_task(self._tick())]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.ready.wait(), 5.0)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for sub in self.fanout.connections():
+            sub.outbox.push_control("bye", message("bye", reason="replica stopping"))
+
+    async def _hub_handle(self) -> Any:
+        if self._hub is None:
+            controller = await asyncio.to_thread(
+                ray.get_actor, self._controller_name, self._namespace
+            )
+            self._hub = await controller.hub_handle.remote()
+        return self._hub
+
+    async def _pump(self) -> None:
+        """Follow the hub forever; every batch goes to the fan-out at once."""
+        last = 0
+        backoff_s = 0.2
+        round_at = 0.0
+        while True:
+            # Each round costs every subscriber a write through Serve's proxy,
+            # whatever it carries: rounds are at least live_batch_s apart, and
+            # what the hub got meanwhile goes out in the next one.
+            pause = round_at + self.settings.live_batch_s - time.monotonic()
+            if pause > 0:
+                await asyncio.sleep(pause)
+            try:
+                hub = await self._hub_handle()
+                since = await hub.updates_since.remote(last, HUB_WAIT_S, HUB_BATCH)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # hub or controller not there (yet): try again
+                log.warning("live hub unreachable (%s); retrying in %.1f s", exc, backoff_s)
+                self._hub = self._fixed_hub
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(backoff_s * 2, 5.0)
+                continue
+            backoff_s = 0.2
+            if since.last_seq < last:  # a new hub: numbering starts again
+                self.fanout.reset()
+                last = 0
+                continue
+            if since.updates:
+                round_at = time.monotonic()
+                slow = self.fanout.publish(since.updates, gap=since.gap)
+                for sub in slow:
+                    self._m_slow.inc(tags={"transport": sub.transport})
+                last = since.updates[-1].seq
+                self._observe_latency(since.updates)
+            if len(since.updates) < HUB_BATCH:
+                self.ready.set()
+
+    def _observe_latency(self, updates: Sequence[Any]) -> None:
+        now = time.time()
+        for u in updates:
+            t = u.data.get("event_time")
+            if isinstance(t, float | int) and 0 <= now - t < 600:
+                self._m_push.observe(now - t)
+
+    async def _tick(self) -> None:
+        """Heartbeats on idle connections, and the connection gauges."""
+        while True:
+            await asyncio.sleep(TICK_S)
+            now = time.monotonic()
+            counts = {"ws": 0, "sse": 0}
+            for sub in self.fanout.connections():
+                counts[sub.transport] = counts.get(sub.transport, 0) + 1
+                if now - sub.last_write >= self.settings.heartbeat_s:
+                    sub.last_write = now
+                    sub.outbox.push_control(
+                        "heartbeat",
+                        message("heartbeat", seq=self.fanout.mirror.last_seq, time=time.time()),
+                    )
+            for transport, n in counts.items():
+                self._m_clients.set(n, tags={"transport": transport})
+
+    async def wait_ready(self) -> bool:
+        try:
+            await asyncio.wait_for(self.ready.wait(), READY_TIMEOUT_S)
+        except TimeoutError:
+            return False
+        return True
+
+    def hello(self, transport: str, batch: bool = False) -> str:
+        return message(
+            "hello",
+            protocol=PROTOCOL_VERSION,
+            seq=self.fanout.mirror.last_seq,
+            heartbeat_s=self.settings.heartbeat_s,
+            ack_window=self.settings.ack_window if transport == "ws" else None,
+            buffer=self.settings.client_buffer,
+            batch=batch,
+        )
+
+    # ------------------------------------------------------------ WebSocket
+
+    async def websocket(self, ws: WebSocket) -> None:
+        """Steps: 1. origin; 2. accept; 3. token from the header, the query or
+        the first message; 4. rate limit; 5. the session."""
+        # Step 1
+        allowed = origin_allowed(
+            ws.headers.get("origin"), ws.headers.get("host"), self.settings.cors_origins
+        )
+        # Step 2: accept first, so every refusal is a close code a browser can read.
+        await ws.accept()
+        if not allowed:
+            await self._refuse(ws, CloseCode.FORBIDDEN_ORIGIN, "forbidden_origin", "origin refused")
+            return
+        # Step 3
+        token = request_token(ws.scope, allow_query=True)
+        if token is not None:
+            label = self.check.verify(token)
+            if label is None:
+                await self._refuse(ws, CloseCode.UNAUTHORIZED, *self.check.refusal(token))
+                return
+        else:
+            label = await self._first_message_auth(ws)
+            if label is None:
+                return
+        # Step 4
+        wait_s = self.limiter.take(label)
+        if wait_s > 0:
+            await self._refuse(
+                ws, CloseCode.RATE_LIMITED, "rate_limited", f"retry in {wait_s:.1f} s"
+            )
+            return
+        try:
+            params = _params(ws)
+            after = int_param(params, "after", 0, 2**63 - 1)
+            batch = bool(int_param(params, "batch", 0, 1, 0))
+        except RequestError as err:
+            await self._refuse(ws, CloseCode.PROTOCOL_ERROR, err.code, err.message)
+            return
+        if not await self.wait_ready():
+            await self._refuse(ws, 1013, "unavailable", "the live hub is not reachable")
+            return
+        # Step 5
+        await self._session(ws, label, after, batch)
+
+    async def _refuse(self, ws: WebSocket, code: int, error: str, text: str) -> None:
+        with contextlib.suppress(Exception):
+            await ws.send_text(error_message(RequestError(error, text)))
+            await ws.close(int(code), text[:120])
+
+    async def _first_message_auth(self, ws: WebSocket) -> str | None:
+        try:
+            msg = await asyncio.wait_for(ws.receive(), AUTH_TIMEOUT_S)
+        except TimeoutError:
+            await self._refuse(ws, CloseCode.UNAUTHORIZED, "unauthorized", "no auth message")
+            return None
+        if msg["type"] == "websocket.disconnect":
+            return None
+        try:
+            parsed = parse_client_message(msg.get("text") or "")
+        except RequestError:
+            parsed = None
+        if not isinstance(parsed, AuthMsg):
+            await self._refuse(
+                ws,
+                CloseCode.UNAUTHORIZED,
+                "unauthorized",
+                'authenticate first: {"type": "auth", "token": TOKEN}',
+            )
+            return None
+        label = self.check.verify(parsed.token)
+        if label is None:
+            await self._refuse(ws, CloseCode.UNAUTHORIZED, *self.check.refusal(parsed.token))
+        return label
+
+    async def _session(self, ws: WebSocket, label: str, after: int | None, batch: bool) -> None:
+        sub = Subscriber(
+            Outbox(self.settings.client_buffer, self.settings.ack_window),
+            transport="ws",
+            label=label,
+        )
+        self.fanout.connect(sub)
+        sub.outbox.push_control("hello", self.hello("ws", batch))
+        writer = asyncio.create_task(self._ws_writer(ws, sub, batch))
+        reader = asyncio.create_task(self._ws_reader(ws, sub, after))
+        try:
+            done, pending = await asyncio.wait({writer, reader}, return_when="FIRST_COMPLETED")
+            for task in pending:
+                task.cancel()
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    log.warning("live connection ended: %r", task.exception())
+        finally:
+            writer.cancel()
+            reader.cancel()
+            self.fanout.detach(sub)
+
+    async def _ws_writer(self, ws: WebSocket, sub: Subscriber, batch: bool) -> None:
+        outbox = sub.outbox
+        try:
+            while True:
+                await outbox.changed.wait()
+                if outbox.overflowed:
+                    await ws.send_text(
+                        message(
+                            "overflow",
+                            message=f"more than {outbox.capacity} updates waiting: closing",
+                            resume_after=outbox.last_sent_seq,
+                        )
+                    )
+                    await ws.close(int(CloseCode.SLOW_CONSUMER), "slow consumer")
+                    return
+                items = outbox.take()
+                for text in frames(items, batch):
+                    await ws.send_text(text)
+                sent = sum(seq >= 0 for seq, _, _ in items)
+                if items:
+                    sub.last_write = time.monotonic()
+                if sent:
+                    self._m_sent.inc(sent, tags={"transport": "ws"})
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            return
+
+    async def _ws_reader(self, ws: WebSocket, sub: Subscriber, after: int | None) -> None:
+        subs = Subscriptions()
+        attached = False
+        refused_in_row = 0
+        while True:
+            msg = await ws.receive()
+            if msg["type"] == "websocket.disconnect":
+                return
+            ref: str | None = None
+            try:
+                text = msg.get("text")
+                if text is None:
+                    raise RequestError("bad_message", "send JSON text frames, not binary")
+                parsed = parse_client_message(text)
+                ref = getattr(parsed, "id", None)
+                if isinstance(parsed, AckMsg):
+                    sub.outbox.ack(parsed.seq)
+                    continue
+                wait_s = self.limiter.take(sub.label)
+                if wait_s > 0:
+                    refused_in_row += 1
+                    if refused_in_row > MAX_REFUSED_IN_ROW:
+                        await self._refuse(
+                            ws, CloseCode.RATE_LIMITED, "rate_limited", "too many messages"
+                        )
+                        return
+                    raise RequestError(
+                        "rate_limited",
+                        f"too many messages; retry in {wait_s:.2f} s",
+                        429,
+                        {"retry_after_s": round(wait_s, 3)},
+                    )
+                refused_in_row = 0
+                attached = self._handle(parsed, sub, subs, attached, after)
+            except RequestError as err:
+                sub.outbox.push_control("error", error_message(err, ref))
+
+    def _handle(
+        self,
+        msg: Any,
+        sub: Subscriber,
+        subs: Subscriptions,
+        attached: bool,
+        after: int | None,
+    ) -> bool:
+        """One valid client message; returns whether the client is attached."""
+        if isinstance(msg, SubscribeMsg):
+            if msg.after is not None and attached:
+                raise RequestError(
+                    "after_not_first",
+                    "'after' applies to a connection's first subscription: reconnect to resume",
+                )
+            flt = msg.filter()
+            subs.add(msg.id, flt)
+            sub.filters = subs.key
+            sub.outbox.push_control(
+                "subscribed",
+                message(
+                    "subscribed", id=msg.id, filter=flt.as_dict(), seq=self.fanout.mirror.last_seq
+                ),
+            )
+            if not attached:
+                self.fanout.attach(sub, msg.after if msg.after is not None else after)
+            return True
+        if isinstance(msg, UnsubscribeMsg):
+            if not subs.remove(msg.id):
+                raise RequestError("not_subscribed", f"no subscription {msg.id!r}")
+            sub.filters = subs.key
+            sub.outbox.push_control("unsubscribed", message("unsubscribed", id=msg.id))
+            return attached
+        if isinstance(msg, PingMsg):
+            sub.outbox.push_control(
+                "pong", message("pong", data=msg.data, seq=self.fanout.mirror.last_seq)
+            )
+            return attached
+        if isinstance(msg, AuthMsg):
+            raise RequestError("already_authenticated", "this connection is authenticated")
+        raise RequestError("bad_message", "unexpected message")
+
+    # ------------------------------------------------------------ SSE
+
+    async def events(self, request: Request) -> Response:
+        params = _params(request)
+        flt = filter_from_query(params)
+        after = resume_point(request.headers.get("last-event-id"), params)
+        if not await self.wait_ready():
+            raise RequestError("unavailable", "the live hub is not reachable", 503)
+        sub = Subscriber(
+            Outbox(self.settings.client_buffer, None),
+            frozenset({flt}),
+            transport="sse",
+            label=request.scope.get("state", {}).get("token_label", ""),
+        )
+        hello = self.hello("sse")
+        self.fanout.attach(sub, after)
+        return StreamingResponse(
+            self._sse_stream(sub, hello),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    async def _sse_stream(self, sub: Subscriber, hello: str) -> AsyncIterator[str]:
+        outbox = sub.outbox
+        sent = 0
+        try:
+            yield f"retry: {SSE_RETRY_MS}\n\n" + sse_frame("hello", hello)
+            while True:
+                await outbox.changed.wait()
+                if outbox.overflowed:
+                    self._m_slow.inc(tags={"transport": "sse"})
+                    yield sse_frame(
+                        "overflow",
+                        message("overflow", message="client too slow: closing",
+                                resume_after=outbox.last_sent_seq),
+                    )  # fmt: skip
+                    return
+                items = outbox.take()
+                if not items:
+                    continue
+                n = sum(seq >= 0 for seq, _, _ in items)
+                yield "".join(sse_frame(event, text, seq) for seq, event, text in items)
+                sub.last_write = time.monotonic()
+                if n:
+                    self._m_sent.inc(n, tags={"transport": "sse"})
+                sent += n
+                if sent >= self.settings.sse_max_events:
+                    yield sse_frame(
+                        "end",
+                        message("end", reason="max_events", resume_after=outbox.last_sent_seq),
+                    )
+                    return
+        finally:
+            self.fanout.detach(sub)
+
+    # ------------------------------------------------------------ long poll
+
+    async def poll(self, request: Request) -> Response:
+        q = poll_query(_params(request))
+        if not await self.wait_ready():
+            raise RequestError("unavailable", "the live hub is not reachable", 503)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + q.timeout_s
+        after = q.after
+        while True:
+            changed = self.fanout.changed
+            items, scanned, gap = self.fanout.poll(after, q.filter, q.limit)
+            if after is None:
+                after = scanned
+            left = deadline - loop.time()
+            if items or gap or left <= 0:
+                return Response(poll_body(items, scanned, gap), media_type="application/json")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), left)
+
+    async def health(self, request: Request) -> JSONResponse:
+        return JSONResponse(
+            {
+                "status": "ok",
+                "synced": self.ready.is_set(),
+                "seq": self.fanout.mirror.last_seq,
+                "connections": len(self.fanout.connections()),
+            }
+        )
+
+
+async def _request_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestError)
+    return json_error(exc.status, exc.code, exc.message, exc.detail)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    codes = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+    return json_error(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
+
+
+def build_live_app(service: LiveService) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    settings = service.settings
+    return Starlette(
+        routes=[
+            WebSocketRoute("/ws", service.websocket),
+            Route("/events", service.events),
+            Route("/poll", service.poll),
+            Route("/healthz", service.health),
+        ],
+        middleware=[
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_headers=["Authorization", "Last-Event-ID"],
+            ),
+            Middleware(
+                Guard,
+                check=service.check,
+                limiter=service.limiter,
+                public=lambda path: path == "/healthz",
+                query_allowed=lambda path: path == "/events",
+                app_name="live",
+            ),
+        ],
+        exception_handlers={RequestError: _request_error, HTTPException: _http_error},
+        lifespan=lifespan,
+    )
+
+
+@serve.deployment(name="Live", max_ongoing_requests=2000, ray_actor_options={"num_cpus": 0})
+@serve.ingress()
+class LiveIngress:
+    """The Serve shell around ``LiveService`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: dict[str, Any],
+        token_digests: Sequence[str],
+        controller_name: str,
+        namespace: str,
+        hub: Any = None,
+    ) -> None:
+        self.service = LiveService(
+            ApiConfig.model_validate(settings), token_digests, controller_name, namespace, hub
+        )
+
+    def __serve_build_asgi_app__(self) -> Starlette:
+        return build_live_app(self.service)

@@ -1,0 +1,118 @@
+"""The dashboard in headless Chromium: a camera's preview and counts that move.
+
+Debian's Chromium driven by Playwright (``playwright install`` downloads a
+browser and is never needed). The camera plays a synthetic scene at its own
+speed, looped, so counts change while the page is open. The screenshot is
+kept in var/test-artifacts/dashboard.png.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from camcount.config import ApiConfig, AppConfig, DetectorConfig, load_config
+from camcount.synthetic import generate_scene, write_scene
+from serve_app.app import start_pipeline
+from tests.conftest import ROOT, require_binary
+from tests.integration.conftest import free_port
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = "/usr/bin/chromium"
+TOKEN = "dashboard-token-51c2"
+SCREENSHOT = ROOT / "var" / "test-artifacts" / "dashboard.png"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+
+
+def until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.25)
+
+
+def sync_playwright() -> Any:
+    try:
+        from playwright.sync_api import sync_playwright as start
+    except ImportError:
+        if os.environ.get("CI") == "true":
+            pytest.fail("the playwright package is missing: it is a dev dependency")
+        pytest.skip("the playwright package is not installed")
+    return start()
+
+
+@pytest.fixture(scope="module")
+def dashboard(ray_cluster: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    require_binary(CHROMIUM, "Chromium (apt-get install chromium)")
+    video, _, _ = write_scene(generate_scene(43), tmp_path_factory.mktemp("dash") / "dash.mp4")
+    camera = load_config(video.with_suffix(".yaml")).cameras[0]
+    config = AppConfig(
+        cameras=(camera.model_copy(update={"id": "dash", "realtime": True, "loop": True}),),
+        detector=DetectorConfig(model="oracle"),
+        api=ApiConfig(port=free_port(), tokens=(TOKEN,), preview_fps=4),
+    )
+    pipeline = start_pipeline(config)
+    try:
+        yield pipeline.api_url
+    finally:
+        pipeline.stop()
+
+
+def test_the_dashboard_shows_a_preview_and_counts_that_change(dashboard: str) -> None:
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 900})
+            requests: list[str] = []
+            errors: list[str] = []
+            page.on("request", lambda r: requests.append(r.url))
+            failed: list[str] = []
+            page.on("response", lambda r: failed.append(r.url) if r.status >= 400 else None)
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"{dashboard}/#token={TOKEN}")
+
+            card = page.locator('section[data-camera="dash"]')
+            card.wait_for(timeout=20_000)
+            conn = page.locator("#conn")
+            until(lambda: "WebSocket" in conn.inner_text(), 20, "the WebSocket")
+            # a preview is drawn once the page watches, then keeps coming
+            img = card.locator("img.preview")
+            until(lambda: int(img.get_attribute("data-loaded") or 0) >= 2, 30, "previews")
+            assert img.evaluate("img => img.naturalWidth") > 0
+            # the count moves while the video plays
+            total = card.locator("[data-total]")
+            before = int(total.inner_text())
+            until(lambda: int(total.inner_text()) > before, 60, "the count to move")
+            assert card.locator("tr[data-counter]").count() >= 1
+            assert page.evaluate("() => location.hash") == ""  # the token left the address bar
+            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOT), full_page=True)
+            assert SCREENSHOT.stat().st_size > 10_000
+
+            # Server-Sent Events as the fallback transport
+            sse = browser.new_page()
+            sse.goto(f"{dashboard}/?transport=sse#token={TOKEN}")
+            until(lambda: "SSE" in sse.locator("#conn").inner_text(), 20, "SSE")
+            until(lambda: sse.locator("#seq").inner_text().startswith("seq"), 30, "an update")
+        finally:
+            browser.close()
+    origin = dashboard.rstrip("/")
+    outside = [u for u in requests if not u.startswith((origin, "blob:", "data:"))]
+    assert outside == []  # the page loads nothing from anywhere else
+    # the first preview of a camera nobody watched yet is a 404 (no frame
+    # kept); nothing else failed
+    assert all(u.endswith("/preview.jpg") for u in failed), failed
+    assert [e for e in errors if not e.startswith("Failed to load resource")] == []
