@@ -64,9 +64,11 @@ class Controller:
         self._dead: list[DeadLetter] = []
         self._restarts: dict[str, int] = {}
         self._watch: asyncio.Task[None] | None = None
+        self._stopping = False
         self._start_timeout_s = 60.0
 
     async def start(self) -> list[dict[str, Any]]:
+        await self._record_cameras(list(self.config.cameras))
         statuses = [await self.add_camera(c.model_dump(mode="json")) for c in self.config.cameras]
         self._watch = asyncio.get_running_loop().create_task(self._watch_loop())
         return statuses
@@ -81,14 +83,26 @@ class Controller:
         cfg = CameraConfig.model_validate(camera)
         if cfg.id in self._actors:
             raise ValueError(f"camera {cfg.id!r} exists already")
+        if self._watch is not None:  # added while running (start records the config's)
+            await self._record_cameras([cfg])
         return await self._launch(cfg)
+
+    async def _record_cameras(
+        self, cameras: list[CameraConfig], removed: tuple[str, ...] = ()
+    ) -> None:
+        """The warehouse's cameras tables follow the topology, so analysts
+        can group rows by site and tags and see each camera's lines."""
+        if self._sink is not None and (cameras or removed):
+            await self._sink.write_cameras.remote(
+                [c.model_dump(mode="json") for c in cameras], None, list(removed)
+            )
 
     async def _launch(self, cfg: CameraConfig) -> dict[str, Any]:
         n = self._incarnation.get(cfg.id, -1) + 1
         self._incarnation[cfg.id] = n
         sender = f"{cfg.id}#{n}"
         shard = self._shard_of(cfg)
-        await shard.register.remote(cfg.id, sender, cfg.site)
+        await shard.register.remote(cfg.id, sender, cfg.site, cfg.tags)
         actor = CameraActor.options(name=None).remote(
             cfg.model_dump(mode="json"),
             self.config.tracker.model_dump(mode="json"),
@@ -122,6 +136,8 @@ class Controller:
         cfg = self._cameras.pop(camera_id)
         await self._shard_of(cfg).remove.remote(camera_id)
         self._last_status.pop(camera_id, None)
+        if not self._stopping:
+            await self._record_cameras([], (camera_id,))
         return status
 
     async def update_camera(self, camera: dict[str, Any]) -> dict[str, Any]:
@@ -137,6 +153,7 @@ class Controller:
             raise KeyError(cfg.id)
         status = await actor.update.remote(cfg.model_dump(mode="json"))
         self._cameras[cfg.id] = cfg
+        await self._record_cameras([cfg])
         return status
 
     async def _watch_loop(self) -> None:
@@ -186,13 +203,17 @@ class Controller:
         return {"cameras": cameras, "shards": len(self.shards)}
 
     async def wait_files(self, timeout_s: float | None = None) -> dict[str, Any]:
-        """Until every camera's loop has ended, then close all windows."""
+        """Until every camera's loop has ended, then close all windows and
+        wait until the warehouse holds every row (so a replay's answer can
+        be queried the moment it returns)."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         for actor in list(self._actors.values()):
             left = None if deadline is None else max(0.1, deadline - time.monotonic())
             await actor.wait.remote(left)
         for shard in self.shards:
             await shard.flush.remote()
+        if self._sink is not None:
+            await self._sink.flush.remote()
         return await self.status()
 
     async def totals(self) -> list[dict[str, Any]]:
@@ -221,7 +242,14 @@ class Controller:
         return self._actors[camera_id]
 
     async def shutdown(self) -> None:
+        """Stop the cameras; the cameras table keeps them (a stop is not a
+        removal)."""
+        self._stopping = True
         if self._watch is not None:
             self._watch.cancel()
         for camera_id in list(self._actors):
             await self.remove_camera(camera_id)
+        # Raw events already received reach the sink; windows still open
+        # stay open (a stop is not the end of the input).
+        for shard in self.shards:
+            await shard.drain.remote()

@@ -51,18 +51,20 @@ class WarehouseSink:
         self,
         warehouse: WarehouseConfig | Mapping[str, Any],
         storage_root: str,
-        sink_id: str = "sink-0",
-        buffer_max_rows: int = 100_000,
+        sink_id: str | None = None,
+        buffer_max_rows: int | None = None,
         retry: RetryPolicy | None = None,
         schema: SchemaOptions | None = None,
         tick_interval_s: float = TICK_INTERVAL_S,
         inserts_in_flight: int | None = None,
     ) -> None:
+        """Arguments left out come from the warehouse config."""
         cfg = (
             warehouse
             if isinstance(warehouse, WarehouseConfig)
             else WarehouseConfig.model_validate(dict(warehouse))
         )
+        sink_id = sink_id or cfg.sink_id
         self.sink_id = sink_id
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -78,11 +80,12 @@ class WarehouseSink:
             return
         settings = WriterSettings.from_config(
             cfg,
-            buffer_max_rows=buffer_max_rows,
+            buffer_max_rows=buffer_max_rows or cfg.buffer_max_rows,
             retry=retry or RetryPolicy(),
             # A server writes one insert while the next is encoded; the
             # embedded engine serialises inserts anyway.
             max_inflight=inserts_in_flight
+            or cfg.inserts_in_flight
             or (1 if self._warehouse.backend.url.is_embedded else INSERTS_IN_FLIGHT),
         )
         spill = SpillStore(storage_root, namespace=f"warehouse/{sink_id}")
@@ -269,16 +272,20 @@ class WarehouseSink:
 def start_sink(
     warehouse: WarehouseConfig,
     storage_root: str,
-    sink_id: str = "sink-0",
+    sink_id: str | None = None,
+    name: str | None = None,
+    namespace: str | None = None,
     **options: Any,
 ) -> Any:
     """Create the sink actor and wait until it is connected and migrated.
 
-    A bad URL, password or port raises here, as the warehouse error type
-    (`WarehouseAuthError`, `WarehouseUnavailable`...), with the URL
-    masked; the actor is then gone.
+    With ``name`` the actor is named, so API replicas deployed on their own
+    (``serve deploy``) find it. A bad URL, password or port raises here, as
+    the warehouse error type (`WarehouseAuthError`, `WarehouseUnavailable`...),
+    with the URL masked; the actor is then gone.
     """
-    handle = WarehouseSink.remote(warehouse, storage_root, sink_id, **options)
+    actor: Any = WarehouseSink.options(name=name, namespace=namespace) if name else WarehouseSink
+    handle = actor.remote(warehouse, storage_root, sink_id, **options)
     try:
         ray.get(handle.ready.remote())
     except ray.exceptions.RayTaskError as exc:

@@ -104,6 +104,11 @@ class CameraConfig(_Model):
     tracker: TrackerConfig | None = Field(
         default=None, description="this camera's tracker settings, instead of the global ones"
     )
+    decode_threads: Annotated[int, Field(ge=0, le=64)] = Field(
+        default=1,
+        description="FFmpeg decoding threads (0: one per core); one keeps a node with many "
+        "cameras from running cores x cameras decoder threads",
+    )
 
     @model_validator(mode="after")
     def _unique_counter_ids(self) -> CameraConfig:
@@ -163,6 +168,12 @@ class StorageConfig(_Model):
 
 
 class WarehouseConfig(_Model):
+    """Where rows land (docs/warehouse.md) and how the sink batches them."""
+
+    enabled: bool = Field(
+        default=True,
+        description="false: no sink; counts reach the live API and /counts from memory only",
+    )
     url: str = Field(
         default="chdb://./var/chdb", description="chdb:///path or clickhouse://user@host:port/db"
     )
@@ -170,6 +181,21 @@ class WarehouseConfig(_Model):
     password_file: str | None = None
     batch_rows: Annotated[int, Field(ge=1)] = 10_000
     flush_interval_s: Annotated[float, Field(gt=0)] = 2.0
+    buffer_max_rows: Annotated[int, Field(ge=1)] = Field(
+        default=100_000,
+        description="rows held in memory while the warehouse is down, before spilling to storage",
+    )
+    inserts_in_flight: Annotated[int, Field(ge=1)] | None = Field(
+        default=None, description="concurrent inserts (default: 2 to a server, 1 to chDB)"
+    )
+    raw_ttl_days: Annotated[int, Field(ge=1)] | None = Field(
+        default=None,
+        description="drop raw events (crossings, zone rows) after this many days, where the "
+        "server supports TTL; window counts are kept",
+    )
+    sink_id: str = Field(
+        default="sink-0", description="names the sink's spill folder and its metrics"
+    )
 
 
 class ApiConfig(_Model):
@@ -273,6 +299,24 @@ def load_config(path: str | Path) -> AppConfig:
         for c in config.cameras
     )
     return config.model_copy(update={"cameras": cameras})
+
+
+def with_absolute_paths(config: AppConfig, base: Path | None = None) -> AppConfig:
+    """Local storage and chDB paths made absolute from ``base`` (default:
+    the working directory), before the config travels to actors whose
+    working directory may differ."""
+    root = Path.cwd() if base is None else base
+    storage, warehouse = config.storage, config.warehouse
+    if storage.root.startswith("file://") or "://" not in storage.root:
+        local = storage.root.removeprefix("file://")
+        if not Path(local).is_absolute():
+            storage = storage.model_copy(update={"root": f"file://{(root / local).resolve()}"})
+    if warehouse.url.startswith("chdb://"):
+        path, sep, query = warehouse.url.removeprefix("chdb://").partition("?")
+        if path and path != ":memory:" and not Path(path).is_absolute():
+            url = f"chdb://{(root / path).resolve()}{sep}{query}"
+            warehouse = warehouse.model_copy(update={"url": url})
+    return config.model_copy(update={"storage": storage, "warehouse": warehouse})
 
 
 def is_relative_file(source: str) -> bool:

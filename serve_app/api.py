@@ -17,6 +17,7 @@ data, open so a browser can load the page that then asks for a token),
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -58,6 +59,10 @@ log = logging.getLogger("camcount.api")
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_BODY_BYTES = 1 << 20
 CONTROLLER_TIMEOUT_S = 30.0
+SINK_LOOKUP_S = 10.0
+#: The pipeline's warehouse sink is a named actor (started by
+#: serve_app.app.start_pipeline), so API apps deployed on their own find it.
+SINK_NAME = "camcount-sink"
 _PUBLIC = ("/", "/healthz", "/favicon.ico")
 #: The page may load only what this app serves: nothing from the internet.
 PAGE_HEADERS = {
@@ -89,10 +94,14 @@ class Pipeline:
     """The REST replica's view of the running pipeline: the controller,
     found by name (again after a restart), and cached camera handles."""
 
-    def __init__(self, controller_name: str, namespace: str, sink: Any = None) -> None:
+    def __init__(
+        self, controller_name: str, namespace: str, sink: Any = None, find_sink: bool = True
+    ) -> None:
         self._name = controller_name
         self._namespace = namespace
-        self.sink = sink
+        self._sink = sink
+        self._find_sink = find_sink
+        self._sink_looked_at = 0.0
         self._controller: Any = None
         self._cameras: dict[str, Any] = {}
 
@@ -105,6 +114,28 @@ class Pipeline:
             except ValueError:
                 raise RequestError("unavailable", "the pipeline is not running", 503) from None
         return self._controller
+
+    async def sink(self) -> Any:
+        """The warehouse sink: the one given, else the pipeline's named sink
+        (API apps deployed on their own find it so), else None: history
+        then comes from the shards. A missing sink is looked for again at
+        most every ``SINK_LOOKUP_S``."""
+        if (
+            self._sink is None
+            and self._find_sink
+            and time.monotonic() - self._sink_looked_at >= SINK_LOOKUP_S
+        ):
+            self._sink_looked_at = time.monotonic()
+            with contextlib.suppress(ValueError):  # no sink: warehouse disabled or not started
+                self._sink = await asyncio.to_thread(ray.get_actor, SINK_NAME, self._namespace)
+        return self._sink
+
+    async def sink_query(self, sink: Any, name: str, params: dict[str, Any]) -> Any:
+        try:
+            return await sink.query.remote(name, params)
+        except RayActorError:
+            self._sink, self._sink_looked_at = None, 0.0
+            raise RequestError("unavailable", "the warehouse sink is gone", 503) from None
 
     async def call(self, method: str, *args: Any) -> Any:
         """A controller method; its KeyError/ValueError come back as themselves."""
@@ -262,8 +293,10 @@ class ApiService:
     async def fetch_counts(self, q: CountsQuery) -> tuple[list[dict[str, Any]], str]:
         """Closed window rows answering ``q``: from the warehouse sink when
         the pipeline has one, else from the aggregator shards' memory."""
-        if self.pipeline.sink is not None:
-            table = await self.pipeline.sink.query.remote(
+        sink = await self.pipeline.sink()
+        if sink is not None:
+            table = await self.pipeline.sink_query(
+                sink,
                 "window_counts",
                 {
                     "camera_id": q.camera_id,

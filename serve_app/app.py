@@ -23,9 +23,10 @@ import ray
 from ray import serve
 
 from actors.controller import Controller
-from camcount.config import AppConfig, load_config
+from actors.sink import start_sink
+from camcount.config import AppConfig, load_config, with_absolute_paths
 from camcount.processor import CountRow
-from serve_app.api import ApiIngress
+from serve_app.api import SINK_NAME, ApiIngress
 from serve_app.auth import resolve_digests, token_digest
 from serve_app.detector import detector_app
 from serve_app.live import LiveIngress
@@ -97,6 +98,10 @@ class Pipeline:
     controller: Any
     #: A token made for this run when none is configured (else None).
     token: str | None = None
+    #: The warehouse sink (None with ``warehouse.enabled: false``).
+    sink: Any = None
+    #: Whether ``stop`` closes the sink (it made it) or leaves it to the caller.
+    owns_sink: bool = False
 
     def status(self) -> dict[str, Any]:
         return ray.get(self.controller.status.remote())
@@ -140,12 +145,18 @@ class Pipeline:
 
     def stop(self) -> None:
         """The API first (so nothing asks for a vanishing controller), then
-        the cameras and the controller, then the detector."""
+        the cameras and the controller, then the sink (flushed, and with
+        chDB its database released), then the detector."""
         _delete_apps(API_APP, LIVE_APP)
         try:
             ray.get(self.controller.shutdown.remote(), timeout=30)
         finally:
             ray.kill(self.controller)
+            if self.owns_sink and self.sink is not None:
+                try:
+                    ray.get(self.sink.close.remote(), timeout=60)
+                finally:
+                    ray.kill(self.sink)
             with contextlib.suppress(Exception):
                 serve.delete(DETECTOR_APP)
 
@@ -167,24 +178,44 @@ def _delete_apps(*names: str) -> None:
 def start_pipeline(
     config: AppConfig, shards: int = 1, api: bool = True, sink: Any = None
 ) -> Pipeline:
-    """Deploy the detector, create the controller (and its live hub), deploy
-    the REST and live apps, then start the cameras.
+    """Deploy the detector, start the warehouse sink, create the controller
+    (and its live hub), deploy the REST and live apps, then start the cameras.
 
-    With ``api`` and no token configured, a token is made for this run
-    (``Pipeline.token``, in ``Pipeline.dashboard_url``). Ray must be
-    initialised by the caller (locally or ``address=...``).
+    The sink is started here unless one is given or the config disables the
+    warehouse; a warehouse that cannot be reached (wrong password, port)
+    fails here, before any camera starts. With ``api`` and no token
+    configured, a token is made for this run (``Pipeline.token``, in
+    ``Pipeline.dashboard_url``). Ray must be initialised by the caller
+    (locally or ``address=...``).
     """
+    config = with_absolute_paths(config)
+    owns_sink = sink is None and config.warehouse.enabled
+    if owns_sink:
+        sink = start_sink(
+            config.warehouse, config.storage.root, name=SINK_NAME, namespace=NAMESPACE
+        )
     quiet = {"log_level": "WARNING", "enable_access_log": False}
-    serve.start(
-        http_options={"host": config.api.host, "port": config.api.port}, logging_config=quiet
-    )
-    serve.run(
-        detector_app(config.detector), name=DETECTOR_APP, route_prefix=None, logging_config=quiet
-    )
+    try:
+        serve.start(
+            http_options={"host": config.api.host, "port": config.api.port},
+            logging_config=quiet,
+        )
+        serve.run(
+            detector_app(config.detector),
+            name=DETECTOR_APP,
+            route_prefix=None,
+            logging_config=quiet,
+        )
+    except BaseException:
+        if owns_sink:
+            with contextlib.suppress(Exception):
+                ray.get(sink.close.remote(), timeout=60)
+            ray.kill(sink)
+        raise
     controller = Controller.options(
         name=CONTROLLER_NAME, namespace=NAMESPACE, get_if_exists=False
     ).remote(config.model_dump(mode="json"), DETECTOR_APP, shards, 2.0, sink)
-    pipeline = Pipeline(config, controller)
+    pipeline = Pipeline(config, controller, sink=sink, owns_sink=owns_sink)
     try:
         if api:
             digests = resolve_digests(config.api)

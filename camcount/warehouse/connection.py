@@ -97,6 +97,8 @@ def connect(
         cfg = cfg.model_copy(update=config_overrides)
     url = resolve_password(parse_url(cfg.url), cfg.password_env, cfg.password_file, environ)
     backend = open_backend(url, role=role)
+    if schema is None and cfg.raw_ttl_days is not None:
+        schema = SchemaOptions(raw_ttl_days=cfg.raw_ttl_days)
     try:
         applied = migrate(backend, backend.features, schema)
     except BaseException:

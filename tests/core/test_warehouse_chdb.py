@@ -49,6 +49,7 @@ DOC_PARAMS: dict[str, object] = {
     "end": int(T0) + 86400,
     "camera_id": "cam-a",
     "counter_id": "line-1",
+    "tag": "entrance",
 }
 
 
@@ -188,6 +189,7 @@ def camera_config(cam: str, lines: int = 2) -> CameraConfig:
         id=cam,
         source=f"rtsp://viewer:cam-secret@10.0.0.{len(cam)}/stream",
         site="north",
+        tags={"entrance": "main" if cam == "cam-a" else "side", "floor": "0"},
         lines=[
             {"id": f"line-{i + 1}", "points": [[0, 100 * i], [640, 100 * i]]} for i in range(lines)
         ],

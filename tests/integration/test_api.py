@@ -31,13 +31,13 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from actors.sink import start_sink
 from camcount.apischema import counts_answer, counts_query
 from camcount.config import (
     ApiConfig,
     AppConfig,
     CameraConfig,
     DetectorConfig,
+    StorageConfig,
     WarehouseConfig,
     load_config,
 )
@@ -96,18 +96,14 @@ def api(ray_cluster: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             rate_limit_per_s=2000,
             rate_limit_burst=5000,
         ),
+        warehouse=WarehouseConfig(url=f"chdb://{root}/chdb", flush_interval_s=0.5),
+        storage=StorageConfig(root=f"file://{root}/store"),
     )
-    sink = start_sink(
-        WarehouseConfig(url=f"chdb://{root}/chdb", flush_interval_s=0.5), f"file://{root}/store"
-    )
-    pipeline = start_pipeline(config, sink=sink)
+    pipeline = start_pipeline(config)  # starts the warehouse sink the config names
     try:
-        yield Api(pipeline.api_url, pipeline, scenes, sink)
+        yield Api(pipeline.api_url, pipeline, scenes, pipeline.sink)
     finally:
         pipeline.stop()
-        with contextlib.suppress(Exception):
-            ray.get(sink.close.remote(), timeout=30)
-        ray.kill(sink)
 
 
 def camera_body(api: Api, name: str, new_id: str, **changes: Any) -> dict[str, Any]:
@@ -311,10 +307,14 @@ def test_cameras_round_trip_while_running_and_counts_history(api: Api) -> None:
         assert counts["source"] == "warehouse" and not counts["truncated"]
         assert sum(r["count"] for r in counts["rows"]) == want
         assert all(r["window_size_s"] == 10 for r in counts["rows"])
-        memory = ApiService(ApiConfig(), (), Pipeline(CONTROLLER_NAME, NAMESPACE), [10, 60])
         q = counts_query({"camera": ["rest-a"], "counter": ["line-main"]}, [10, 60])
-        rows, source = asyncio.run(memory.fetch_counts(q))
+        alone = Pipeline(CONTROLLER_NAME, NAMESPACE, find_sink=False)
+        rows, source = asyncio.run(ApiService(ApiConfig(), (), alone, [10, 60]).fetch_counts(q))
         assert source == "aggregator" and counts_answer(q, rows, "x")["rows"] == counts["rows"]
+        # An API deployed on its own (serve deploy) finds the pipeline's named sink.
+        found = Pipeline(CONTROLLER_NAME, NAMESPACE)
+        rows, source = asyncio.run(ApiService(ApiConfig(), (), found, [10, 60]).fetch_counts(q))
+        assert source == "warehouse" and counts_answer(q, rows, "x")["rows"] == counts["rows"]
         assert c.delete("/cameras/rest-a").json()["removed"] is True
         assert c.get("/cameras/rest-a").status_code == 404
         assert c.delete("/cameras/rest-a").json()["error"] == "not_found"

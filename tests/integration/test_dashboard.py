@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from camcount.config import ApiConfig, AppConfig, DetectorConfig, load_config
+from camcount.config import ApiConfig, AppConfig, DetectorConfig, WarehouseConfig, load_config
 from camcount.synthetic import generate_scene, write_scene
 from serve_app.app import start_pipeline
 from tests.conftest import ROOT, require_binary
@@ -62,6 +62,7 @@ def dashboard(ray_cluster: None, tmp_path_factory: pytest.TempPathFactory) -> It
         cameras=(camera.model_copy(update={"id": "dash", "realtime": True, "loop": True}),),
         detector=DetectorConfig(model="oracle"),
         api=ApiConfig(port=free_port(), tokens=(TOKEN,), preview_fps=4),
+        warehouse=WarehouseConfig(enabled=False),  # the chart reads the shards' rows
     )
     pipeline = start_pipeline(config)
     try:

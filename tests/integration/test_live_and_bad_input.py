@@ -13,6 +13,7 @@ from camcount.config import (
     CameraConfig,
     DetectorConfig,
     TrackerConfig,
+    WarehouseConfig,
     ZoneConfig,
     parse_config,
 )
@@ -55,6 +56,7 @@ def test_a_live_stream_cut_off_and_restored_stalls_then_streams_and_keeps_counti
         cameras=(CameraConfig(id="ipcam", source=stream.url, zones=(TABLE_ZONE,)),),
         detector=DetectorConfig(model="ssdlite-person", score_threshold=0.5),
         tracker=TrackerConfig(lost_track_buffer_s=2.0),
+        warehouse=WarehouseConfig(enabled=False),  # the live side is what is tested
     )
     pipeline = start_pipeline(config, api=False)
     try:
@@ -99,6 +101,7 @@ def test_bad_sources_fail_clearly_and_the_good_camera_keeps_going(ray_cluster, t
             CameraConfig(id="refused", source=refused),
         ),
         detector=DetectorConfig(model="oracle"),
+        warehouse=WarehouseConfig(enabled=False),
     )
     pipeline = start_pipeline(config, api=False)
     try:

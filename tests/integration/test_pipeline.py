@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import ray
 
-from camcount.config import AppConfig, DetectorConfig, load_config
+from camcount.config import AppConfig, DetectorConfig, WarehouseConfig, load_config
 from camcount.detectors import DetectorSettings, build_detector
 from camcount.reference import count_video
 from camcount.synthetic import generate_scene, write_scene
@@ -25,7 +25,7 @@ def scenes(tmp_path_factory) -> list[Path]:
     return [write_scene(generate_scene(s), root / f"cam{s}.mp4")[0] for s in SEEDS]
 
 
-def pipeline_config(scenes: list[Path], model: str) -> AppConfig:
+def pipeline_config(scenes: list[Path], model: str, warehouse: Path) -> AppConfig:
     cameras = []
     for video in scenes:
         cam = load_config(video.with_suffix(".yaml")).cameras[0]
@@ -33,7 +33,33 @@ def pipeline_config(scenes: list[Path], model: str) -> AppConfig:
     return AppConfig(
         cameras=tuple(cameras),
         detector=DetectorConfig(model=model, max_batch_size=8, options={"seed": 5}),
+        warehouse=WarehouseConfig(url=f"chdb://{warehouse}"),
     )
+
+
+def warehouse_totals(sink, size_s: int) -> list[dict]:
+    """What an analyst reads: the smallest windows of each real camera,
+    summed (FINAL: a row written twice counts once)."""
+    table = ray.get(
+        sink.sql.remote(
+            "SELECT camera_id, counter_id, class_name, direction, sum(count) AS n "
+            "FROM window_counts FINAL "
+            "WHERE window_size_s = {size:UInt32} AND position(camera_id, ':') = 0 "
+            "GROUP BY camera_id, counter_id, class_name, direction",
+            {"size": size_s},
+        )
+    )
+    rows = [
+        {
+            "camera_id": r["camera_id"],
+            "counter_id": r["counter_id"],
+            "class": r["class_name"],
+            "direction": r["direction"],
+            "count": int(r["n"]),
+        }
+        for r in table.to_pylist()
+    ]
+    return sorted(rows, key=lambda r: (r["camera_id"], r["counter_id"], r["class"], r["direction"]))
 
 
 def reference_totals(config: AppConfig, model: str) -> list[dict]:
@@ -45,17 +71,31 @@ def reference_totals(config: AppConfig, model: str) -> list[dict]:
 
 
 @pytest.mark.parametrize("model", ["oracle", "noisy"])
-def test_four_cameras_at_once_agree_with_the_reference(ray_cluster, scenes, model):
-    config = pipeline_config(scenes, model)
+def test_four_cameras_at_once_agree_with_the_reference(ray_cluster, scenes, model, tmp_path):
+    config = pipeline_config(scenes, model, tmp_path / "chdb")
     pipeline = start_pipeline(config, shards=2, api=False)
     try:
         ray.get(pipeline.controller.wait_files.remote(300))
         got = ray.get(pipeline.controller.totals.remote())
         status = pipeline.status()
+        # wait_files returns once the sink has flushed: the warehouse
+        # already holds every closed window.
+        stored = warehouse_totals(pipeline.sink, min(config.windows.sizes_s))
+        cameras = (
+            ray.get(
+                pipeline.sink.sql.remote(
+                    "SELECT DISTINCT camera_id FROM cameras ORDER BY camera_id"
+                )
+            )
+            .column("camera_id")
+            .to_pylist()
+        )
     finally:
         pipeline.stop()
     assert {c["state"] for c in status["cameras"]} == {"finished"}
     assert got == reference_totals(config, model)
+    assert stored == got
+    assert cameras == sorted(c.id for c in config.cameras)
     if model == "oracle":
         for video in scenes:
             truth = json.loads(video.with_name(video.stem + ".truth.json").read_text())["expected"]

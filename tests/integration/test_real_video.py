@@ -15,7 +15,14 @@ from __future__ import annotations
 import pytest
 import ray
 
-from camcount.config import AppConfig, CameraConfig, DetectorConfig, TrackerConfig, ZoneConfig
+from camcount.config import (
+    AppConfig,
+    CameraConfig,
+    DetectorConfig,
+    TrackerConfig,
+    WarehouseConfig,
+    ZoneConfig,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -23,7 +30,7 @@ TRUTH_VISITS = [(65, 195), (229, 445), (506, 700), (745, 870), (920, 1195), (123
 SLACK = 25  # frame numbers in the truth are approximate
 
 
-def test_table_visits_on_the_one_by_one_video(ray_cluster, shared_data):
+def test_table_visits_on_the_one_by_one_video(ray_cluster, shared_data, tmp_path):
     from serve_app.app import start_pipeline
 
     video = shared_data / "videos" / "intel_one-by-one-person-detection.mp4"
@@ -41,17 +48,25 @@ def test_table_visits_on_the_one_by_one_video(ray_cluster, shared_data):
         ),
         detector=DetectorConfig(model="ssdlite-person", score_threshold=0.3),
         tracker=TrackerConfig(lost_track_buffer_s=12.0),
+        warehouse=WarehouseConfig(url=f"chdb://{tmp_path}/chdb"),
     )
     pipeline = start_pipeline(config, api=False)
     try:
         ray.get(pipeline.controller.wait_files.remote(600))
         hub = ray.get(pipeline.controller.hub_handle.remote())
         updates = ray.get(hub.updates_since.remote(0, 0.0, 100_000)).updates
+        stored = ray.get(
+            pipeline.sink.sql.remote(
+                "SELECT entry_frame, exit_frame FROM zone_visits FINAL ORDER BY entry_frame"
+            )
+        ).to_pylist()
     finally:
         pipeline.stop()
     visits = sorted(
         (u.data["entry_frame"], u.data["exit_frame"]) for u in updates if u.kind == "zone_visit"
     )
+    # The warehouse holds the same visits as the live stream, once each.
+    assert [(r["entry_frame"], r["exit_frame"]) for r in stored] == visits
     matched = []
     for entry, exit_ in visits:
         hits = [
