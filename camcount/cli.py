@@ -304,6 +304,66 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ warehouse
+
+
+def cmd_warehouse_dead_letters(args: argparse.Namespace) -> int:
+    """List the batches the warehouse refused (and those still waiting to be
+    written after an outage); with ``--replay``, insert the refused ones
+    again once their cause is fixed. Rows keep their deterministic keys, so
+    a replay never doubles a count."""
+    from camcount.config import load_config, with_absolute_paths
+    from camcount.spill import SpillStore
+    from camcount.warehouse import WarehouseWriter, WriterSettings, connect
+
+    config = with_absolute_paths(load_config(args.config))
+    wcfg = config.warehouse
+    store = SpillStore(config.storage.root, namespace=f"warehouse/{wcfg.sink_id}")
+    listed = []
+    for state, files in (("dead", store.dead()), ("pending", store.pending())):
+        for f in files:
+            batch = store.read(f)
+            if batch is None or (args.reason and batch.reason != args.reason):
+                continue
+            listed.append(
+                {
+                    "state": state,
+                    "kind": f.kind,
+                    "rows": batch.rows.num_rows,
+                    "reason": batch.reason,
+                    "detail": batch.detail,
+                    "path": f.path,
+                }
+            )
+    replayed = None
+    if args.replay:
+        # Opening the warehouse here fails clearly (with who holds it) while
+        # a pipeline's sink owns an embedded database: stop it first.
+        warehouse = connect(wcfg, role="camcount warehouse dead-letters")
+        try:
+            writer = WarehouseWriter(warehouse.backend, store, WriterSettings.from_config(wcfg))
+            try:
+                replayed = writer.replay_dead_letters(args.reason)
+            finally:
+                writer.close()
+        finally:
+            warehouse.close()
+    if args.json:
+        print(json.dumps({"batches": listed, "replayed_rows": replayed}, indent=2))
+        return 0
+    table = Table(title=f"stored batches of warehouse sink {wcfg.sink_id}")
+    for col in ("state", "kind", "rows", "reason", "detail"):
+        table.add_column(col, justify="right" if col == "rows" else "left")
+    for b in listed:
+        table.add_row(b["state"], b["kind"], str(b["rows"]), b["reason"], b["detail"][:80])
+    err.print(table)
+    if replayed is not None:
+        err.print(f"replayed {replayed} rows into {warehouse.url}")
+    elif any(b["state"] == "dead" for b in listed):
+        err.print("fix the cause, then run again with --replay")
+    return 0
+
+
 # ------------------------------------------------------------------ models
 
 
@@ -563,6 +623,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config-check", help="validate a config file")
     p.add_argument("file")
     p.set_defaults(func=cmd_config_check)
+
+    p = sub.add_parser("warehouse", help="inspect and repair what the warehouse sink stored")
+    wsub = p.add_subparsers(dest="warehouse_command", required=True, metavar="ACTION")
+    w = wsub.add_parser(
+        "dead-letters",
+        help="list refused and pending batches; --replay inserts refused ones again",
+    )
+    w.add_argument("config", help="the config file (its storage root and warehouse)")
+    w.add_argument("--replay", action="store_true", help="insert the refused batches again")
+    w.add_argument("--reason", help="only batches set aside for this reason (e.g. rejected)")
+    w.add_argument("--json", action="store_true", help="print the list as JSON")
+    w.set_defaults(func=cmd_warehouse_dead_letters)
 
     p = sub.add_parser("models", help="manage detector weights")
     msub = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")

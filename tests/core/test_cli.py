@@ -92,3 +92,67 @@ def test_config_check_reports_the_field(tmp_path: Path):
     out = camcount("config-check", str(bad))
     assert out.returncode == 2
     assert "line 4" in out.stderr and "cameras.0.colour" in out.stderr
+
+
+def test_warehouse_dead_letters_lists_and_replays_refused_batches(tmp_path: Path):
+    """A batch the warehouse refused waits in storage; once its cause is
+    fixed, ``--replay`` inserts it, and a second replay adds nothing."""
+    from camcount.events import Crossing, Direction, to_arrow
+    from camcount.spill import SpillStore
+
+    config = tmp_path / "camcount.yaml"
+    config.write_text(
+        f"storage: {{root: 'file://{tmp_path}/store'}}\n"
+        f"warehouse: {{url: 'chdb://{tmp_path}/chdb', sink_id: sink-7}}\n"
+    )
+    rows = [Crossing("gate", "l1", 3, 3, 1_767_225_603.0, "person", Direction.IN, 0.9, 1, 1)]
+    store = SpillStore(f"file://{tmp_path}/store", namespace="warehouse/sink-7")
+    store.put_dead(
+        "crossing", to_arrow(Crossing, rows), "d1", "event", "rejected", "server said no"
+    )
+    extra = Crossing("gate", "l1", 9, 9, 1_767_225_609.0, "person", Direction.OUT, 0.8, 1, 1)
+    store.put_dead("crossing", to_arrow(Crossing, [extra]), "d2", "event", "invalid", "bad value")
+
+    listed = camcount("warehouse", "dead-letters", str(config), "--json")
+    assert listed.returncode == 0, listed.stderr
+    batches = json.loads(listed.stdout)["batches"]
+    assert sorted((b["state"], b["reason"], b["rows"]) for b in batches) == [
+        ("dead", "invalid", 1),
+        ("dead", "rejected", 1),
+    ]
+    assert json.loads(listed.stdout)["replayed_rows"] is None
+
+    only = camcount("warehouse", "dead-letters", str(config), "--replay", "--reason", "rejected")
+    assert only.returncode == 0, only.stderr
+    assert "replayed 1 rows" in only.stderr
+    left = json.loads(camcount("warehouse", "dead-letters", str(config), "--json").stdout)
+    assert [b["reason"] for b in left["batches"]] == ["invalid"]
+    again = json.loads(
+        camcount("warehouse", "dead-letters", str(config), "--replay", "--json").stdout
+    )
+    assert again["replayed_rows"] == 1 and again["batches"][0]["reason"] == "invalid"
+
+    count = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from camcount.warehouse import connect\n"
+            "wh = connect(sys.argv[1])\n"
+            "t = wh.sql('SELECT direction, count() AS n FROM crossings FINAL GROUP BY direction')\n"
+            "print(sorted((r['direction'], r['n']) for r in t.to_pylist()))",
+            f"chdb://{tmp_path}/chdb",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert count.returncode == 0, count.stderr
+    assert count.stdout.strip() == "[('in', 1), ('out', 1)]"
+
+
+def test_warehouse_dead_letters_with_a_bad_config_says_why(tmp_path: Path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("warehouse: {url: 'postgres://x'}\n")
+    out = camcount("warehouse", "dead-letters", str(config), "--replay")
+    assert out.returncode == 2
+    assert "chdb://" in out.stderr and "Traceback" not in out.stderr
