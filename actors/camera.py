@@ -82,8 +82,12 @@ class CameraActor:
         detector_deployment: str = "Detector",
         max_in_flight: int = 4,
         frames_per_batch: int = 8,
-        queue_size: int = 16,
+        queue_size: int = 4,
     ) -> None:
+        """``queue_size`` frames wait decoded at full size (6 MB each at
+        1080p) besides the ``max_in_flight`` at the detector: a few are
+        enough to keep the detector fed, and memory per camera is what
+        bounds cameras per node."""
         self.camera = CameraConfig.model_validate(camera)
         self.tracker = TrackerConfig.model_validate(tracker)
         self._aggregator = aggregator
@@ -101,6 +105,7 @@ class CameraActor:
             queue_size,
             loop=self.camera.loop,
             realtime=self.camera.realtime,
+            decode_threads=self.camera.decode_threads,
         )
         self._processor: CameraProcessor | None = None
         self._spec: InputSpec | None = None

@@ -82,6 +82,7 @@ class Capture:
         clock: Callable[[], float] = time.time,
         loop: bool = False,
         realtime: bool = False,
+        decode_threads: int = 0,
     ) -> None:
         if queue_size < 1:
             raise ValueError(f"queue_size must be >= 1, got {queue_size}")
@@ -97,6 +98,7 @@ class Capture:
         self._clock = clock
         self.loop = loop
         self.realtime = realtime
+        self.decode_threads = decode_threads
         self._queue: deque[DecodedFrame | EndOfSource] = deque()
         self._cond = threading.Condition()
         self._stop = threading.Event()
@@ -118,7 +120,7 @@ class Capture:
         """Open a file now (so a bad file fails here, clearly); live sources
         connect in the thread and report their state instead."""
         if not self.live:
-            self._file = VideoFile(self.source, self.fps, self.start_time)
+            self._file = VideoFile(self.source, self.fps, self.start_time, self.decode_threads)
             if position is not None:
                 self._file.seek(position)
             self.frame_size = self._file.frame_size
@@ -230,7 +232,12 @@ class Capture:
                 break
             decoded_before += video.decoded
             video.close()
-            video = VideoFile(self.source, self.fps, last_time + 1.0 / (video.native_fps or 25.0))
+            video = VideoFile(
+                self.source,
+                self.fps,
+                last_time + 1.0 / (video.native_fps or 25.0),
+                self.decode_threads,
+            )
             self._file = video
         expected = video.frame_count
         if expected and video.position.next_index < expected - 1:
@@ -254,6 +261,7 @@ class Capture:
                     timeout_ms,
                     cv2.CAP_PROP_READ_TIMEOUT_MSEC,
                     timeout_ms,
+                    *((cv2.CAP_PROP_N_THREADS, self.decode_threads) if self.decode_threads else ()),
                 ],
             )
         if not cap.isOpened():
