@@ -163,24 +163,72 @@ def assign_pairs(
     out_cols = [cols[lone]]
     rest = np.flatnonzero(~lone)
     rest_r, rest_c = rows[rest], cols[rest]
-    if rest.size:
-        # Imported on first need: most frames resolve without it, and each
-        # camera process is ~40 MB lighter until a crowded frame comes.
-        from scipy.optimize import linear_sum_assignment
     for group in _connected_groups(rest_r.tolist(), rest_c.tolist()):
         idx = rest[group]
         sub_r, at_r = np.unique(rows[idx], return_inverse=True)
         sub_c, at_c = np.unique(cols[idx], return_inverse=True)
-        # Pairs not listed are ineligible: a prohibitive cost, never accepted.
-        cost = np.full((sub_r.size, sub_c.size), 1e6)
-        cost[at_r, at_c] = -similarity[idx]
-        eligible = np.zeros(cost.shape, dtype=bool)
-        eligible[at_r, at_c] = True
-        r, c = linear_sum_assignment(cost)
-        ok = eligible[r, c]
-        out_rows.append(sub_r[r[ok]])
-        out_cols.append(sub_c[c[ok]])
+        if min(sub_r.size, sub_c.size) <= EXACT_UP_TO_SIDE and idx.size <= EXACT_UP_TO_PAIRS:
+            r, c = _best_small(at_r.tolist(), at_c.tolist(), similarity[idx].tolist())
+        else:
+            r, c = _best_large(at_r, at_c, similarity[idx], (sub_r.size, sub_c.size))
+        out_rows.append(sub_r[r])
+        out_cols.append(sub_c[c])
     return np.concatenate(out_rows), np.concatenate(out_cols)
+
+
+# A contested group this small is solved here, exactly; larger ones go to
+# scipy, imported on first need: it adds ~50 MB to a process, and most
+# camera processes never see a group that large.
+EXACT_UP_TO_SIDE = 6
+EXACT_UP_TO_PAIRS = 36
+
+
+def _best_small(
+    at_r: list[int], at_c: list[int], sim: list[float]
+) -> tuple[IndexArray, IndexArray]:
+    """The matching with the most pairs, then the most similarity (the rule
+    ``_best_large`` gets from its cost matrix), by dynamic programming over
+    subsets of the smaller side: a few dozen states for the groups a frame
+    holds."""
+    by_row = max(at_r) >= max(at_c)  # iterate the larger side, subsets of the other
+    items, others = (at_r, at_c) if by_row else (at_c, at_r)
+    options: dict[int, list[tuple[int, float]]] = {}
+    for item, other, s in zip(items, others, sim, strict=True):
+        options.setdefault(item, []).append((other, s))
+    # subset of the smaller side used -> (pairs, similarity, chosen pairs)
+    best: dict[int, tuple[int, float, tuple[tuple[int, int], ...]]] = {0: (0, 0.0, ())}
+    for item in sorted(options):
+        grown = dict(best)  # the item left unmatched
+        for used, (n, total, chosen) in best.items():
+            for other, s in options[item]:
+                bit = 1 << other
+                if used & bit:
+                    continue
+                key = used | bit
+                old = grown.get(key)
+                if old is None or (n + 1, total + s) > (old[0], old[1]):
+                    grown[key] = (n + 1, total + s, (*chosen, (item, other)))
+        best = grown
+    chosen = max(best.values(), key=lambda v: (v[0], v[1]))[2]
+    firsts = np.array([a for a, _ in chosen], dtype=np.intp)
+    seconds = np.array([b for _, b in chosen], dtype=np.intp)
+    return (firsts, seconds) if by_row else (seconds, firsts)
+
+
+def _best_large(
+    at_r: IndexArray, at_c: IndexArray, sim: FloatArray, shape: tuple[int, int]
+) -> tuple[IndexArray, IndexArray]:
+    from scipy.optimize import linear_sum_assignment
+
+    # Pairs not listed are ineligible: a prohibitive cost, never accepted,
+    # so the solver first maximises the number of eligible pairs.
+    cost = np.full(shape, 1e6)
+    cost[at_r, at_c] = -sim
+    eligible = np.zeros(shape, dtype=bool)
+    eligible[at_r, at_c] = True
+    r, c = linear_sum_assignment(cost)
+    ok = eligible[r, c]
+    return r[ok], c[ok]
 
 
 def _connected_groups(rows: list[int], cols: list[int]) -> list[list[int]]:

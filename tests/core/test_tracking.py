@@ -238,3 +238,25 @@ def test_snapshot_holds_full_covariances_and_restores_them():
     assert state.cov.shape == (t.track_count, 8, 8)
     np.testing.assert_array_equal(state.cov, np.transpose(state.cov, (0, 2, 1)))
     np.testing.assert_array_equal(Tracker.from_state(state).snapshot().cov, state.cov)
+
+
+def test_contested_groups_of_everyday_size_never_load_scipy():
+    """Camera processes stay ~50 MB lighter: groups of a few competing
+    tracks are solved exactly without scipy; only a crowd brings it in."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from camcount.assignment import assign\n"
+        "rng = np.random.default_rng(1)\n"
+        "for _ in range(300):\n"
+        "    n, m = rng.integers(2, 7, size=2)\n"
+        "    assign(rng.uniform(0.3, 1, size=(n, m)), 0.2)\n"
+        "print('scipy.optimize' in sys.modules)\n"
+        "assign(rng.uniform(0.3, 1, size=(12, 12)), 0.2)\n"
+        "print('scipy.optimize' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "True"]
