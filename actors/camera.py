@@ -7,23 +7,25 @@ and counts, and a numbered ``channels.Sender`` carries event batches to the
 camera's aggregator shard. It never imports torch: the detector's input
 size and colour order come from the deployment's ``spec``.
 
-Frames are kept at most ``max_in_flight`` deep in the detector and their
-results applied in frame order. When the detector refuses a frame
-(back-pressure), a file source waits and resends it (nothing is lost); a
-live source drops it and counts the drop.
+Frames go to the detector a few per request (``detect_many``), at most
+``max_in_flight`` frames deep, and their results are applied in frame
+order. When the detector refuses a request (back-pressure), a file source
+waits and resends it (nothing is lost); a live source drops its frames and
+counts the drops.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sys
 import time
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import ray
 from ray.util import metrics
 
@@ -57,17 +59,36 @@ def _backpressure() -> type[Exception]:
     return BackPressureError
 
 
-def _rss_mb() -> float:
-    """Resident memory of this actor's process (Linux), for capacity planning."""
+def _memory_mb() -> dict[str, float]:
+    """This actor's resident memory (Linux), for capacity planning: all of
+    it (``rss_mb``), and the part no other process shares (``private_mb``:
+    RSS less shared libraries and the object store's shared pages that the
+    camera wrote its requests into)."""
+    fields = {"VmRSS:": "rss_mb", "RssAnon:": "private_mb"}
+    out = {v: 0.0 for v in fields.values()}
     try:
-        with open("/proc/self/statm") as statm:
-            pages = int(statm.read().split()[1])
+        with open("/proc/self/status") as status:
+            for line in status:
+                parts = line.split()
+                if parts and parts[0] in fields:
+                    out[fields[parts[0]]] = round(int(parts[1]) / 1024, 1)
     except OSError:
-        return 0.0
-    return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+        pass
+    return out
 
 
 _LATENCY_BOUNDARIES_S = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10]
+_NO_IMAGE = np.zeros((0, 0, 3), dtype=np.uint8)
+_HEAVY = ("torch", "pyarrow", "pandas", "scipy.optimize")
+
+
+@dataclass(frozen=True)
+class _Request:
+    """Frames sent to the detector, kept (small, resized) for a resend."""
+
+    images: list[Any]
+    metas: list[FrameMeta]
+    response: Any
 
 
 @ray.remote(num_cpus=0.25, max_restarts=0)
@@ -171,28 +192,45 @@ class CameraActor:
         try:
             spec: InputSpec = await self._detector.spec.remote()
             self._spec = spec
-            in_flight: deque[tuple[DecodedFrame, Any]] = deque()
+            # Frames go to the detector a few per request, two requests in
+            # flight: the detector still batches across cameras, and the
+            # per-request cost is shared by the frames of a request.
+            group = max(1, self._max_in_flight // 2)
+            in_flight: deque[tuple[list[DecodedFrame], _Request]] = deque()
+            waiting = 0  # frames in flight
             while True:
-                item = await asyncio.to_thread(self._capture.get, 0.5)
+                items = await asyncio.to_thread(self._capture.get_many, group, 0.5)
                 self._refresh_state()
-                if item is None:
-                    continue
-                if isinstance(item, EndOfSource):
+                frames = [i for i in items if isinstance(i, DecodedFrame)]
+                if frames:
+                    if self._processor is None:
+                        self._processor = self._build_processor(frames[0])
+                    request = self._request(frames)
+                    if not self._preview_gate.watched(time.monotonic()):
+                        # Nobody watches: frames in flight need no full-size pixels.
+                        frames = [DecodedFrame(f.index, f.time, _NO_IMAGE) for f in frames]
+                    in_flight.append((frames, request))
+                    waiting += len(frames)
+                    while waiting >= self._max_in_flight:
+                        done, response = in_flight.popleft()
+                        await self._apply(done, response)
+                        waiting -= len(done)
+                if items and isinstance(items[-1], EndOfSource):
                     while in_flight:
                         await self._apply(*in_flight.popleft())
-                    await self._finish(item)
+                    await self._finish(items[-1])
                     return
-                if self._processor is None:
-                    self._processor = self._build_processor(item)
-                meta = FrameMeta(self.camera.source, item.index, self._frame_size(item))
-                image = prepare_frame(item.image, spec.input_size, spec.color_order)
-                in_flight.append((item, self._detector.detect.remote(image, meta)))
-                while len(in_flight) >= self._max_in_flight:
-                    await self._apply(*in_flight.popleft())
         except Exception as exc:
             log.exception("camera %s failed", self.camera.id)
             self._final = (SourceState.FAILED, f"camera loop error: {exc!r}")
             raise
+
+    def _request(self, frames: list[DecodedFrame]) -> _Request:
+        assert self._spec is not None  # fetched before the first frame
+        spec = self._spec
+        images = [prepare_frame(f.image, spec.input_size, spec.color_order) for f in frames]
+        metas = [FrameMeta(self.camera.source, f.index, self._frame_size(f)) for f in frames]
+        return _Request(images, metas, self._detector.detect_many.remote(images, metas))
 
     def _frame_size(self, frame: DecodedFrame) -> tuple[int, int]:
         return (frame.image.shape[1], frame.image.shape[0])
@@ -204,33 +242,39 @@ class CameraActor:
             self.camera, self.tracker, self._spec.class_names, self._frame_size(first), fps
         )
 
-    async def _detect_again(self, frame: DecodedFrame) -> Detections | None:
-        assert self._spec is not None
-        image = prepare_frame(frame.image, self._spec.input_size, self._spec.color_order)
-        meta = FrameMeta(self.camera.source, frame.index, self._frame_size(frame))
+    async def _detect_again(self, request: _Request) -> list[Detections] | None:
+        """After back-pressure: a file source waits and resends (nothing is
+        lost); a live one gives the frames up (None)."""
         delay = 0.05
         while True:
             try:
-                return await self._detector.detect.remote(image, meta)
+                results: list[Detections] = await self._detector.detect_many.remote(
+                    request.images, request.metas
+                )
+                return results
             except _backpressure():
                 if self._capture.live:
                     return None
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
-    async def _apply(self, frame: DecodedFrame, response: Any) -> None:
+    async def _apply(self, frames: list[DecodedFrame], request: _Request) -> None:
         try:
-            dets: Detections | None = await response
+            results: list[Detections] | None = await request.response
         except _backpressure():
             self._rejected += 1
-            dets = await self._detect_again(frame)
-        if dets is None:  # a live frame refused by a saturated detector
-            self._skipped += 1
-            self._m_dropped.inc()
+            results = await self._detect_again(request)
+        if results is None:  # live frames refused by a saturated detector
+            self._skipped += len(frames)
+            self._m_dropped.inc(len(frames))
             return
+        for frame, dets in zip(frames, results, strict=True):
+            await self._apply_one(frame, dets)
+
+    async def _apply_one(self, frame: DecodedFrame, dets: Detections) -> None:
         assert self._processor is not None  # built before the first request
         events = self._processor.process(dets, frame.index, frame.time)
-        if self._preview_gate.keep_frame(time.monotonic()):
+        if frame.image.size and self._preview_gate.keep_frame(time.monotonic()):
             self._keep_preview(frame, self._processor)
         self._processed += 1
         self._m_processed.inc()
@@ -299,8 +343,10 @@ class CameraActor:
             "events": self._events,
             "last_frame_time": self._last_frame_time,
             "totals": self._processor.totals() if self._processor is not None else [],
-            "rss_mb": _rss_mb(),
+            **_memory_mb(),
             "torch_loaded": "torch" in sys.modules,
+            # What a camera process should never carry (camera docs, memory).
+            "heavy_imports": [m for m in _HEAVY if sys.modules.get(m) is not None],
         }
 
     def update(self, camera: dict[str, Any]) -> dict[str, Any]:

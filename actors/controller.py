@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 import zlib
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -30,6 +32,15 @@ from camcount.config import AppConfig, CameraConfig
 from camcount.events import DeadLetter
 
 log = logging.getLogger("camcount.controller")
+
+MAX_FRAMES_IN_FLIGHT = 8
+# Camera processes keep pyarrow out (actors/_keep_out/pyarrow says why);
+# Ray expands ${PYTHONPATH} from the worker's own environment.
+CAMERA_RUNTIME_ENV = {
+    "env_vars": {
+        "PYTHONPATH": f"{Path(__file__).parent / '_keep_out'}{os.pathsep}${{PYTHONPATH}}",
+    }
+}
 
 
 @ray.remote(num_cpus=0, max_restarts=0)
@@ -103,12 +114,13 @@ class Controller:
         sender = f"{cfg.id}#{n}"
         shard = self._shard_of(cfg)
         await shard.register.remote(cfg.id, sender, cfg.site, cfg.tags)
-        actor = CameraActor.options(name=None).remote(
+        actor = CameraActor.options(name=None, runtime_env=CAMERA_RUNTIME_ENV).remote(
             cfg.model_dump(mode="json"),
             self.config.tracker.model_dump(mode="json"),
             shard,
             sender,
             self._detector_app,
+            max_in_flight=self._frames_in_flight(),
         )
         self._cameras[cfg.id] = cfg
         self._actors[cfg.id] = actor
@@ -126,6 +138,18 @@ class Controller:
             }
         self._last_status[cfg.id] = status
         return status
+
+    def _frames_in_flight(self) -> int:
+        """Enough for the cameras together to fill two detector batches (one
+        camera alone with too few waits out ``batch_wait_timeout_s`` every
+        batch), at least two per camera, capped because each frame in
+        flight is held at full size until its result is applied. Set when
+        a camera starts, from the cameras running then."""
+        starting = self._watch is None  # start() launches the config's cameras
+        cameras = len(self.config.cameras) if starting else len(self._cameras) + 1
+        cameras = max(1, cameras)
+        share = -(-2 * self.config.detector.max_batch_size // cameras)  # ceil
+        return min(MAX_FRAMES_IN_FLIGHT, max(8, share))
 
     async def remove_camera(self, camera_id: str) -> dict[str, Any]:
         actor = self._actors.pop(camera_id, None)

@@ -142,6 +142,23 @@ class Capture:
             self._cond.notify_all()
             return item
 
+    def get_many(self, n: int, timeout_s: float) -> list[DecodedFrame | EndOfSource]:
+        """Up to ``n`` items: waits for the first as ``get`` does, then takes
+        what is already there without waiting; the end marker is always the
+        last item returned. Empty when nothing came in time."""
+        with self._cond:
+            if not self._queue:
+                self._cond.wait(timeout_s)
+            items: list[DecodedFrame | EndOfSource] = []
+            while self._queue and len(items) < n:
+                item = self._queue.popleft()
+                items.append(item)
+                if isinstance(item, EndOfSource):
+                    break
+            if items:
+                self._cond.notify_all()
+            return items
+
     def wait_frame_size(self, timeout_s: float) -> tuple[int, int] | None:
         deadline = time.monotonic() + timeout_s
         while self.frame_size is None and time.monotonic() < deadline and not self._stop.is_set():

@@ -52,6 +52,11 @@ class PreviewGate:
     def watched_since(self) -> float | None:
         return self._requested_at
 
+    def watched(self, now: float) -> bool:
+        """Whether someone asked within ``watch_s``: only then are full-size
+        frames worth holding on to."""
+        return self._requested_at is not None and now - self._requested_at <= self.watch_s
+
     def keep_frame(self, now: float) -> bool:
         """True (and counted) when this frame should be kept."""
         if self._requested_at is None or now - self._requested_at > self.watch_s:

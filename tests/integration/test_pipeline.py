@@ -93,6 +93,8 @@ def test_four_cameras_at_once_agree_with_the_reference(ray_cluster, scenes, mode
     finally:
         pipeline.stop()
     assert {c["state"] for c in status["cameras"]} == {"finished"}
+    # Camera processes stay light: no torch, pyarrow, pandas or scipy.optimize.
+    assert [c["heavy_imports"] for c in status["cameras"]] == [[]] * len(scenes)
     assert got == reference_totals(config, model)
     assert stored == got
     assert cameras == sorted(c.id for c in config.cameras)
