@@ -33,7 +33,7 @@ from camcount.events import DeadLetter
 
 log = logging.getLogger("camcount.controller")
 
-MAX_FRAMES_IN_FLIGHT = 8
+MAX_FRAMES_IN_FLIGHT = 16
 # Camera processes keep pyarrow out (actors/_keep_out/pyarrow says why);
 # Ray expands ${PYTHONPATH} from the worker's own environment.
 CAMERA_RUNTIME_ENV = {
@@ -140,11 +140,13 @@ class Controller:
         return status
 
     def _frames_in_flight(self) -> int:
-        """Enough for the cameras together to fill two detector batches (one
-        camera alone with too few waits out ``batch_wait_timeout_s`` every
-        batch), at least two per camera, capped because each frame in
-        flight is held at full size until its result is applied. Set when
-        a camera starts, from the cameras running then."""
+        """Enough for the cameras together to keep two detector batches
+        queued, so the model never waits out ``batch_wait_timeout_s`` for
+        a batch to fill (a camera sends half of these per request: one
+        camera alone sends whole batches, two in flight); at least eight,
+        so requests stay few; capped, as each frame in flight adds latency
+        and object-store memory. Set when a camera starts, from the cameras
+        running then."""
         starting = self._watch is None  # start() launches the config's cameras
         cameras = len(self.config.cameras) if starting else len(self._cameras) + 1
         cameras = max(1, cameras)

@@ -2,7 +2,9 @@
 
 In one run, on the same frames (real person videos from ``../shared/data``,
 each cut to its first ``--frames`` frames into a temporary folder) and the
-same detector (the person SSDLite, CPU):
+same detector (the person SSDLite, CPU; by default exported once to ONNX and
+run by onnxruntime, the CPU backend camcount recommends, ``--model
+ssdlite-person`` for eager torch):
 
 (a) bare model: ``Detector.detect`` in one process at batch 8 on frames
     decoded and resized beforehand: the ceiling for any pipeline;
@@ -10,12 +12,16 @@ same detector (the person SSDLite, CPU):
     other, decode -> detect (batch 1) -> ``trackers.ByteTrackTracker`` ->
     ``supervision.LineZone``;
 (c) ``camcount replay`` of the same N videos at once: camera actors, the
-    batched Serve detector, aggregator shards.
+    batched Serve detector, aggregator shards, and the warehouse sink
+    writing to an embedded chDB (``start_pipeline``, as the command does;
+    the clock stops once the warehouse holds every row).
 
 It prints frames/s for each, (c)/(a) (pipeline efficiency; target at least
 0.8 on CPU) and (c)/(b) (target above 1.0 on CPU), for N = 1, 4, 8, and the
 resident memory of the camera actors (target under 200 MB each; a camera
-actor never imports torch).
+actor never imports torch): all of it (RSS, which also counts shared
+libraries and the object-store pages a camera writes its requests into)
+and its private part (anonymous memory, what each further camera adds).
 
 Run (``make bench-deps`` first, for the peer)::
 
@@ -32,6 +38,7 @@ import platform
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -45,7 +52,6 @@ VIDEOS = (
     "ahmetozlu_pedestrian_survaillance.mp4",
     "ahmetozlu_cutl.mp4",
 )
-MODEL = "ssdlite-person"
 THRESHOLD = 0.5
 
 
@@ -91,8 +97,14 @@ def decode_all(video: Path) -> list[np.ndarray]:
     return frames
 
 
-def bare(videos: list[Path]) -> tuple[float, int]:
-    det = build_detector(MODEL, DetectorSettings(score_threshold=THRESHOLD))
+def settings(model: str) -> DetectorSettings:
+    """One thread per detector process: what a Serve replica gets on CPU."""
+    key = "threads" if model.startswith("onnx:") else "torch_threads"
+    return DetectorSettings(score_threshold=THRESHOLD, options={key: 1})
+
+
+def bare(videos: list[Path], model: str) -> tuple[float, int]:
+    det = build_detector(model, settings(model))
     prepared, metas = [], []
     for v in videos:
         for i, img in enumerate(decode_all(v)):
@@ -105,11 +117,11 @@ def bare(videos: list[Path]) -> tuple[float, int]:
     return len(prepared) / (time.perf_counter() - t0), len(prepared)
 
 
-def peer(videos: list[Path]) -> tuple[float, int]:
+def peer(videos: list[Path], model: str) -> tuple[float, int]:
     import supervision as sv
     from trackers import ByteTrackTracker
 
-    det = build_detector(MODEL, DetectorSettings(score_threshold=THRESHOLD))
+    det = build_detector(model, settings(model))
     n = 0
     t0 = time.perf_counter()
     for v in videos:
@@ -135,13 +147,13 @@ def peer(videos: list[Path]) -> tuple[float, int]:
     return n / (time.perf_counter() - t0), n
 
 
-def camcount_replay(videos: list[Path]) -> tuple[float, int, list[float], bool]:
+def camcount_replay(
+    videos: list[Path], model: str, tmp: Path
+) -> tuple[float, int, list[tuple[float, float]], bool]:
     import ray
-    from ray import serve
 
-    from actors.controller import Controller
-    from serve_app.app import DETECTOR_APP
-    from serve_app.detector import detector_app
+    from camcount.config import StorageConfig, WarehouseConfig
+    from serve_app.app import start_pipeline
 
     cameras = tuple(
         CameraConfig(
@@ -151,36 +163,75 @@ def camcount_replay(videos: list[Path]) -> tuple[float, int, list[float], bool]:
         )
         for i, v in enumerate(videos)
     )
+    opts = settings(model).options
+    run = tmp / f"run{len(videos)}"
     config = AppConfig(
         cameras=cameras,
         detector=DetectorConfig(
-            model=MODEL, score_threshold=THRESHOLD, max_batch_size=8, batch_wait_timeout_s=0.02
+            model=model,
+            score_threshold=THRESHOLD,
+            max_batch_size=8,
+            batch_wait_timeout_s=0.02,
+            options=dict(opts),
         ),
+        warehouse=WarehouseConfig(url=f"chdb://{run}/chdb"),
+        storage=StorageConfig(root=f"file://{run}/store"),
     )
-    serve.run(
-        detector_app(config.detector),
-        name=DETECTOR_APP,
-        route_prefix=None,
-        logging_config={"log_level": "WARNING", "enable_access_log": False},
-    )
-    controller = Controller.remote(config.model_dump(mode="json"), DETECTOR_APP, 1, 2.0, None)
     t0 = time.perf_counter()
-    ray.get(controller.start.remote())
-    status = ray.get(controller.wait_files.remote(None))
-    seconds = time.perf_counter() - t0
+    pipeline = start_pipeline(config, api=False)
+    samples: list[tuple[float, int, bool]] = []
+
+    def sample(cameras: list[dict[str, Any]]) -> None:
+        """Steady state is while every camera runs: cameras start one after
+        another (their first frames go before the last one starts) and the
+        short clips end at different times."""
+        running = all(c["frames_processed"] > 0 and c["state"] != "finished" for c in cameras)
+        samples.append((time.perf_counter(), sum(c["frames_processed"] for c in cameras), running))
+
+    try:
+        started = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        status = pipeline.wait_files(on_progress=sample, poll_s=0.25)
+        seconds = time.perf_counter() - t0
+        stored = (
+            ray.get(pipeline.sink.sql.remote("SELECT count() AS n FROM crossings FINAL"))
+            .column("n")[0]
+            .as_py()
+        )
+    finally:
+        pipeline.stop()
     frames = sum(c["frames_processed"] for c in status["cameras"])
-    rss = [c["rss_mb"] for c in status["cameras"]]
+    crossings = sum(
+        t["count"]
+        for c in status["cameras"]
+        for t in c["totals"]
+        if t["direction"] in ("in", "out")
+    )
+    if stored != crossings:
+        raise SystemExit(f"the warehouse holds {stored} crossings, the cameras counted {crossings}")
+    rss = [(c["rss_mb"], c["private_mb"]) for c in status["cameras"]]
     torch_loaded = any(c["torch_loaded"] for c in status["cameras"])
-    ray.get(controller.shutdown.remote())
-    ray.kill(controller)
-    serve.delete(DETECTOR_APP)
-    return frames / seconds, frames, rss, torch_loaded
+    steady = [s for s in samples if s[2]]
+    fps = frames / seconds
+    if len(steady) >= 2 and steady[-1][0] - steady[0][0] >= 2.0:
+        fps = (steady[-1][1] - steady[0][1]) / (steady[-1][0] - steady[0][0])
+    print(
+        f"  (c) N={len(videos)}: started in {started:.1f} s; {frames} frames in {seconds:.1f} s "
+        f"after that ({frames / seconds:.1f}/s), {fps:.1f}/s while all cameras ran; "
+        f"{crossings} crossings stored"
+    )
+    return fps, frames, rss, torch_loaded
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cameras", default="1,4,8")
     parser.add_argument("--frames", type=int, default=150)
+    parser.add_argument(
+        "--model",
+        default="onnx",
+        help="onnx (the person SSDLite exported to ONNX, onnxruntime) or ssdlite-person (torch)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if not SHARED.is_dir():
@@ -190,14 +241,22 @@ def main() -> None:
     ray.init(num_cpus=8, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        model = args.model
+        if model == "onnx":
+            from camcount.detectors.onnx import export_ssdlite
+
+            path = Path(tmp) / "ssdlite_person.onnx"
+            export_ssdlite(path)
+            model = f"onnx:{path}"
         for n in [int(x) for x in args.cameras.split(",")]:
             videos = cut_videos(n, args.frames, Path(tmp))
-            a, frames = bare(videos)
-            b, _ = peer(videos)
-            c, c_frames, rss, torch_loaded = camcount_replay(videos)
+            a, frames = bare(videos, model)
+            b, _ = peer(videos, model)
+            c, c_frames, rss, torch_loaded = camcount_replay(videos, model, Path(tmp))
             rows.append(
                 {
                     "cameras": n,
+                    "model": args.model,
                     "frames": frames,
                     "bare_fps": round(a, 1),
                     "peer_fps": round(b, 1),
@@ -205,7 +264,8 @@ def main() -> None:
                     "camcount_frames": c_frames,
                     "efficiency_c_over_a": round(c / a, 2),
                     "speedup_c_over_b": round(c / b, 2),
-                    "camera_rss_mb_max": max(rss),
+                    "camera_rss_mb_max": max(r for r, _ in rss),
+                    "camera_private_mb_max": max(p for _, p in rss),
                     "camera_imports_torch": torch_loaded,
                 }
             )
@@ -231,6 +291,7 @@ def main() -> None:
         "c/a",
         "c/b",
         "camera RSS MB",
+        "private MB",
     ):
         table.add_column(col, justify="right")
     for r in rows:
@@ -246,6 +307,7 @@ def main() -> None:
                     "efficiency_c_over_a",
                     "speedup_c_over_b",
                     "camera_rss_mb_max",
+                    "camera_private_mb_max",
                 )
             )
         )
