@@ -319,6 +319,19 @@ def _range(start: Time, end: Time) -> dict[str, object]:
     return {"start": s, "end": e}
 
 
+def _window_params(
+    camera_id: str, start: Time, end: Time, counter_id: str, class_name: str, window_size_s: int
+) -> dict[str, object]:
+    """The parameters of the window-count queries (empty ids: any)."""
+    return {
+        "camera_id": camera_id,
+        "counter_id": counter_id,
+        "class_name": class_name,
+        "window_size_s": window_size_s,
+        **_range(start, end),
+    }
+
+
 def _rollup_size(window_size_s: int, period_s: int) -> int:
     if window_size_s <= 0 or period_s % window_size_s:
         raise QueryError(f"window_size_s {window_size_s} must divide {period_s}")
@@ -334,13 +347,7 @@ def window_counts(
     counter_id: str = "",
     class_name: str = "",
 ) -> pa.Table:
-    params = {
-        "camera_id": camera_id,
-        "counter_id": counter_id,
-        "class_name": class_name,
-        "window_size_s": window_size_s,
-        **_range(start, end),
-    }
+    params = _window_params(camera_id, start, end, counter_id, class_name, window_size_s)
     return run_query(backend, "window_counts", params)
 
 
@@ -353,13 +360,9 @@ def hourly_counts(
     class_name: str = "",
     window_size_s: int = 60,
 ) -> pa.Table:
-    params = {
-        "camera_id": camera_id,
-        "counter_id": counter_id,
-        "class_name": class_name,
-        "window_size_s": _rollup_size(window_size_s, 3600),
-        **_range(start, end),
-    }
+    params = _window_params(
+        camera_id, start, end, counter_id, class_name, _rollup_size(window_size_s, 3600)
+    )
     return run_query(backend, "hourly_counts", params)
 
 
@@ -372,13 +375,9 @@ def daily_counts(
     class_name: str = "",
     window_size_s: int = 3600,
 ) -> pa.Table:
-    params = {
-        "camera_id": camera_id,
-        "counter_id": counter_id,
-        "class_name": class_name,
-        "window_size_s": _rollup_size(window_size_s, 86400),
-        **_range(start, end),
-    }
+    params = _window_params(
+        camera_id, start, end, counter_id, class_name, _rollup_size(window_size_s, 86400)
+    )
     return run_query(backend, "daily_counts", params)
 
 
@@ -391,13 +390,9 @@ def peak_hours(
     class_name: str = "",
     window_size_s: int = 60,
 ) -> pa.Table:
-    params = {
-        "camera_id": camera_id,
-        "counter_id": counter_id,
-        "class_name": class_name,
-        "window_size_s": _rollup_size(window_size_s, 3600),
-        **_range(start, end),
-    }
+    params = _window_params(
+        camera_id, start, end, counter_id, class_name, _rollup_size(window_size_s, 3600)
+    )
     return run_query(backend, "peak_hours", params)
 
 
