@@ -77,6 +77,10 @@ class TrackerConfig(_Model):
         return self
 
 
+EARLIEST_START = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_START = datetime(2106, 2, 6, tzinfo=UTC)  # a day before DateTime's end
+
+
 class CameraConfig(_Model):
     id: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
     source: Annotated[
@@ -119,6 +123,20 @@ class CameraConfig(_Model):
         if self.roi is not None and len(self.roi) < 3:
             raise ValueError("roi needs at least 3 points")
         return self
+
+    @field_validator("start_time")
+    @classmethod
+    def _storable_start(cls, value: datetime) -> datetime:
+        """Event times are stored as ClickHouse DateTime: whole seconds since
+        1970 as an unsigned 32-bit number, so a file must start in that range
+        (with a day to spare at the end for the video itself)."""
+        t = value if value.tzinfo else value.replace(tzinfo=UTC)
+        if not EARLIEST_START <= t < LATEST_START:
+            raise ValueError(
+                f"must be between {EARLIEST_START:%Y-%m-%d} and {LATEST_START:%Y-%m-%d} "
+                "(the warehouse stores event times as seconds since 1970 in 32 bits)"
+            )
+        return value
 
     @property
     def start_timestamp(self) -> float:

@@ -74,3 +74,12 @@ def test_json_schema_describes_every_section():
     schema = json.loads(json_schema())
     assert set(schema["properties"]) == set(AppConfig.model_fields)
     assert "CameraConfig" in schema["$defs"]
+
+
+@pytest.mark.parametrize("start", ["1969-12-31T23:59:59Z", "2106-02-07T00:00:00Z"])
+def test_a_start_time_the_warehouse_cannot_store_is_refused(start: str):
+    text = f"cameras:\n  - id: a\n    source: a.mp4\n    start_time: '{start}'\n"
+    with pytest.raises(ConfigError, match=r"cameras\.0\.start_time.*1970-01-01 and 2106-02-06"):
+        parse_config(text)
+    ok = parse_config(text.replace(start, "2026-01-01T00:00:00Z"))
+    assert ok.cameras[0].start_timestamp == 1767225600.0
