@@ -408,6 +408,17 @@ def cmd_models_export(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ ray commands
 
 
+def _warehouse_note(config: AppConfig) -> str | None:
+    """Where the run's rows are, for analysts (password masked)."""
+    from camcount.config import with_absolute_paths
+    from camcount.warehouse import mask_url
+
+    if not config.warehouse.enabled:
+        return None
+    url = mask_url(with_absolute_paths(config).warehouse.url)
+    return f"rows are in the warehouse {url} (docs/warehouse.md, notebooks/analytics.ipynb)"
+
+
 def _status_table(status: dict[str, object]) -> Table:
     table = Table(title="camcount cameras")
     for col in ("camera", "state", "fps", "processed", "dropped", "events", "counts"):
@@ -484,6 +495,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(json.dumps(totals, indent=2))
     else:
         Console().print(_status_table({"cameras": status["cameras"]}))
+    if note := _warehouse_note(config):
+        err.print(note, soft_wrap=True)  # a path to copy, unbroken
     return 1 if failed else 0
 
 
@@ -524,6 +537,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     finally:
         pipeline.stop()
     console.print(totals_table("real videos through the pipeline", totals))
+    if note := _warehouse_note(config):
+        console.print(note, soft_wrap=True)  # a path to copy, unbroken
     console.print(REAL_VIDEO_NOTE)
     console.print(f"[dim]{INTEL_CREDIT}[/dim]")
     return 0
