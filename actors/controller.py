@@ -30,6 +30,7 @@ from actors.hub import LiveHub
 from camcount.aggregation import GroupSpec, shard_key
 from camcount.config import AppConfig, CameraConfig
 from camcount.events import DeadLetter
+from camcount.processor import CountRow, row_order
 
 log = logging.getLogger("camcount.controller")
 
@@ -242,13 +243,11 @@ class Controller:
             await self._sink.flush.remote()
         return await self.status()
 
-    async def totals(self) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = []
+    async def totals(self) -> list[CountRow]:
+        rows: list[CountRow] = []
         for shard in self.shards:
             rows.extend(await shard.totals.remote())
-        return sorted(
-            rows, key=lambda r: (r["camera_id"], r["counter_id"], r["class"], r["direction"])
-        )
+        return sorted(rows, key=row_order)
 
     async def dead_letters(self) -> list[DeadLetter]:
         out = list(self._dead)

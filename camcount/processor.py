@@ -119,7 +119,8 @@ class CameraProcessor:
         return events
 
     def totals(self) -> list[CountRow]:
-        """Counts so far, one row per (counter, class, direction)."""
+        """Counts so far, one row per (counter, class, direction), in
+        ``row_order``."""
         rows: list[CountRow] = []
         for line in self.lines:
             for (cls, direction), n in sorted(line.totals.items()):
@@ -129,7 +130,7 @@ class CameraProcessor:
                 rows.append(_row(self.camera.id, zone.zone_id, cls, "enter", n))
             for cls, n in sorted(zone.exits.items()):
                 rows.append(_row(self.camera.id, zone.zone_id, cls, "exit", n))
-        return rows
+        return sorted(rows, key=row_order)
 
     def snapshot(self) -> ProcessorState:
         return ProcessorState(
@@ -168,6 +169,12 @@ CountRow = TypedDict(
     "CountRow",
     {"camera_id": str, "counter_id": str, "class": str, "direction": str, "count": int},
 )
+
+
+def row_order(row: CountRow) -> tuple[str, str, str, str]:
+    """The one order count rows are printed and compared in, whichever
+    command made them (``count --json`` and ``replay --json`` agree)."""
+    return (row["camera_id"], row["counter_id"], row["class"], row["direction"])
 
 
 def _row(camera: str, counter: str, cls: str, direction: str, n: int) -> CountRow:

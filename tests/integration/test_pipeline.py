@@ -10,6 +10,7 @@ import ray
 
 from camcount.config import AppConfig, DetectorConfig, WarehouseConfig, load_config
 from camcount.detectors import DetectorSettings, build_detector
+from camcount.processor import row_order
 from camcount.reference import count_video
 from camcount.synthetic import generate_scene, write_scene
 from serve_app.app import start_pipeline
@@ -59,7 +60,7 @@ def warehouse_totals(sink, size_s: int) -> list[dict]:
         }
         for r in table.to_pylist()
     ]
-    return sorted(rows, key=lambda r: (r["camera_id"], r["counter_id"], r["class"], r["direction"]))
+    return sorted(rows, key=row_order)
 
 
 def reference_totals(config: AppConfig, model: str) -> list[dict]:
@@ -67,7 +68,7 @@ def reference_totals(config: AppConfig, model: str) -> list[dict]:
     for cam in config.cameras:
         det = build_detector(model, DetectorSettings(options={"seed": 5}))
         rows.extend(count_video(config, cam, det).totals)
-    return sorted(rows, key=lambda r: (r["camera_id"], r["counter_id"], r["class"], r["direction"]))
+    return sorted(rows, key=row_order)
 
 
 @pytest.mark.parametrize("model", ["oracle", "noisy"])
@@ -114,3 +115,34 @@ def test_four_cameras_at_once_agree_with_the_reference(ray_cluster, scenes, mode
                 if r["camera_id"] == cam and r["counter_id"] == "line-main"
             }
             assert have == want, cam
+
+
+def test_camcount_replay_json_prints_what_count_json_prints(ray_cluster, scenes, tmp_path):
+    """The command as a user runs it, joining the session's cluster."""
+    import subprocess
+    import sys
+
+    video = scenes[0]
+    config = video.with_name("replay.yaml")  # beside the video: sources are relative
+    config.write_text(  # the scene's config already names the oracle detector
+        video.with_suffix(".yaml").read_text() + f"warehouse: {{url: 'chdb://{tmp_path}/chdb'}}\n"
+        f"storage: {{root: 'file://{tmp_path}/store'}}\n"
+    )
+    address = ray.get_runtime_context().gcs_address
+    cli = [sys.executable, "-m", "camcount.cli"]
+    replay = subprocess.run(
+        [*cli, "replay", str(config), "--address", address, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert replay.returncode == 0, replay.stderr[-2000:]
+    count = subprocess.run(
+        [*cli, "count", str(video), "--config", str(config), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert count.returncode == 0, count.stderr[-2000:]
+    assert json.loads(replay.stdout) == json.loads(count.stdout) != []
+    assert f"rows are in the warehouse chdb://{tmp_path}/chdb" in replay.stderr
