@@ -133,14 +133,8 @@ class Capture:
 
     def get(self, timeout_s: float) -> DecodedFrame | EndOfSource | None:
         """The next frame, the end marker, or None when nothing came in time."""
-        with self._cond:
-            if not self._queue:
-                self._cond.wait(timeout_s)
-            if not self._queue:
-                return None
-            item = self._queue.popleft()
-            self._cond.notify_all()
-            return item
+        items = self.get_many(1, timeout_s)
+        return items[0] if items else None
 
     def get_many(self, n: int, timeout_s: float) -> list[DecodedFrame | EndOfSource]:
         """Up to ``n`` items: waits for the first as ``get`` does, then takes
