@@ -82,6 +82,20 @@ _NO_IMAGE = np.zeros((0, 0, 3), dtype=np.uint8)
 _HEAVY = ("torch", "pyarrow", "pandas", "scipy.optimize")
 
 
+#: Frames per detector request, at least: a Serve request costs ~2 ms of
+#: CPU on each side, shared by the frames it carries; the detector still
+#: batches the requests of all cameras together.
+MIN_FRAMES_PER_REQUEST = 4
+
+
+def frames_per_request(max_in_flight: int) -> int:
+    """Half the frames in flight when there are many (two requests in
+    flight: with one camera alone, whole batches), else all of them in one
+    request: with many cameras sharing the detector, the others' requests
+    keep it busy while this camera applies its results."""
+    return min(max_in_flight, max(MIN_FRAMES_PER_REQUEST, max_in_flight // 2))
+
+
 @dataclass(frozen=True)
 class _Request:
     """Frames sent to the detector, kept (small, resized) for a resend."""
@@ -192,10 +206,7 @@ class CameraActor:
         try:
             spec: InputSpec = await self._detector.spec.remote()
             self._spec = spec
-            # Frames go to the detector a few per request, two requests in
-            # flight: the detector still batches across cameras, and the
-            # per-request cost is shared by the frames of a request.
-            group = max(1, self._max_in_flight // 2)
+            group = frames_per_request(self._max_in_flight)
             in_flight: deque[tuple[list[DecodedFrame], _Request]] = deque()
             waiting = 0  # frames in flight
             while True:

@@ -25,7 +25,7 @@ import ray
 from ray.exceptions import GetTimeoutError, RayActorError
 
 from actors.aggregator import AggregatorActor
-from actors.camera import CameraActor
+from actors.camera import MIN_FRAMES_PER_REQUEST, CameraActor
 from actors.hub import LiveHub
 from camcount.aggregation import GroupSpec, shard_key
 from camcount.config import AppConfig, CameraConfig
@@ -143,16 +143,17 @@ class Controller:
     def _frames_in_flight(self) -> int:
         """Enough for the cameras together to keep two detector batches
         queued, so the model never waits out ``batch_wait_timeout_s`` for
-        a batch to fill (a camera sends half of these per request: one
-        camera alone sends whole batches, two in flight); at least eight,
-        so requests stay few; capped, as each frame in flight adds latency
-        and object-store memory. Set when a camera starts, from the cameras
-        running then."""
+        a batch to fill (one camera alone sends whole batches, two in
+        flight); at least one request's worth, so requests stay few; no
+        more, as each frame in flight adds latency and object-store pages
+        that every camera process ends up mapping (8 cameras with 8 frames
+        each held ~8 MB more per camera than with 4, for no more frames/s).
+        Set when a camera starts, from the cameras running then."""
         starting = self._watch is None  # start() launches the config's cameras
         cameras = len(self.config.cameras) if starting else len(self._cameras) + 1
         cameras = max(1, cameras)
         share = -(-2 * self.config.detector.max_batch_size // cameras)  # ceil
-        return min(MAX_FRAMES_IN_FLIGHT, max(8, share))
+        return min(MAX_FRAMES_IN_FLIGHT, max(MIN_FRAMES_PER_REQUEST, share))
 
     async def remove_camera(self, camera_id: str) -> dict[str, Any]:
         actor = self._actors.pop(camera_id, None)
