@@ -21,7 +21,9 @@ It prints frames/s for each, (c)/(a) (pipeline efficiency; target at least
 resident memory of the camera actors (target under 200 MB each; a camera
 actor never imports torch): all of it (RSS, which also counts shared
 libraries and the object-store pages a camera writes its requests into)
-and its private part (anonymous memory, what each further camera adds).
+and its private part (anonymous memory, what each further camera adds),
+the most any camera reached while all of them ran (higher than at the end,
+when a finished camera has let its decoder and frames go).
 
 Run (``make bench-deps`` first, for the peer)::
 
@@ -180,13 +182,18 @@ def camcount_replay(
     t0 = time.perf_counter()
     pipeline = start_pipeline(config, api=False)
     samples: list[tuple[float, int, bool]] = []
+    peak = {"rss": 0.0, "private": 0.0}
 
     def sample(cameras: list[dict[str, Any]]) -> None:
         """Steady state is while every camera runs: cameras start one after
         another (their first frames go before the last one starts) and the
-        short clips end at different times."""
+        short clips end at different times. Memory is taken then too: a
+        camera whose file has ended has let its decoder and frames go."""
         running = all(c["frames_processed"] > 0 and c["state"] != "finished" for c in cameras)
         samples.append((time.perf_counter(), sum(c["frames_processed"] for c in cameras), running))
+        if running:
+            peak["rss"] = max(peak["rss"], *(c["rss_mb"] for c in cameras))
+            peak["private"] = max(peak["private"], *(c["private_mb"] for c in cameras))
 
     try:
         started = time.perf_counter() - t0
@@ -209,7 +216,9 @@ def camcount_replay(
     )
     if stored != crossings:
         raise SystemExit(f"the warehouse holds {stored} crossings, the cameras counted {crossings}")
-    rss = [(c["rss_mb"], c["private_mb"]) for c in status["cameras"]]
+    rss = [(peak["rss"], peak["private"])] + [
+        (c["rss_mb"], c["private_mb"]) for c in status["cameras"]
+    ]
     torch_loaded = any(c["torch_loaded"] for c in status["cameras"])
     steady = [s for s in samples if s[2]]
     fps = frames / seconds
@@ -238,7 +247,16 @@ def main() -> None:
         raise SystemExit(f"needs the sample videos in {SHARED}")
     import ray
 
-    ray.init(num_cpus=8, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    from serve_app.app import LOCAL_SYSTEM_CONFIG
+
+    # The cluster `camcount replay` starts (connect_ray), without the workers' logs.
+    ray.init(
+        num_cpus=8,
+        include_dashboard=False,
+        logging_level="ERROR",
+        log_to_driver=False,
+        _system_config=LOCAL_SYSTEM_CONFIG,
+    )
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model
