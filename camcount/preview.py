@@ -59,7 +59,7 @@ class PreviewGate:
 
     def keep_frame(self, now: float) -> bool:
         """True (and counted) when this frame should be kept."""
-        if self._requested_at is None or now - self._requested_at > self.watch_s:
+        if not self.watched(now):
             return False
         if self._kept_at is not None and now - self._kept_at < self._interval_s:
             return False
