@@ -77,6 +77,11 @@ class TrackerConfig(_Model):
         return self
 
 
+def _as_utc(t: datetime) -> datetime:
+    """A start time without a zone is UTC."""
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
 EARLIEST_START = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST_START = datetime(2106, 2, 6, tzinfo=UTC)  # a day before DateTime's end
 
@@ -130,8 +135,7 @@ class CameraConfig(_Model):
         """Event times are stored as ClickHouse DateTime: whole seconds since
         1970 as an unsigned 32-bit number, so a file must start in that range
         (with a day to spare at the end for the video itself)."""
-        t = value if value.tzinfo else value.replace(tzinfo=UTC)
-        if not EARLIEST_START <= t < LATEST_START:
+        if not EARLIEST_START <= _as_utc(value) < LATEST_START:
             raise ValueError(
                 f"must be between {EARLIEST_START:%Y-%m-%d} and {LATEST_START:%Y-%m-%d} "
                 "(the warehouse stores event times as seconds since 1970 in 32 bits)"
@@ -140,8 +144,7 @@ class CameraConfig(_Model):
 
     @property
     def start_timestamp(self) -> float:
-        t = self.start_time if self.start_time.tzinfo else self.start_time.replace(tzinfo=UTC)
-        return t.timestamp()
+        return _as_utc(self.start_time).timestamp()
 
 
 class DetectorConfig(_Model):
