@@ -151,7 +151,7 @@ def peer(videos: list[Path], model: str) -> tuple[float, int]:
 
 def camcount_replay(
     videos: list[Path], model: str, tmp: Path
-) -> tuple[float, int, list[tuple[float, float]], bool]:
+) -> tuple[float, int, dict[str, float], bool]:
     import ray
 
     from camcount.config import StorageConfig, WarehouseConfig
@@ -216,9 +216,9 @@ def camcount_replay(
     )
     if stored != crossings:
         raise SystemExit(f"the warehouse holds {stored} crossings, the cameras counted {crossings}")
-    rss = [(peak["rss"], peak["private"])] + [
-        (c["rss_mb"], c["private_mb"]) for c in status["cameras"]
-    ]
+    for c in status["cameras"]:
+        peak["rss"] = max(peak["rss"], c["rss_mb"])
+        peak["private"] = max(peak["private"], c["private_mb"])
     torch_loaded = any(c["torch_loaded"] for c in status["cameras"])
     steady = [s for s in samples if s[2]]
     fps = frames / seconds
@@ -229,7 +229,7 @@ def camcount_replay(
         f"after that ({frames / seconds:.1f}/s), {fps:.1f}/s while all cameras ran; "
         f"{crossings} crossings stored"
     )
-    return fps, frames, rss, torch_loaded
+    return fps, frames, peak, torch_loaded
 
 
 def main() -> None:
@@ -270,7 +270,7 @@ def main() -> None:
             videos = cut_videos(n, args.frames, Path(tmp))
             a, frames = bare(videos, model)
             b, _ = peer(videos, model)
-            c, c_frames, rss, torch_loaded = camcount_replay(videos, model, Path(tmp))
+            c, c_frames, peak, torch_loaded = camcount_replay(videos, model, Path(tmp))
             rows.append(
                 {
                     "cameras": n,
@@ -282,8 +282,8 @@ def main() -> None:
                     "camcount_frames": c_frames,
                     "efficiency_c_over_a": round(c / a, 2),
                     "speedup_c_over_b": round(c / b, 2),
-                    "camera_rss_mb_max": max(r for r, _ in rss),
-                    "camera_private_mb_max": max(p for _, p in rss),
+                    "camera_rss_mb_max": peak["rss"],
+                    "camera_private_mb_max": peak["private"],
                     "camera_imports_torch": torch_loaded,
                 }
             )
