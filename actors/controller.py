@@ -26,6 +26,7 @@ from ray.exceptions import GetTimeoutError, RayActorError
 
 from actors.aggregator import AggregatorActor
 from actors.camera import MIN_FRAMES_PER_REQUEST, CameraActor
+from actors.cores import ModelCoreAvoider
 from actors.hub import LiveHub
 from camcount.aggregation import GroupSpec, shard_key
 from camcount.config import AppConfig, CameraConfig
@@ -78,12 +79,18 @@ class Controller:
         self._watch: asyncio.Task[None] | None = None
         self._stopping = False
         self._start_timeout_s = 60.0
+        self._keep_off_model = ModelCoreAvoider()
 
     async def start(self) -> list[dict[str, Any]]:
         await self._record_cameras(list(self.config.cameras))
-        statuses = [await self.add_camera(c.model_dump(mode="json")) for c in self.config.cameras]
+        # All at once: each start waits for a worker process to spawn and
+        # import its libraries (seconds), so one after another the first
+        # cameras of a large config would finish files before the last began.
+        statuses = await asyncio.gather(
+            *(self.add_camera(c.model_dump(mode="json")) for c in self.config.cameras)
+        )
         self._watch = asyncio.get_running_loop().create_task(self._watch_loop())
-        return statuses
+        return list(statuses)
 
     def _shard_of(self, camera: CameraConfig) -> Any:
         key = shard_key(camera.id, camera.site, self._group_specs)
@@ -219,6 +226,7 @@ class Controller:
         await self._launch(self._cameras[camera_id])
 
     async def status(self) -> dict[str, Any]:
+        self._keep_off_model()
         cameras = []
         for camera_id, actor in self._actors.items():
             try:
