@@ -21,6 +21,7 @@ from typing import Any
 import ray
 from ray.util import metrics
 
+from actors.cores import ModelCoreAvoider
 from camcount.aggregation import Aggregator, GroupSpec, Output
 from camcount.channels import Envelope
 from camcount.events import DeadLetter, WindowRow, group_by_type, to_arrow
@@ -44,6 +45,7 @@ class AggregatorActor:
         hub: Any = None,
     ) -> None:
         self.shard_id = shard_id
+        self._keep_off_model = ModelCoreAvoider()
         self._agg = Aggregator(
             sizes_s,
             allowed_lateness_s,
@@ -86,6 +88,7 @@ class AggregatorActor:
         self._agg.remove(camera_id)
 
     async def push(self, envelope: Envelope) -> None:
+        self._keep_off_model()
         await self._forward(self._agg.accept(envelope))
 
     async def tick(self) -> None:

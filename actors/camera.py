@@ -29,6 +29,8 @@ import numpy as np
 import ray
 from ray.util import metrics
 
+from actors.cores import ModelCoreAvoider
+from camcount.affinity import current_cores
 from camcount.capture import Capture, EndOfSource, SourceState
 from camcount.channels import EndOfStream, Progress, Sender
 from camcount.config import CameraConfig, TrackerConfig
@@ -143,6 +145,7 @@ class CameraActor:
             decode_threads=self.camera.decode_threads,
         )
         self._processor: CameraProcessor | None = None
+        self._keep_off_model = ModelCoreAvoider()
         self._spec: InputSpec | None = None
         self._task: asyncio.Task[None] | None = None
         # Set once the loop has ended (finished, failed, stopped); until then
@@ -329,6 +332,7 @@ class CameraActor:
         self._final = (end.state, end.reason)
 
     def _refresh_state(self) -> None:
+        self._keep_off_model()
         self._m_queue.set(self._capture.stats().queued)
 
     def status(self) -> dict[str, Any]:
@@ -356,6 +360,7 @@ class CameraActor:
             "totals": self._processor.totals() if self._processor is not None else [],
             **_memory_mb(),
             "torch_loaded": "torch" in sys.modules,
+            "cpu_cores": sorted(current_cores()),
             # What a camera process should never carry (camera docs, memory).
             "heavy_imports": [m for m in _HEAVY if sys.modules.get(m) is not None],
         }

@@ -12,6 +12,7 @@ from typing import Any
 
 import ray
 
+from actors.cores import ModelCoreAvoider
 from camcount.livefeed import Since, UpdateBuffer
 
 
@@ -20,9 +21,11 @@ class LiveHub:
     def __init__(self, capacity: int = 10_000) -> None:
         self._buffer = UpdateBuffer(capacity)
         self._changed = asyncio.Condition()
+        self._keep_off_model = ModelCoreAvoider()
 
     async def publish(self, updates: list[tuple[str, str, dict[str, Any]]]) -> int:
         """(kind, camera_id, data) triples; returns the last sequence number."""
+        self._keep_off_model()
         for kind, camera_id, data in updates:
             self._buffer.publish(kind, camera_id, data)
         async with self._changed:

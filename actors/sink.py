@@ -25,6 +25,7 @@ import pyarrow as pa
 import ray
 from ray.util import metrics
 
+from actors.cores import ModelCoreAvoider
 from camcount.config import CameraConfig, WarehouseConfig
 from camcount.spill import SpillStore
 from camcount.warehouse import (
@@ -67,6 +68,7 @@ class WarehouseSink:
         sink_id = sink_id or cfg.sink_id
         self.sink_id = sink_id
         self._lock = threading.Lock()
+        self._keep_off_model = ModelCoreAvoider()
         self._stop = threading.Event()
         self._error: WarehouseError | None = None
         self._warehouse: Warehouse | None = None
@@ -111,6 +113,7 @@ class WarehouseSink:
 
     def write(self, kind: str, table: pa.Table) -> int:
         """Accept a batch of one kind (the Arrow schema of camcount.events)."""
+        self._keep_off_model()
         writer = self._require_writer()
         with self._lock:  # metrics are published by the clock thread
             return writer.write(kind, table)

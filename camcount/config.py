@@ -163,10 +163,25 @@ class DetectorConfig(_Model):
     num_gpus: Annotated[float, Field(ge=0)] = 0.0
     max_ongoing_requests: Annotated[int, Field(ge=1)] = 32
     max_queued_requests: Annotated[int, Field(ge=-1)] = 64
+    reserve_cores: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
+        default="auto",
+        description="cores of its node each replica pins its model to; cameras and "
+        "aggregators on that node keep off them (Linux). auto: 1 for a model on CPU "
+        "(num_gpus 0), none on a GPU or for the synthetic detectors; 0: no pinning",
+    )
     autoscaling: dict[str, Any] | None = Field(
         default=None, description="Ray Serve autoscaling_config, passed through as is"
     )
     options: dict[str, Any] = Field(default_factory=dict, description="backend specific settings")
+
+    def reserved_cores(self) -> int:
+        """How many cores a replica reserves: ``auto`` protects a real model
+        on CPU, where the model is what every camera waits for; a GPU replica
+        and the synthetic detectors need no core to themselves."""
+        if self.reserve_cores != "auto":
+            return self.reserve_cores
+        synthetic = self.model in ("oracle", "noisy")
+        return 0 if synthetic or self.num_gpus > 0 or self.device == "cuda" else 1
 
 
 class WindowsConfig(_Model):

@@ -16,13 +16,14 @@ import logging
 import os
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import ray
 from ray import serve
 
 from actors.controller import Controller
+from actors.cores import ModelCoreAvoider
 from actors.sink import start_sink
 from camcount.config import AppConfig, load_config, with_absolute_paths
 from camcount.processor import CountRow
@@ -85,7 +86,7 @@ def build_live(args: dict[str, str]) -> serve.Application:
 LOCAL_SYSTEM_CONFIG = {"free_objects_period_milliseconds": 100}
 
 
-def connect_ray(address: str | None) -> None:
+def connect_ray(address: str | None, log_to_driver: bool = True) -> None:
     """Join a cluster at ``address``, or start a local one.
 
     Ray's CPU counts are placement tokens: camera, aggregator and API actors
@@ -94,14 +95,15 @@ def connect_ray(address: str | None) -> None:
     """
     if address:
         ray.init(address=address, namespace=NAMESPACE, logging_level=logging.ERROR)
-    else:
-        ray.init(
-            namespace=NAMESPACE,
-            num_cpus=max(8, 4 * (os.cpu_count() or 2)),
-            include_dashboard=False,
-            logging_level=logging.ERROR,
-            _system_config=LOCAL_SYSTEM_CONFIG,
-        )
+        return
+    ray.init(
+        namespace=NAMESPACE,
+        num_cpus=max(8, 4 * (os.cpu_count() or 2)),
+        include_dashboard=False,
+        logging_level=logging.ERROR,
+        log_to_driver=log_to_driver,
+        _system_config=LOCAL_SYSTEM_CONFIG,
+    )
 
 
 @dataclass
@@ -114,8 +116,13 @@ class Pipeline:
     sink: Any = None
     #: Whether ``stop`` closes the sink (it made it) or leaves it to the caller.
     owns_sink: bool = False
+    #: The process that watches the run keeps off the model's cores too.
+    _keep_off_model: ModelCoreAvoider = field(
+        default_factory=ModelCoreAvoider, init=False, repr=False
+    )
 
     def status(self) -> dict[str, Any]:
+        self._keep_off_model()
         return ray.get(self.controller.status.remote())
 
     def wait_files(
@@ -127,6 +134,7 @@ class Pipeline:
         ``on_progress`` gets the cameras' status while waiting."""
         done = self.controller.wait_files.remote(None)
         while not ray.wait([done], timeout=poll_s)[0]:
+            self._keep_off_model()
             if on_progress is not None:
                 on_progress(self.status()["cameras"])
         return ray.get(done)
@@ -171,6 +179,7 @@ class Pipeline:
                     ray.kill(self.sink)
             with contextlib.suppress(Exception):
                 serve.delete(DETECTOR_APP)
+            self._keep_off_model.release()
 
 
 def _delete_apps(*names: str) -> None:

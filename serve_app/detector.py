@@ -6,6 +6,10 @@ with frames from all cameras up to ``max_batch_size`` or until
 ``batch_wait_timeout_s``. Inference runs in a worker thread so the replica
 keeps accepting requests (and forming the next batch) meanwhile.
 
+On CPU the replica reserves cores of its node for the model (``reserve_cores``,
+camcount.affinity): the model is built and run in one thread pinned to them,
+the replica's other threads and the node's cameras keep off them.
+
 Overload is a clear signal, not a growing queue: past ``max_queued_requests``
 callers get ``BackPressureError`` and decide (a file source waits, a live
 source drops frames).
@@ -16,11 +20,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter as Tally
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ray import serve
 from ray.util import metrics
 
+from actors.cores import node_registry
+from camcount.affinity import keep_off, pin_this_thread, supported
 from camcount.config import DetectorConfig
 from camcount.detections import Detections
 from camcount.detectors import DetectorSettings, FrameMeta, build_detector
@@ -41,7 +48,17 @@ class DetectorDeployment:
             weights=cfg.weights,
             options=dict(cfg.options),
         )
-        self._detector = build_detector(cfg.model, settings)
+        cores = self._reserve(cfg)
+        # One thread runs the model, so a backend's own threads start (and
+        # stay) on the reserved cores and each batch finds the model warm there.
+        self._executor = ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix="camcount-model",
+            initializer=pin_this_thread,
+            initargs=(cores,),
+        )
+        self._cores = cores
+        self._detector = self._executor.submit(build_detector, cfg.model, settings).result()
         self._infer.set_max_batch_size(cfg.max_batch_size)
         self._infer.set_batch_wait_timeout_s(cfg.batch_wait_timeout_s)
         self._batch_sizes: Tally[int] = Tally()
@@ -70,6 +87,22 @@ class DetectorDeployment:
         )
         self._tags = {"model": cfg.model}
 
+    @staticmethod
+    def _reserve(cfg: DetectorConfig) -> frozenset[int]:
+        count = cfg.reserved_cores()
+        if not count or not supported():
+            return frozenset()
+        registry = node_registry()
+        cores = registry.reserve(count)
+        keep_off(registry.reserved())
+        return cores
+
+    def __del__(self) -> None:
+        """Serve calls this on a graceful shutdown: the cores are free at
+        once (a killed replica's are freed when its pid is found dead)."""
+        if getattr(self, "_cores", None):
+            node_registry().release()
+
     def spec(self) -> InputSpec:
         """Input size, colour order and class names, for cameras that must
         prepare frames without loading the model."""
@@ -94,7 +127,8 @@ class DetectorDeployment:
         started = time.monotonic()
         frames = [i[0] for i in items]
         metas = [i[1] for i in items]
-        out = await asyncio.to_thread(self._detector.detect, frames, metas)
+        loop = asyncio.get_running_loop()
+        out = await loop.run_in_executor(self._executor, self._detector.detect, frames, metas)
         took = time.monotonic() - started
         n = len(items)
         self._batch_sizes[n] += 1
@@ -107,8 +141,13 @@ class DetectorDeployment:
         return out
 
     def stats(self) -> dict[str, Any]:
-        """This replica's batch sizes so far: {size: batches}."""
-        return {"frames": self._frames, "batch_sizes": dict(self._batch_sizes)}
+        """This replica's batch sizes so far ({size: batches}) and the cores
+        its model runs on (empty: not pinned)."""
+        return {
+            "frames": self._frames,
+            "batch_sizes": dict(self._batch_sizes),
+            "model_cores": sorted(self._cores),
+        }
 
 
 def detector_app(config: DetectorConfig) -> serve.Application:

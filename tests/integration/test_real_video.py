@@ -15,6 +15,7 @@ from __future__ import annotations
 import pytest
 import ray
 
+from camcount.affinity import usable_cores
 from camcount.config import (
     AppConfig,
     CameraConfig,
@@ -28,6 +29,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TRUTH_VISITS = [(65, 195), (229, 445), (506, 700), (745, 870), (920, 1195), (1239, 1360)]
 SLACK = 25  # frame numbers in the truth are approximate
+
+
+def detector_stats() -> dict:
+    from ray import serve
+
+    from serve_app.app import DETECTOR_APP
+
+    return serve.get_deployment_handle("Detector", app_name=DETECTOR_APP).stats.remote().result()
 
 
 def test_table_visits_on_the_one_by_one_video(ray_cluster, shared_data, tmp_path):
@@ -53,6 +62,8 @@ def test_table_visits_on_the_one_by_one_video(ray_cluster, shared_data, tmp_path
     pipeline = start_pipeline(config, api=False)
     try:
         ray.get(pipeline.controller.wait_files.remote(600))
+        camera = ray.get(pipeline.controller.status.remote())["cameras"][0]
+        model_cores = detector_stats()["model_cores"]
         hub = ray.get(pipeline.controller.hub_handle.remote())
         updates = ray.get(hub.updates_since.remote(0, 0.0, 100_000)).updates
         stored = ray.get(
@@ -62,6 +73,10 @@ def test_table_visits_on_the_one_by_one_video(ray_cluster, shared_data, tmp_path
         ).to_pylist()
     finally:
         pipeline.stop()
+    # The model ran on a core of its own, which the camera kept off.
+    if len(usable_cores()) >= 2:
+        assert len(model_cores) == 1
+        assert camera["cpu_cores"] and not set(camera["cpu_cores"]) & set(model_cores)
     visits = sorted(
         (u.data["entry_frame"], u.data["exit_frame"]) for u in updates if u.kind == "zone_visit"
     )
