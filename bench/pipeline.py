@@ -38,9 +38,10 @@ import datetime as dt
 import json
 import platform
 import tempfile
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -149,13 +150,25 @@ def peer(videos: list[Path], model: str) -> tuple[float, int]:
     return n / (time.perf_counter() - t0), n
 
 
+def detector_config(model: str, reserve_cores: str) -> DetectorConfig:
+    reserve: int | Literal["auto"] = "auto" if reserve_cores == "auto" else int(reserve_cores)
+    return DetectorConfig(
+        model=model,
+        score_threshold=THRESHOLD,
+        max_batch_size=8,
+        batch_wait_timeout_s=0.02,
+        options=dict(settings(model).options),
+        reserve_cores=reserve,
+    )
+
+
 def camcount_replay(
-    videos: list[Path], model: str, tmp: Path
+    videos: list[Path], detector: DetectorConfig, tmp: Path
 ) -> tuple[float, int, dict[str, float], bool]:
     import ray
 
     from camcount.config import StorageConfig, WarehouseConfig
-    from serve_app.app import start_pipeline
+    from serve_app.app import CONTROLLER_NAME, NAMESPACE, start_pipeline
 
     cameras = tuple(
         CameraConfig(
@@ -165,41 +178,50 @@ def camcount_replay(
         )
         for i, v in enumerate(videos)
     )
-    opts = settings(model).options
     run = tmp / f"run{len(videos)}"
     config = AppConfig(
         cameras=cameras,
-        detector=DetectorConfig(
-            model=model,
-            score_threshold=THRESHOLD,
-            max_batch_size=8,
-            batch_wait_timeout_s=0.02,
-            options=dict(opts),
-        ),
+        detector=detector,
         warehouse=WarehouseConfig(url=f"chdb://{run}/chdb"),
         storage=StorageConfig(root=f"file://{run}/store"),
     )
-    t0 = time.perf_counter()
-    pipeline = start_pipeline(config, api=False)
     samples: list[tuple[float, int, bool]] = []
     peak = {"rss": 0.0, "private": 0.0}
+    stop = threading.Event()
 
     def sample(cameras: list[dict[str, Any]]) -> None:
-        """Steady state is while every camera runs: cameras start one after
-        another (their first frames go before the last one starts) and the
-        short clips end at different times. Memory is taken then too: a
-        camera whose file has ended has let its decoder and frames go."""
-        running = all(c["frames_processed"] > 0 and c["state"] != "finished" for c in cameras)
+        """Steady state is while every camera runs: cameras start at
+        different moments (each waits for its worker process) and the short
+        clips end at different times. Memory is taken then too: a camera
+        whose file has ended has let its decoder and frames go."""
+        running = len(cameras) == len(videos) and all(
+            c["frames_processed"] > 0 and c["state"] != "finished" for c in cameras
+        )
         samples.append((time.perf_counter(), sum(c["frames_processed"] for c in cameras), running))
         if running:
             peak["rss"] = max(peak["rss"], *(c["rss_mb"] for c in cameras))
             peak["private"] = max(peak["private"], *(c["private_mb"] for c in cameras))
 
+    def watch() -> None:
+        """From before the pipeline starts: cameras count frames while the
+        others are still starting, and that is part of the run."""
+        controller = None
+        while not stop.wait(0.25):
+            try:
+                controller = controller or ray.get_actor(CONTROLLER_NAME, namespace=NAMESPACE)
+                sample(ray.get(controller.status.remote())["cameras"])
+            except (ValueError, ray.exceptions.RayError):
+                controller = None  # not created yet, or gone
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    t0 = time.perf_counter()
+    pipeline = start_pipeline(config, api=False)
     try:
         started = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        status = pipeline.wait_files(on_progress=sample, poll_s=0.25)
-        seconds = time.perf_counter() - t0
+        status = pipeline.wait_files()
+        stop.set()
+        watcher.join()
         stored = (
             ray.get(pipeline.sink.sql.remote("SELECT count() AS n FROM crossings FINAL"))
             .column("n")[0]
@@ -221,12 +243,15 @@ def camcount_replay(
         peak["private"] = max(peak["private"], c["private_mb"])
     torch_loaded = any(c["torch_loaded"] for c in status["cameras"])
     steady = [s for s in samples if s[2]]
-    fps = frames / seconds
+    moving = [s for s in samples if s[1] > 0]
+    first, last = moving[0], moving[-1]
+    overall = (last[1] - first[1]) / max(last[0] - first[0], 1e-9)
+    fps = overall
     if len(steady) >= 2 and steady[-1][0] - steady[0][0] >= 2.0:
         fps = (steady[-1][1] - steady[0][1]) / (steady[-1][0] - steady[0][0])
     print(
-        f"  (c) N={len(videos)}: started in {started:.1f} s; {frames} frames in {seconds:.1f} s "
-        f"after that ({frames / seconds:.1f}/s), {fps:.1f}/s while all cameras ran; "
+        f"  (c) N={len(videos)}: start_pipeline took {started:.1f} s; {overall:.1f} frames/s "
+        f"from the first frame counted to the last, {fps:.1f}/s while all cameras ran; "
         f"{crossings} crossings stored"
     )
     return fps, frames, peak, torch_loaded
@@ -241,22 +266,20 @@ def main() -> None:
         default="onnx",
         help="onnx (the person SSDLite exported to ONNX, onnxruntime) or ssdlite-person (torch)",
     )
+    parser.add_argument(
+        "--reserve-cores",
+        default="auto",
+        help="detector.reserve_cores for (c): auto (the default config: one core for the "
+        "model on CPU) or a number; 0 leaves every process where the kernel puts it",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if not SHARED.is_dir():
         raise SystemExit(f"needs the sample videos in {SHARED}")
     import ray
 
-    from serve_app.app import LOCAL_SYSTEM_CONFIG
+    from serve_app.app import connect_ray
 
-    # The cluster `camcount replay` starts (connect_ray), without the workers' logs.
-    ray.init(
-        num_cpus=8,
-        include_dashboard=False,
-        logging_level="ERROR",
-        log_to_driver=False,
-        _system_config=LOCAL_SYSTEM_CONFIG,
-    )
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model
@@ -266,15 +289,19 @@ def main() -> None:
             path = Path(tmp) / "ssdlite_person.onnx"
             export_ssdlite(path)
             model = f"onnx:{path}"
+        detector = detector_config(model, args.reserve_cores)
+        # The cluster `camcount replay` starts, without the workers' logs.
+        connect_ray(None, log_to_driver=False)
         for n in [int(x) for x in args.cameras.split(",")]:
             videos = cut_videos(n, args.frames, Path(tmp))
             a, frames = bare(videos, model)
             b, _ = peer(videos, model)
-            c, c_frames, peak, torch_loaded = camcount_replay(videos, model, Path(tmp))
+            c, c_frames, peak, torch_loaded = camcount_replay(videos, detector, Path(tmp))
             rows.append(
                 {
                     "cameras": n,
                     "model": args.model,
+                    "reserve_cores": args.reserve_cores,
                     "frames": frames,
                     "bare_fps": round(a, 1),
                     "peer_fps": round(b, 1),
