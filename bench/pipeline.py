@@ -14,7 +14,12 @@ ssdlite-person`` for eager torch):
 (c) ``camcount replay`` of the same N videos at once: camera actors, the
     batched Serve detector, aggregator shards, and the warehouse sink
     writing to an embedded chDB (``start_pipeline``, as the command does;
-    the clock stops once the warehouse holds every row).
+    the clock stops once the warehouse holds every row). Its frames/s are
+    taken while every camera runs, from status sampled every 0.25 s from
+    before the pipeline starts (cameras start together but each waits for
+    its worker process; short clips end first). ``--reserve-cores 0`` runs
+    it without the model's reserved core (``detector.reserve_cores``), for
+    an A/B against the default ``auto``.
 
 It prints frames/s for each, (c)/(a) (pipeline efficiency; target at least
 0.8 on CPU) and (c)/(b) (target above 1.0 on CPU), for N = 1, 4, 8, and the
@@ -29,6 +34,7 @@ Run (``make bench-deps`` first, for the peer)::
 
     python bench/pipeline.py                    # N = 1,4,8; 150 frames per video
     python bench/pipeline.py --cameras 1,4 --frames 100 --json
+    python bench/pipeline.py --cameras 8 --frames 300 --reserve-cores 0
 """
 
 from __future__ import annotations
@@ -194,10 +200,14 @@ def camcount_replay(
         different moments (each waits for its worker process) and the short
         clips end at different times. Memory is taken then too: a camera
         whose file has ended has let its decoder and frames go."""
+        # A camera still starting has no counts yet ("unreachable" to the
+        # controller while its worker process comes up).
+        counted = [c.get("frames_processed", 0) for c in cameras]
         running = len(cameras) == len(videos) and all(
-            c["frames_processed"] > 0 and c["state"] != "finished" for c in cameras
+            n > 0 and c["state"] not in ("finished", "failed", "stopped")
+            for n, c in zip(counted, cameras, strict=True)
         )
-        samples.append((time.perf_counter(), sum(c["frames_processed"] for c in cameras), running))
+        samples.append((time.perf_counter(), sum(counted), running))
         if running:
             peak["rss"] = max(peak["rss"], *(c["rss_mb"] for c in cameras))
             peak["private"] = max(peak["private"], *(c["private_mb"] for c in cameras))
@@ -243,7 +253,7 @@ def camcount_replay(
         peak["private"] = max(peak["private"], c["private_mb"])
     torch_loaded = any(c["torch_loaded"] for c in status["cameras"])
     steady = [s for s in samples if s[2]]
-    moving = [s for s in samples if s[1] > 0]
+    moving = [s for s in samples if s[1] > 0] or [(0.0, 0, False)]
     first, last = moving[0], moving[-1]
     overall = (last[1] - first[1]) / max(last[0] - first[0], 1e-9)
     fps = overall
