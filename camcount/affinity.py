@@ -3,7 +3,7 @@
 On CPU the model is the pipeline's bottleneck, and it shares the node's cores
 with every camera's decoding, their Ray threads and the rest of the
 pipeline. The kernel's fair scheduler then keeps the model thread waiting for
-a core a sixth of the time when the node is busy (bench/RESULTS.md: 0.15 of a
+a core a sixth of the time when the node is busy (bench/RESULTS.md: 0.17 of a
 core of run-queue wait on 2 cores with 8 cameras), and each such wait stalls
 every camera. So a detector replica that runs on CPU reserves cores in a
 small registry on its node and pins its inference thread to them; the
@@ -21,7 +21,6 @@ At least one core is always left unreserved. Where the platform has no
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -74,6 +73,8 @@ class CoreRegistry:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
+        import fcntl  # POSIX only; reserving is never reached elsewhere
+
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root / ".lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
