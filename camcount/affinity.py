@@ -21,6 +21,7 @@ At least one core is always left unreserved. Where the platform has no
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -31,28 +32,23 @@ logger = logging.getLogger(__name__)
 
 Cores = frozenset[int]
 
-_usable: Cores | None = None
-
 
 def supported() -> bool:
     return hasattr(os, "sched_setaffinity") and Path("/proc/self/task").is_dir()
 
 
+@functools.cache
 def usable_cores() -> Cores:
     """The node's cores as its first process (pid 1: the container's init,
     or the host's) may use them, not this process's own mask: Ray's
     processes may have been started off the model's cores (cluster/README.md),
-    and a replica must still be able to reserve them. Read once."""
-    global _usable
-    if _usable is None:
-        if not supported():
-            _usable = frozenset()
-        else:
-            try:
-                _usable = frozenset(os.sched_getaffinity(1))
-            except OSError:
-                _usable = frozenset(os.sched_getaffinity(0))
-    return _usable
+    and a replica must still be able to reserve them."""
+    if not supported():
+        return frozenset()
+    try:
+        return frozenset(os.sched_getaffinity(1))
+    except OSError:
+        return frozenset(os.sched_getaffinity(0))
 
 
 def _alive(pid: int) -> bool:
