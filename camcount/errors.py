@@ -68,3 +68,51 @@ class RequestError(CamcountError):
         self.status = status
         self.detail = detail
         super().__init__(f"{code}: {message}")
+
+
+# Query parameters of a storage URI that hold credentials (pyarrow's S3 and
+# GCS URIs accept them); their values never reach a message.
+_SECRET_QUERY_KEYS = frozenset(
+    {"access_key", "secret_key", "session_token", "access_token", "password", "token"}
+)
+
+
+def redact_uri(uri: str) -> str:
+    """The URI with its credentials masked, for messages and logs.
+
+    A storage URI may carry ``user:pass@`` or ``access_key``/``secret_key``
+    query parameters; error messages end up in logs, dashboards and bug
+    reports, so they show ``***`` in their place. Plain paths pass through.
+    """
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    if "://" not in uri:
+        return uri
+    try:
+        parts = urlsplit(uri)
+    except ValueError:  # unparseable: show only the scheme
+        return uri.split("://", 1)[0] + "://***"
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(k.lower() in _SECRET_QUERY_KEYS for k, _ in pairs):
+            masked = [(k, "***" if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in pairs]
+            query = urlencode(masked, safe="/:*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+class CheckpointStoreError(CamcountError):
+    """A checkpoint object cannot be written, read or listed, or holds what
+    this version cannot use (another format version, a truncated file).
+
+    ``uri`` names the object (or the root) with credentials masked, so the
+    error can be logged as is; ``detail`` says what went wrong there.
+    """
+
+    def __init__(self, uri: str, detail: str) -> None:
+        self.uri = redact_uri(uri)
+        self.detail = detail
+        super().__init__(f"checkpoint store {self.uri}: {detail}")
