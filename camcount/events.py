@@ -193,7 +193,26 @@ class DeadLetter:
         return stable_id(self.kind, self.source, self.reason, self.payload_kind, self.payload_id)
 
 
-Event = Crossing | ZoneTransition | ZoneVisit | ZoneSample | WindowRow | DeadLetter
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Time a source was not watched (a live camera restarted or
+    reconnected): what was never captured there is not counted, and this
+    says so. ``frames_lost`` is -1 when unknown."""
+
+    camera_id: str
+    gap_from: float
+    gap_to: float
+    reason: str
+    frames_lost: int
+
+    kind: ClassVar[str] = "gap"
+
+    @property
+    def event_id(self) -> int:
+        return stable_id(self.kind, self.camera_id, self.gap_from)
+
+
+Event = Crossing | ZoneTransition | ZoneVisit | ZoneSample | WindowRow | DeadLetter | Gap
 
 _TYPES_BY_NAME: dict[str, Any] = {
     "str": str,

@@ -10,7 +10,7 @@ Public surface:
 - the query helpers the API calls (`window_counts`, `hourly_counts`,
   `daily_counts`, `peak_hours`, `occupancy`, `dwell_stats`,
   `dwell_histogram`, `crossings`, `cameras`, `camera_counters`,
-  `dead_letters`), each taking a `Backend`.
+  `dead_letters`, `gaps`), each taking a `Backend`.
 - `camera_tables` and `tables_by_kind`: Arrow batches ready for a write.
 - URL helpers (`parse_url`, `mask_url`) and the errors.
 
@@ -39,6 +39,7 @@ from camcount.warehouse.queries import (
     dead_letters,
     dwell_histogram,
     dwell_stats,
+    gaps,
     hourly_counts,
     occupancy,
     peak_hours,
@@ -85,6 +86,7 @@ __all__ = [
     "dead_letters",
     "dwell_histogram",
     "dwell_stats",
+    "gaps",
     "hourly_counts",
     "mask_url",
     "occupancy",

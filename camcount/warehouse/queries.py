@@ -9,7 +9,9 @@ return identical tables. Every one reads correctly before any merge:
   so a filter keeps or drops all copies of a row together);
 - cameras and their lines/zones, whose rows change between versions, with
   ``argMax(..., version)`` grouped by identity, since a filter on a
-  changing column (``removed``) may run before ``FINAL`` collapses rows.
+  changing column (``removed``) may run before ``FINAL`` collapses rows;
+- gaps, whose end may change when a gap is reported again, with ``FINAL``
+  in a subquery filtered on identity and the end tested outside it.
 
 Time ranges are half-open ``[start, end)`` in epoch seconds (UTC).
 Optional string filters take ``''`` for "all".
@@ -285,6 +287,40 @@ LIMIT {limit:UInt32}""",
                 ("payload_id", pa.uint64()),
             ],
         ),
+        _q(
+            "gaps",
+            "Gaps (time a camera never captured) that overlap a range ('' camera for all), "
+            "oldest first, at most `limit`.",
+            # The range's start is tested on gap_to outside FINAL: a gap
+            # reported again (after a crash) may end later, and only its
+            # latest copy must be tested. Filters inside FINAL are on the
+            # identity (camera, gap_from), equal in every copy.
+            """
+SELECT event_id, camera_id, gap_from, gap_from_ms, gap_to, gap_to_ms, duration_s, reason,
+       frames_lost
+FROM
+(
+    SELECT event_id, camera_id, gap_from, gap_from_ms, gap_to, gap_to_ms, duration_s, reason,
+           frames_lost
+    FROM gaps FINAL
+    WHERE ({camera_id:String} = '' OR camera_id = {camera_id:String})
+      AND gap_from < toDateTime({end:UInt32}, 'UTC')
+) AS latest
+WHERE gap_to >= toDateTime({start:UInt32}, 'UTC')
+ORDER BY gap_from, gap_from_ms, camera_id, event_id
+LIMIT {limit:UInt32}""",
+            [
+                ("event_id", pa.uint64()),
+                ("camera_id", pa.string()),
+                ("gap_from", _TS),
+                ("gap_from_ms", pa.uint16()),
+                ("gap_to", _TS),
+                ("gap_to_ms", pa.uint16()),
+                ("duration_s", pa.float64()),
+                ("reason", pa.string()),
+                ("frames_lost", pa.int64()),
+            ],
+        ),
     )
 }
 
@@ -466,3 +502,12 @@ def dead_letters(
 ) -> pa.Table:
     params = {"source": source, "limit": limit, **_range(start, end)}
     return run_query(backend, "dead_letters", params)
+
+
+def gaps(
+    backend: Backend, start: Time, end: Time, camera_id: str = "", limit: int = 10_000
+) -> pa.Table:
+    """Gaps that overlap ``[start, end)`` (to the second): they began before
+    ``end`` and ended at or after ``start``."""
+    params = {"camera_id": camera_id, "limit": limit, **_range(start, end)}
+    return run_query(backend, "gaps", params)

@@ -26,6 +26,7 @@ from camcount.config import CameraConfig
 from camcount.events import (
     Crossing,
     DeadLetter,
+    Gap,
     WindowRow,
     ZoneSample,
     ZoneTransition,
@@ -246,6 +247,29 @@ def _dead_letters(b: pa.Table) -> pa.Table:
     )
 
 
+def _gaps(b: pa.Table) -> pa.Table:
+    since, since_ms = _seconds_ms(b["gap_from"])
+    until, until_ms = _seconds_ms(b["gap_to"])
+    duration = pc.subtract(b["gap_to"], b["gap_from"])
+    if pc.any(pc.less(duration, 0.0)).as_py():
+        raise pa.ArrowInvalid("gap_to is before gap_from")
+    if pc.any(pc.less(b["frames_lost"], -1)).as_py():
+        raise pa.ArrowInvalid("frames_lost below -1 (-1 means unknown)")
+    return _table(
+        {
+            "event_id": pc.cast(b["event_id"], _U64),
+            "camera_id": b["camera_id"],
+            "gap_from": since,
+            "gap_from_ms": since_ms,
+            "gap_to": until,
+            "gap_to_ms": until_ms,
+            "duration_s": duration,
+            "reason": b["reason"],
+            "frames_lost": b["frames_lost"],
+        }
+    )
+
+
 def _as_schema(schema: pa.Schema) -> Callable[[pa.Table], pa.Table]:
     def convert(b: pa.Table) -> pa.Table:
         return b.select(schema.names).cast(schema)
@@ -299,6 +323,7 @@ KINDS: dict[str, Kind] = {
             "event_time",
             ("event_id",),
         ),
+        Kind("gap", s.GAPS, arrow_schema(Gap), _gaps, "gap_from", ("event_id",)),
         Kind(
             "camera",
             s.CAMERAS,

@@ -81,8 +81,8 @@ class SchemaOptions:
 
     ``raw_ttl_days``: drop raw events (crossings, zone transitions, samples,
     visits, dead letters) this many days after their event time, on servers
-    with TTL. ``None`` keeps them forever; window counts and cameras are
-    never expired.
+    with TTL. ``None`` keeps them forever; window counts, gaps and cameras
+    are never expired.
     """
 
     raw_ttl_days: int | None = None
@@ -333,6 +333,32 @@ DEAD_LETTERS = Table(
     raw_time_column="event_time",
 )
 
+GAPS = Table(
+    "gaps",
+    "Event time a camera never captured (a live source restarted or reconnected, a "
+    "restore that could not resume where it stopped), one row per gap.",
+    (
+        _id("(camera, gap_from)"),
+        _camera(),
+        *_time("gap_from", "event time of the last frame before the gap"),
+        *_time("gap_to", "event time of the first frame after the gap, or when the source resumed"),
+        Column("duration_s", "Float64", "gap_to - gap_from, seconds (exact)"),
+        Column(
+            "reason",
+            "String",
+            "why nothing was captured: camera restart, stream reconnect, "
+            "restore from checkpoint...",
+            low_cardinality=True,
+        ),
+        Column("frames_lost", "Int64", "frames never captured; -1 when unknown"),
+        _INGESTED,
+    ),
+    version_column="ingested_at",
+    order_by=("camera_id", "gap_from", "event_id"),
+    partition_by="toYYYYMM(gap_from)",
+    # Never expired: a gap explains missing window counts, which are kept.
+)
+
 CAMERAS = Table(
     "cameras",
     "Camera metadata; one row per camera and config version, the highest version current.",
@@ -387,7 +413,9 @@ SCHEMA_MIGRATIONS = Table(
     order_by=("version",),
 )
 
-TABLES: tuple[Table, ...] = (
+# The tables of migration 1, fixed forever: a database that has it keeps
+# them, and later tables come with their own migration.
+_TABLES_V1: tuple[Table, ...] = (
     CROSSINGS,
     ZONE_TRANSITIONS,
     ZONE_SAMPLES,
@@ -397,6 +425,7 @@ TABLES: tuple[Table, ...] = (
     CAMERAS,
     CAMERA_COUNTERS,
 )
+TABLES: tuple[Table, ...] = (*_TABLES_V1, GAPS)
 TABLES_BY_NAME = {t.name: t for t in (*TABLES, SCHEMA_MIGRATIONS)}
 
 
@@ -448,13 +477,17 @@ class Migration:
     apply: Callable[[MigrationContext], None] = field(repr=False)
 
 
-def _create_tables(ctx: MigrationContext) -> None:
-    for table in TABLES:
-        ctx.execute(table.create_sql(ctx.features, ctx.options))
+def _create(*tables: Table) -> Callable[[MigrationContext], None]:
+    def apply(ctx: MigrationContext) -> None:
+        for table in tables:
+            ctx.execute(table.create_sql(ctx.features, ctx.options))
+
+    return apply
 
 
 MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "events, window counts, dead letters, cameras", _create_tables),
+    Migration(1, "events, window counts, dead letters, cameras", _create(*_TABLES_V1)),
+    Migration(2, "gaps", _create(GAPS)),
 )
 
 

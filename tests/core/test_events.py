@@ -10,6 +10,7 @@ from camcount.events import (
     Crossing,
     DeadLetter,
     Direction,
+    Gap,
     WindowRow,
     ZoneSample,
     ZoneTransition,
@@ -27,6 +28,7 @@ EXAMPLES = [
     ZoneSample("cam1", "z1", 130, 1767225601.0, 3, ("car", "person"), (1, 2)),
     WindowRow("cam1", "l1", "car", "in", 60, 1767225600.0, 4),
     DeadLetter("cam1", "late", "window closed", 1767225600.0, "crossing", 42),
+    Gap("cam1", 1767225600.0, 1767225612.5, "camera restart", -1),
 ]
 
 

@@ -13,6 +13,7 @@ from camcount.events import (
     Crossing,
     DeadLetter,
     Direction,
+    Gap,
     WindowRow,
     ZoneSample,
     ZoneVisit,
@@ -108,9 +109,39 @@ def test_zone_sample_classes_are_nested_columns() -> None:
     assert (row["classes.name"], row["classes.count"]) == (["person", "car"], [2, 1])
 
 
+def test_gap_row_values() -> None:
+    g = Gap("cam", T0 + 10.25, T0 + 72.5, "stream reconnect", -1)
+    row = convert(kind_of("gap"), to_arrow(Gap, [g])).to_pylist()[0]
+    assert row == {
+        "event_id": g.event_id,
+        "camera_id": "cam",
+        "gap_from": int(T0) + 10,
+        "gap_from_ms": 250,
+        "gap_to": int(T0) + 72,
+        "gap_to_ms": 500,
+        "duration_s": 62.25,
+        "reason": "stream reconnect",
+        "frames_lost": -1,  # unknown
+    }
+    # Identity is (camera, gap_from): the same gap reported again with a
+    # later end or a count of lost frames is the same row.
+    again = Gap("cam", T0 + 10.25, T0 + 80.0, "camera restart", 120)
+    assert again.event_id == g.event_id
+    assert Gap("cam", T0 + 10.5, T0 + 72.5, "stream reconnect", -1).event_id != g.event_id
+    k = kind_of("gap")
+    assert k.times(to_arrow(Gap, [g])) == [T0 + 10.25]
+    assert k.times(convert(k, to_arrow(Gap, [g]))) == [pytest.approx(T0 + 10.25)]
+
+
 @pytest.mark.parametrize(
     ("kind", "table"),
     [
+        # a gap that ends before it starts
+        ("gap", to_arrow(Gap, [Gap("c", T0 + 5, T0 + 4, "camera restart", -1)])),
+        # frames lost is a count, or -1 for unknown
+        ("gap", to_arrow(Gap, [Gap("c", T0, T0 + 4, "camera restart", -2)])),
+        # a gap before 1970 does not fit DateTime
+        ("gap", to_arrow(Gap, [Gap("c", -5.0, T0, "camera restart", -1)])),
         # a negative track id does not fit UInt64: refused, never wrapped
         ("crossing", to_arrow(Crossing, [crossing(track_id=-1)])),
         # no time, no row
@@ -136,6 +167,7 @@ def test_every_kind_converts_to_its_tables_columns() -> None:
         "zone_sample": to_arrow(ZoneSample, [ZoneSample("c", "z", 1, T0, 0, (), ())]),
         "window_row": to_arrow(WindowRow, [WindowRow("c", "l", "p", "in", 10, T0, 1)]),
         "dead_letter": to_arrow(DeadLetter, [DeadLetter("s", "late", "d", T0, "crossing", 5)]),
+        "gap": to_arrow(Gap, [Gap("c", T0, T0 + 3, "camera restart", 30)]),
         **camera_tables([CameraConfig(id="c", source="x.mp4")], 1),
     }
     for name, table in samples.items():

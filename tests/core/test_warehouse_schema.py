@@ -11,6 +11,7 @@ from camcount.warehouse import ChdbBackend, Features, Migration, SchemaOptions, 
 from camcount.warehouse.errors import WarehouseSchemaError
 from camcount.warehouse.schema import (
     CROSSINGS,
+    GAPS,
     MIGRATIONS,
     TABLES,
     WINDOW_COUNTS,
@@ -84,7 +85,14 @@ def test_current_server_ddl_switches_features_on() -> None:
 
 def test_sorting_keys_hold_each_rows_identity() -> None:
     keys = {t.name: t.order_by for t in TABLES}
-    for name in ("crossings", "zone_transitions", "zone_samples", "zone_visits", "dead_letters"):
+    for name in (
+        "crossings",
+        "zone_transitions",
+        "zone_samples",
+        "zone_visits",
+        "dead_letters",
+        "gaps",
+    ):
         assert "event_id" in keys[name] and keys[name][0] in ("camera_id", "source")
     assert keys["window_counts"] == (
         "camera_id",
@@ -96,6 +104,32 @@ def test_sorting_keys_hold_each_rows_identity() -> None:
     )
     assert keys["cameras"] == ("camera_id",)
     assert keys["camera_counters"] == ("camera_id", "counter_id")
+
+
+def test_gaps_are_keyed_by_identity_ordered_by_camera_and_time_and_never_expired() -> None:
+    old = GAPS.create_sql(OLD, SchemaOptions(raw_ttl_days=30))
+    assert "ENGINE = ReplacingMergeTree(ingested_at)" in old
+    assert "PARTITION BY toYYYYMM(gap_from)" in old
+    assert "ORDER BY (camera_id, gap_from, event_id)" in old
+    assert "`frames_lost` Int64" in old  # -1: unknown
+    for newer in ("LowCardinality", "CODEC", "TTL"):
+        assert newer not in old
+    new = GAPS.create_sql(NEW, SchemaOptions(raw_ttl_days=30))
+    assert "`reason` LowCardinality(String)" in new
+    # A gap explains missing window counts, which are kept: so is the gap.
+    assert "TTL" not in new
+    assert [c.name for c in GAPS.columns] == [
+        "event_id",
+        "camera_id",
+        "gap_from",
+        "gap_from_ms",
+        "gap_to",
+        "gap_to_ms",
+        "duration_s",
+        "reason",
+        "frames_lost",
+        "ingested_at",
+    ]
 
 
 def test_retention_must_be_positive() -> None:
@@ -117,18 +151,31 @@ def test_migrations_apply_once_in_order(engine: ChdbBackend) -> None:
     assert {t.name for t in TABLES} | {"schema_migrations"} <= tables
 
 
+def test_a_database_from_before_gaps_gets_the_gaps_table(engine: ChdbBackend) -> None:
+    # Migration 1 is what a database made before gaps existed has: its
+    # tables, no more. Migration 2 then adds gaps and nothing else.
+    assert migrate(engine, engine.features, migrations=MIGRATIONS[:1]) == [1]
+    tables = set(engine.query("SHOW TABLES").column(0).to_pylist())
+    assert "gaps" not in tables and "crossings" in tables
+    assert migrate(engine, engine.features) == [2]
+    assert "gaps" in set(engine.query("SHOW TABLES").column(0).to_pylist())
+    assert applied_versions(engine) == {1, 2}
+
+
 def test_a_later_migration_adds_a_column_idempotently(engine: ChdbBackend) -> None:
     extra = Column("site", "String", "site of the camera", low_cardinality=True)
 
     def add_site(ctx: MigrationContext) -> None:
         ctx.add_column("crossings", extra, after="camera_id")
 
-    steps = (*MIGRATIONS, Migration(2, "site on crossings", add_site))
-    assert migrate(engine, engine.features) == [1]
-    assert migrate(engine, engine.features, migrations=steps) == [2]
+    current = [m.version for m in MIGRATIONS]
+    later = current[-1] + 1
+    steps = (*MIGRATIONS, Migration(later, "site on crossings", add_site))
+    assert migrate(engine, engine.features) == current
+    assert migrate(engine, engine.features, migrations=steps) == [later]
     # A crash after the ALTER but before its record: the step runs again.
     engine.execute("TRUNCATE TABLE schema_migrations")
-    assert migrate(engine, engine.features, migrations=steps) == [1, 2]
+    assert migrate(engine, engine.features, migrations=steps) == [*current, later]
     columns = engine.query(
         "SELECT name, type FROM system.columns "
         "WHERE database = currentDatabase() AND table = 'crossings'"
@@ -136,7 +183,7 @@ def test_a_later_migration_adds_a_column_idempotently(engine: ChdbBackend) -> No
     assert [c for c in columns if c["name"] == "site"] == [
         {"name": "site", "type": "LowCardinality(String)"}
     ]
-    assert applied_versions(engine) == {1, 2}
+    assert applied_versions(engine) == {*current, later}
 
 
 def test_migration_versions_must_increase(engine: ChdbBackend) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from camcount.events import ZoneSample, to_arrow
+from camcount.events import Gap, ZoneSample, to_arrow
 from camcount.spill import SpillStore
 from camcount.warehouse import (
     Warehouse,
@@ -20,11 +20,13 @@ from camcount.warehouse import (
     WriterSettings,
     camera_tables,
     connect,
+    gaps,
+    tables_by_kind,
 )
 from camcount.warehouse.binding import bind
 from camcount.warehouse.localserver import LocalServer, free_port
 from camcount.warehouse.rows import convert, kind_of
-from camcount.warehouse.schema import Column, Migration, MigrationContext, migrate
+from camcount.warehouse.schema import MIGRATIONS, Column, Migration, MigrationContext, migrate
 from tests.core.test_warehouse_binding import HOSTILE
 from tests.core.test_warehouse_chdb import (
     CAMERAS,
@@ -100,7 +102,7 @@ def test_the_same_batch_twice_changes_no_answer(server_wh: Warehouse) -> None:
     raw = server_wh.sql("SELECT count() AS n FROM crossings").column(0)[0].as_py()
     assert raw == 2 * tables["crossing"].num_rows
     assert answers(server_wh.backend) == once
-    for table in ("crossings", "window_counts", "zone_samples", "zone_visits", "cameras"):
+    for table in ("crossings", "window_counts", "zone_samples", "zone_visits", "gaps", "cameras"):
         server_wh.backend.execute(f"OPTIMIZE TABLE {table} FINAL")
     assert answers(server_wh.backend) == once
 
@@ -185,6 +187,21 @@ def test_a_row_the_server_refuses_goes_to_the_dead_letters(
     assert len(writer.spill.dead()) == 1
 
 
+def test_a_gap_reported_again_is_one_row_with_its_latest_end_on_18_16(
+    server_wh: Warehouse,
+) -> None:
+    # 18.16 has no insert deduplication: both reports land, FINAL keeps the
+    # latest, and the range is tested on that one's end.
+    kind = kind_of("gap")
+    for gap_to in (T0 + 50.0, T0 + 150.0):
+        gap = Gap("cam-a", T0 + 10.0, gap_to, "camera restart", -1)
+        server_wh.backend.insert("gaps", convert(kind, tables_by_kind([gap])["gap"]))
+    assert server_wh.sql("SELECT count() AS n FROM gaps").column(0)[0].as_py() == 2
+    assert server_wh.sql("SELECT count() AS n FROM gaps FINAL").column(0)[0].as_py() == 1
+    rows = gaps(server_wh.backend, T0 + 100, T0 + 200).to_pylist()
+    assert [(r["gap_to"].timestamp(), r["frames_lost"]) for r in rows] == [(T0 + 150.0, -1)]
+
+
 @pytest.mark.parametrize("value", HOSTILE)
 def test_hostile_parameters_round_trip_on_the_server(server_wh: Warehouse, value: str) -> None:
     got = server_wh.sql("SELECT {v:String} AS v, length({v:String}) AS n", {"v": value}).to_pylist()
@@ -196,8 +213,9 @@ def test_a_later_migration_adds_a_column_on_18_16(server_wh: Warehouse) -> None:
     def add_site(ctx: MigrationContext) -> None:
         ctx.add_column("crossings", Column("site", "String", "site", low_cardinality=True))
 
-    steps = (Migration(1, "base", lambda ctx: None), Migration(2, "site", add_site))
-    assert migrate(server_wh.backend, server_wh.features, migrations=steps) == [2]
+    later = MIGRATIONS[-1].version + 1  # connect applied every current one
+    steps = (*MIGRATIONS, Migration(later, "site", add_site))
+    assert migrate(server_wh.backend, server_wh.features, migrations=steps) == [later]
     assert migrate(server_wh.backend, server_wh.features, migrations=steps) == []
     types = server_wh.sql(
         "SELECT type FROM system.columns WHERE database = currentDatabase() "
