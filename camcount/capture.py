@@ -5,7 +5,9 @@ Live sources (RTSP, HTTP, webcams) cannot wait: the oldest queued frame is
 dropped and counted, and a lost connection is retried with exponential
 backoff while the state moves connecting -> streaming -> stalled -> ... .
 Event time is the container's timestamp for files and the capture clock
-for live sources.
+for live sources. A file that is damaged or truncated (decoding stops, or
+skips, before the container's last frame) ends FAILED, never FINISHED, so
+the loss is reported instead of half a file counted quietly.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ import numpy.typing as npt
 
 from camcount.errors import SourceError
 from camcount.video import DecodedFrame, SourcePosition, VideoFile
+
+#: The reason of a file source that was read to its end.
+END_OF_FILE = "end of file"
 
 
 class SourceState(StrEnum):
@@ -120,7 +125,10 @@ class Capture:
         """Open a file now (so a bad file fails here, clearly); live sources
         connect in the thread and report their state instead."""
         if not self.live:
-            self._file = VideoFile(self.source, self.fps, self.start_time, self.decode_threads)
+            start = self.start_time
+            if position is not None and position.pass_start_time is not None:
+                start = position.pass_start_time  # a later pass of a looping file
+            self._file = VideoFile(self.source, self.fps, start, self.decode_threads)
             if position is not None:
                 self._file.seek(position)
             self.frame_size = self._file.frame_size
@@ -219,7 +227,11 @@ class Capture:
 
     def _run_file(self) -> EndOfSource:
         """Read the file once, or over and over with ``loop``; event time keeps
-        growing across loops, and ``realtime`` paces frames at their own speed."""
+        growing across loops, and ``realtime`` paces frames at their own speed.
+
+        A pass that ends short of the file's end (`VideoFile.damage`) ends
+        the source FAILED with that reason, which starts with
+        `camcount.video.DAMAGED`; a whole file ends FINISHED, `END_OF_FILE`."""
         video = cast(VideoFile, self._file)
         self._set(SourceState.STREAMING)
         paced_from: tuple[float, float] | None = None  # (first event time, wall clock)
@@ -239,7 +251,12 @@ class Capture:
                 last_time = frame.time
                 self._put(frame)
             self._decoded = decoded_before + video.decoded
-            if not self.loop or self._stop.is_set() or video.decoded == 0:
+            if self._stop.is_set():
+                break
+            damage = video.damage()
+            if damage is not None:  # never a quiet end: the rest was not counted
+                return EndOfSource(SourceState.FAILED, damage)
+            if not self.loop or video.decoded == 0:
                 break
             decoded_before += video.decoded
             video.close()
@@ -250,14 +267,7 @@ class Capture:
                 self.decode_threads,
             )
             self._file = video
-        expected = video.frame_count
-        if expected and video.position.next_index < expected - 1:
-            return EndOfSource(
-                SourceState.FINISHED,
-                f"ended after {video.position.next_index} of {expected} frames: "
-                "file truncated or damaged",
-            )
-        return EndOfSource(SourceState.FINISHED, "end of file")
+        return EndOfSource(SourceState.FINISHED, END_OF_FILE)
 
     def _connect(self) -> cv2.VideoCapture | None:
         timeout_ms = int(self.read_timeout_s * 1000)

@@ -1,4 +1,5 @@
-"""Decoding in a background thread: files, loops, pacing, live failures."""
+"""Decoding in a background thread: files, loops, pacing, damaged files,
+live failures."""
 
 from __future__ import annotations
 
@@ -6,17 +7,36 @@ import itertools
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from camcount.capture import Capture, EndOfSource, SourceState
+from camcount.capture import END_OF_FILE, Capture, EndOfSource, SourceState
 from camcount.synthetic import SceneLayout, generate_scene, write_scene
-from camcount.video import DecodedFrame
+from camcount.video import DAMAGED, DecodedFrame, SourcePosition
 
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Path:
     layout = SceneLayout(frames=30)
     return write_scene(generate_scene(2, layout), tmp_path_factory.mktemp("cap") / "c.mp4")[0]
+
+
+def damage(src: Path, dst: Path, n_bytes: int = 200_000, seed: int = 0) -> Path:
+    """A copy of ``src`` with ``n_bytes`` in the middle overwritten with
+    random bytes: what a bad disk sector or a broken upload leaves."""
+    data = bytearray(src.read_bytes())
+    at = len(data) // 2 - n_bytes // 2
+    data[at : at + n_bytes] = np.random.default_rng(seed).bytes(n_bytes)
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+@pytest.fixture(scope="module")
+def damaged_clip(tmp_path_factory) -> Path:
+    """300 frames (about 900 kB) with 200 kB of noise in the middle."""
+    folder = tmp_path_factory.mktemp("damaged")
+    good = write_scene(generate_scene(5), folder / "good.mp4")[0]
+    return damage(good, folder / "damaged.mp4")
 
 
 def drain(cap: Capture, limit: int = 10_000) -> tuple[list[DecodedFrame], EndOfSource | None]:
@@ -34,8 +54,39 @@ def test_a_file_is_read_whole_through_a_small_queue(clip: Path):
     cap.open()
     frames, end = drain(cap)
     assert len(frames) == 30 and [f.index for f in frames] == list(range(30))
-    assert end is not None and end.state is SourceState.FINISHED
-    assert cap.stats().dropped == 0
+    assert end == EndOfSource(SourceState.FINISHED, END_OF_FILE)
+    assert END_OF_FILE == "end of file"
+    assert cap.stats().dropped == 0 and cap.stats().state is SourceState.FINISHED
+
+
+def test_a_damaged_file_fails_and_names_the_frame_it_reached(damaged_clip: Path):
+    cap = Capture(str(damaged_clip), queue_size=4)
+    cap.open()
+    frames, end = drain(cap)
+    # OpenCV stops at the damage (it does not skip it): the frames before it
+    # come out in order, then the source fails instead of finishing quietly.
+    assert 0 < len(frames) < 300 and [f.index for f in frames] == list(range(len(frames)))
+    assert end is not None and end.state is SourceState.FAILED
+    assert end.reason == f"{DAMAGED}: decoding stopped at frame {len(frames)} of 300"
+    assert end.reason.startswith("damaged or truncated: decoding stopped at frame ")
+    assert (cap.stats().state, cap.stats().detail) == (end.state, end.reason)
+
+
+def test_a_damaged_file_fails_once_instead_of_looping_over_its_first_half(damaged_clip: Path):
+    cap = Capture(str(damaged_clip), loop=True)
+    cap.open()
+    frames, end = drain(cap, limit=1000)
+    assert end is not None and end.state is SourceState.FAILED
+    assert f"stopped at frame {len(frames)} of 300" in end.reason
+
+
+def test_a_damaged_file_resumed_past_its_start_still_fails(damaged_clip: Path):
+    cap = Capture(str(damaged_clip), fps=5)  # sampled: fewer frames out than decoded
+    cap.open(SourcePosition(next_index=20, last_slot=None, last_pts=1.9))
+    frames, end = drain(cap)
+    assert frames and frames[0].index == 20
+    assert end is not None and end.state is SourceState.FAILED
+    assert "decoding stopped at frame" in end.reason and end.reason.endswith(" of 300")
 
 
 def test_looping_keeps_event_time_growing(clip: Path):

@@ -18,8 +18,9 @@ from camcount.config import (
     parse_config,
 )
 from camcount.errors import ConfigError
-from camcount.synthetic import generate_scene, write_scene
+from camcount.synthetic import generate_scene, truth_path, write_scene
 from serve_app.app import start_pipeline
+from tests.core.test_capture import damage
 from tests.integration.conftest import free_port
 from tests.integration.mjpeg import MjpegCamera
 
@@ -86,6 +87,9 @@ def test_bad_sources_fail_clearly_and_the_good_camera_keeps_going(ray_cluster, t
     good, _, _ = write_scene(generate_scene(31), tmp_path / "good.mp4")
     truncated = tmp_path / "truncated.mp4"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    # 200 kB of noise in the middle: OpenCV opens it, decodes half, stops.
+    damaged = damage(good, tmp_path / "damaged.mp4")
+    truth_path(damaged).write_text(truth_path(good).read_text())  # for the oracle
     good_cam = CameraConfig.model_validate(
         {
             **parse_config(good.with_suffix(".yaml").read_text()).cameras[0].model_dump(),
@@ -98,6 +102,7 @@ def test_bad_sources_fail_clearly_and_the_good_camera_keeps_going(ray_cluster, t
             good_cam,
             CameraConfig(id="missing", source=str(tmp_path / "nope.mp4")),
             CameraConfig(id="truncated", source=str(truncated)),
+            CameraConfig(id="damaged", source=str(damaged)),
             CameraConfig(id="refused", source=refused),
         ),
         detector=DetectorConfig(model="oracle"),
@@ -112,10 +117,22 @@ def test_bad_sources_fail_clearly_and_the_good_camera_keeps_going(ray_cluster, t
         assert (
             states["missing"]["state"] == "failed" and "no such file" in states["missing"]["detail"]
         )
-        assert states["truncated"]["state"] in ("failed", "finished")
-        assert any(
-            w in states["truncated"]["detail"] for w in ("truncated", "cannot open", "damaged")
+        wait_for(
+            lambda: camera_status(pipeline, "damaged")["state"] in ("failed", "finished"),
+            60,
+            "the damaged camera's end",
         )
+        states = {c["camera_id"]: c for c in pipeline.status()["cameras"]}
+        # Cut in half, the MP4 loses its index (written last): it cannot open.
+        assert states["truncated"]["state"] == "failed"
+        assert "cannot open" in states["truncated"]["detail"]
+        # Damaged in the middle, it is read up to the damage and then fails:
+        # never "finished" with half of its events silently missing.
+        assert states["damaged"]["state"] == "failed", states["damaged"]
+        assert states["damaged"]["detail"].startswith(
+            "damaged or truncated: decoding stopped at frame "
+        )
+        assert states["damaged"]["detail"].endswith(" of 300")
         assert states["refused"]["state"] in ("connecting", "stalled")
         assert "refused" in states["refused"]["detail"] or "retrying" in states["refused"]["detail"]
         assert states["good"]["totals"], "the good camera counted nothing"
