@@ -12,20 +12,37 @@ close. Beside each camera's own keys it counts derived keys:
 
 Cameras of one site or group are routed to the same shard, so a derived key
 sees all its inputs under one watermark: that is the stream join.
+
+Checkpoints align on barriers (DESIGN, "Checkpoints and exactly-once"):
+
+1. A camera's ``Barrier(n)`` arrives in its ordered stream, carrying the
+   camera's own snapshot.
+2. Later batches of that camera are held until ``Barrier(n)`` has come
+   from every registered input, so nothing after the barrier leaks into
+   the shard's state of checkpoint ``n``.
+3. Then the shard closes what the watermark allows, snapshots its state
+   and hands it out with the cameras' snapshots (``Output.checkpoints``),
+   and only then applies the held batches.
+
+Batches from a sender that is not registered (an earlier incarnation of a
+camera that was restarted) are dropped: they are fenced off, and counted.
 """
 
 from __future__ import annotations
 
 import math
 import time
+import zlib
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from camcount.channels import Barrier, EndOfStream, Envelope, Progress, Receiver, ReceiverState
+from camcount.errors import StateError
 from camcount.events import Crossing, DeadLetter, WindowKey, WindowRow, ZoneTransition
 from camcount.windows import ClockState, LateEvent, WatermarkClock, WindowCounts, WindowState
 
-STATE_FORMAT_VERSION = 1
+STATE_FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,15 +62,39 @@ class _Derived:
         return self.key
 
 
+@dataclass(frozen=True)
+class ShardCheckpoint:
+    """A shard's part of checkpoint ``checkpoint_id``: its own state and the
+    snapshots its cameras sent with their barriers, by camera id."""
+
+    checkpoint_id: int
+    state: AggregatorState
+    cameras: dict[str, object]
+
+
 @dataclass
 class Output:
-    """What one accepted envelope produced, for the sink and the live hub."""
+    """What one accepted envelope produced, for the sink and the live hub.
+
+    Rows produced before a checkpoint's snapshot precede it in ``rows``;
+    a caller that makes every row of an ``Output`` durable before it
+    acknowledges the checkpoint covers what the checkpoint needs.
+    """
 
     events: list[object] = field(default_factory=list)
     rows: list[WindowRow] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     finished: list[str] = field(default_factory=list)
-    barriers: list[Barrier] = field(default_factory=list)
+    checkpoints: list[ShardCheckpoint] = field(default_factory=list)
+    fenced: int = 0
+
+    def extend(self, other: Output) -> None:
+        self.events.extend(other.events)
+        self.rows.extend(other.rows)
+        self.dead_letters.extend(other.dead_letters)
+        self.finished.extend(other.finished)
+        self.checkpoints.extend(other.checkpoints)
+        self.fenced += other.fenced
 
 
 @dataclass(frozen=True)
@@ -72,6 +113,26 @@ def shard_key(camera_id: str, site: str, groups: Sequence[GroupSpec]) -> str:
         if any(cam == camera_id for cam, _ in g.members):
             return f"group:{g.group_id}"
     return f"site:{site}" if site else f"camera:{camera_id}"
+
+
+def shard_index(key: str, shards: int) -> int:
+    """The shard of a shard key: stable across processes and runs."""
+    return zlib.crc32(key.encode()) % shards
+
+
+def shard_router(
+    shards: int, sites: Mapping[str, str], groups: Sequence[GroupSpec]
+) -> Callable[[str], int]:
+    """The shard of a camera id or of a derived key (``site:``, ``group:``;
+    camera ids never hold a colon), for routing and for ``resplit``."""
+
+    def route(camera_or_key: str) -> int:
+        if ":" in camera_or_key:
+            return shard_index(camera_or_key, shards)
+        key = shard_key(camera_or_key, sites.get(camera_or_key, ""), groups)
+        return shard_index(key, shards)
+
+    return route
 
 
 class Aggregator:
@@ -97,29 +158,115 @@ class Aggregator:
                 self._group_of.setdefault(member, []).append(g.group_id)
         self._sender_camera: dict[str, str] = {}
         self.totals: dict[WindowKey, int] = {}
+        # Step 2: the checkpoint being aligned, the cameras' snapshots come
+        # so far, and the batches held behind each sender's barrier.
+        self._aligning: int | None = None
+        self._arrived: dict[str, object] = {}
+        self._held: dict[str, deque[Envelope]] = {}
+        self.fenced = 0
 
     def register(self, camera_id: str, sender: str, site: str = "") -> None:
-        """A camera (or a restarted incarnation of it) will send as ``sender``."""
+        """A camera (or a restarted incarnation of it) will send as ``sender``;
+        earlier incarnations of it are fenced off from now on."""
+        for old in [s for s, c in self._sender_camera.items() if c == camera_id and s != sender]:
+            del self._sender_camera[old]
+            self.receiver.forget(old)
+            self._held.pop(old, None)
         self._sender_camera[sender] = camera_id
         if site:
             self.sites[camera_id] = site
         self.clock.register(camera_id)
 
-    def remove(self, camera_id: str) -> None:
+    def remove(self, camera_id: str) -> Output:
+        """A camera leaves; a checkpoint aligning no longer waits for it."""
+        out = Output()
         for sender in [s for s, c in self._sender_camera.items() if c == camera_id]:
             del self._sender_camera[sender]
             self.receiver.forget(sender)
+            for env in self._held.pop(sender, ()):
+                self._apply(camera_id, env, out)
+        self._arrived.pop(camera_id, None)
         self.clock.remove(camera_id)
+        self._check_aligned(out)
+        out.rows.extend(self._close())
+        return out
 
     def accept(self, envelope: Envelope) -> Output:
         out = Output()
         camera = self._sender_camera.get(envelope.sender)
         if camera is None:
-            raise KeyError(f"unregistered sender {envelope.sender!r}")
+            # An earlier incarnation of a restarted camera: fenced off.
+            self.fenced += 1
+            out.fenced += 1
+            return out
         for env in self.receiver.accept(envelope):
-            self._apply(camera, env, out)
+            self._route(env, out)
         out.rows.extend(self._close())
         return out
+
+    def _route(self, env: Envelope, out: Output) -> None:
+        held = self._held.get(env.sender)
+        if held is not None:  # Step 2: behind this sender's barrier
+            held.append(env)
+            return
+        camera = self._sender_camera[env.sender]
+        self._apply(camera, env, out)
+        for control in env.controls:
+            if isinstance(control, Barrier):
+                self._arrive(env.sender, camera, control, out)
+
+    def _arrive(self, sender: str, camera: str, barrier: Barrier, out: Output) -> None:
+        """Step 1: one input's barrier is in."""
+        n = barrier.checkpoint_id
+        if self._aligning is not None and n != self._aligning:
+            if n < self._aligning:
+                return  # a barrier of an abandoned checkpoint
+            # A newer checkpoint started: the one aligning was abandoned.
+            self._release(out)
+        self._aligning = n
+        self._arrived[camera] = barrier.state
+        self._held[sender] = deque()
+        self._check_aligned(out)
+
+    def _check_aligned(self, out: Output) -> None:
+        """Step 3, once every registered input has sent the barrier."""
+        if self._aligning is None or not set(self._sender_camera).issubset(self._held):
+            return
+        out.rows.extend(self._close())
+        out.checkpoints.append(
+            ShardCheckpoint(self._aligning, self.snapshot(), dict(self._arrived))
+        )
+        self._release(out)
+
+    def _release(self, out: Output) -> None:
+        """Apply the batches held behind the barriers, in order; one of them
+        may carry the next checkpoint's barrier, which aligns anew."""
+        held, self._held = self._held, {}
+        self._aligning, self._arrived = None, {}
+        for envs in held.values():
+            while envs:
+                self._route(envs.popleft(), out)
+
+    def abort(self, checkpoint_id: int) -> Output:
+        """Give up aligning ``checkpoint_id`` (an input will never send it)."""
+        out = Output()
+        if self._aligning is not None and self._aligning <= checkpoint_id:
+            self._release(out)
+            out.rows.extend(self._close())
+        return out
+
+    def cut_alone(self, checkpoint_id: int) -> Output:
+        """A shard with no inputs has no barrier to wait for: its part of
+        ``checkpoint_id`` is its state as it stands."""
+        out = Output()
+        if not self._sender_camera:
+            out.rows.extend(self._close())
+            out.checkpoints.append(ShardCheckpoint(checkpoint_id, self.snapshot(), {}))
+        return out
+
+    @property
+    def aligning(self) -> int | None:
+        return self._aligning
 
     def _apply(self, camera: str, env: Envelope, out: Output) -> None:
         countable = [e for e in env.events if isinstance(e, Crossing | ZoneTransition)]
@@ -140,8 +287,6 @@ class Aggregator:
             elif isinstance(control, EndOfStream):
                 self.clock.finish(camera)
                 out.finished.append(camera)
-            elif isinstance(control, Barrier):
-                out.barriers.append(control)
 
     def _derived(self, camera: str, events: Iterable[Crossing | ZoneTransition]) -> list[_Derived]:
         site = self.sites.get(camera, "")
@@ -179,11 +324,78 @@ class Aggregator:
         )
 
     def restore(self, state: AggregatorState) -> None:
-        self.receiver.restore(state.receiver)
+        """Back to ``state``; senders are not restored: every camera comes
+        back as a new incarnation and registers again, so batches of the
+        ones that sent before the restore are fenced off."""
+        if state.format_version != STATE_FORMAT_VERSION:
+            raise StateError(
+                f"aggregator state v{state.format_version}, expected v{STATE_FORMAT_VERSION}"
+            )
+        self.receiver = Receiver()
         self.clock.restore(state.clock)
         self.windows.restore(state.windows)
         self.totals = dict(state.totals)
-        self._sender_camera = dict(state.senders)
+        self._sender_camera = {}
+        self._aligning, self._arrived, self._held = None, {}, {}
+
+
+def resplit(
+    states: Sequence[AggregatorState], shards: int, route: Callable[[str], int]
+) -> list[AggregatorState]:
+    """Shard states re-cut for ``shards`` shards: every keyed entry (a
+    camera's watermark input, a window count, a total) goes to the shard
+    ``route`` names for its camera id (``site:`` and ``group:`` keys
+    included), so a restore may use another number of shards than the run
+    that wrote the checkpoint.
+
+    A new shard's window watermark is the lowest of the old shards' it takes
+    entries from: no window still open in any of them is closed early.
+    """
+    if shards < 1:
+        raise ValueError(f"shards must be >= 1, got {shards}")
+    inputs: list[list[tuple[str, float, bool]]] = [[] for _ in range(shards)]
+    counts: list[list[tuple[int, float, WindowKey, int]]] = [[] for _ in range(shards)]
+    totals: list[dict[WindowKey, int]] = [{} for _ in range(shards)]
+    marks: list[list[tuple[float, float]]] = [[] for _ in range(shards)]
+    sizes: tuple[int, ...] | None = None
+    for state in states:
+        if sizes is not None and state.windows.sizes_s != sizes:
+            raise StateError(
+                f"window sizes differ between shards: {sizes} and {state.windows.sizes_s}"
+            )
+        sizes = state.windows.sizes_s
+        used: set[int] = set()
+        for entry in state.clock.inputs:
+            i = route(entry[0])
+            inputs[i].append(entry)
+            used.add(i)
+        for size, start, key, n in state.windows.counts:
+            i = route(key[0])
+            counts[i].append((size, start, key, n))
+            used.add(i)
+        for key, n in state.totals:
+            i = route(key[0])
+            totals[i][key] = totals[i].get(key, 0) + n
+            used.add(i)
+        for i in used:
+            marks[i].append((state.clock.watermark, state.windows.watermark))
+    if sizes is None:
+        return []
+    out = []
+    for i in range(shards):
+        clock_mark = min((m[0] for m in marks[i]), default=-math.inf)
+        window_mark = min((m[1] for m in marks[i]), default=-math.inf)
+        out.append(
+            AggregatorState(
+                STATE_FORMAT_VERSION,
+                ReceiverState(1, ()),
+                ClockState(1, tuple(sorted(inputs[i])), clock_mark),
+                WindowState(1, sizes, window_mark, tuple(sorted(counts[i]))),
+                tuple(sorted(totals[i].items())),
+                (),
+            )
+        )
+    return out
 
 
 def _with_net_rows(rows: list[WindowRow]) -> list[WindowRow]:

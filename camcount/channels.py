@@ -41,9 +41,15 @@ class EndOfStream:
 
 @dataclass(frozen=True, slots=True)
 class Barrier:
-    """Checkpoint ``checkpoint_id``: everything before it belongs to it."""
+    """Checkpoint ``checkpoint_id``: everything before it belongs to it.
+
+    ``state`` is the sender's own snapshot, taken where the barrier was cut
+    (between two frames), so the receiver stores it with its own: a state
+    and the events it covers can never be split by a failure.
+    """
 
     checkpoint_id: int
+    state: object = None
 
 
 Control = Progress | EndOfStream | Barrier

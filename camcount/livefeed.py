@@ -29,11 +29,13 @@ class Since:
 class UpdateBuffer:
     """Bounded: the oldest updates fall out as new ones come in."""
 
-    def __init__(self, capacity: int = 10_000) -> None:
+    def __init__(self, capacity: int = 10_000, last_seq: int = 0) -> None:
+        """``last_seq``: the last number a previous buffer may have used, so
+        a restarted hub never numbers an update twice."""
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
         self._items: deque[Update] = deque(maxlen=capacity)
-        self._last_seq = 0
+        self._last_seq = last_seq
 
     @property
     def last_seq(self) -> int:
