@@ -10,10 +10,29 @@ gets it gathered into fewer, larger batches (each sink call costs a few
 milliseconds of its CPU whatever its size), sent when ``SINK_BATCH_ROWS``
 rows wait, when the oldest has waited ``SINK_MAX_DELAY_S`` (checked on
 every push and tick), and always on ``flush`` and ``drain``.
+
+At a checkpoint (DESIGN, "Checkpoints and exactly-once", steps 3 and 4)
+the core aligns the cameras' barriers and hands out the shard's snapshot
+with its cameras'; the shard then
+
+1. writes each snapshot to the checkpoint store, once, under the
+   checkpoint's id,
+2. sends every row waiting for the sink and has the sink flush them
+   (``flush`` returns when they are durable),
+3. and only then tells the controller (``checkpoint_done``) which objects
+   it wrote.
+
+A sink that was lost in between fails step 2 (its incarnation changed),
+so a checkpoint never completes over rows that were not made durable.
+Sink and hub calls that fail while those actors restart are dropped here:
+the controller rolls the shard back to the last checkpoint, and the rows
+are made again.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -22,12 +41,16 @@ import ray
 from ray.util import metrics
 
 from actors.cores import ModelCoreAvoider
-from camcount.aggregation import Aggregator, GroupSpec, Output
+from camcount.aggregation import Aggregator, AggregatorState, GroupSpec, Output, ShardCheckpoint
 from camcount.channels import Envelope
 from camcount.events import DeadLetter, WindowRow, group_by_type, to_arrow
 from camcount.processor import CountRow
 
+log = logging.getLogger("camcount.aggregator")
+
 MAX_KEPT_ROWS = 1_000_000
+#: Checkpoints whose outcome is kept for the controller to collect.
+KEPT_OUTCOMES = 16
 SINK_BATCH_ROWS = 5_000
 SINK_MAX_DELAY_S = 1.0
 
@@ -43,17 +66,34 @@ class AggregatorActor:
         groups: Sequence[tuple[str, Sequence[tuple[str, str]]]] = (),
         sink: Any = None,
         hub: Any = None,
+        storage_root: str | None = None,
+        keep_checkpoints: int = 3,
+        restore: AggregatorState | None = None,
     ) -> None:
         self.shard_id = shard_id
         self._keep_off_model = ModelCoreAvoider()
-        self._agg = Aggregator(
-            sizes_s,
-            allowed_lateness_s,
-            idle_timeout_s,
-            groups=[GroupSpec(g, frozenset((c, k) for c, k in members)) for g, members in groups],
-        )
+        self._settings = (sizes_s, allowed_lateness_s, idle_timeout_s, groups)
+        self._agg = self._new_aggregator()
+        if restore is not None:
+            self._agg.restore(restore)
         self._sink = sink
         self._hub = hub
+        self._store = None
+        if storage_root is not None:
+            # Here, not at the top: camera processes load this module to call
+            # the shard and keep pyarrow (the store's) out.
+            from camcount.checkpoints import CheckpointStore
+
+            self._store = CheckpointStore(storage_root, keep_checkpoints)
+        # The sink's incarnation this shard's rows went to since its last
+        # checkpoint; a different one at a barrier means rows were lost.
+        self._sink_epoch: str | None = None
+        self._sink_lost = False
+        self._drain_lock = asyncio.Lock()
+        self._outcomes: dict[int, asyncio.Future[list[dict[str, Any]]]] = {}
+        self._holds: dict[str, asyncio.Event] = {}
+        self._last_commit: asyncio.Task[None] | None = None
+        self._waiting: set[str] = set()
         self._rows: list[WindowRow] = []
         self._dead: list[DeadLetter] = []
         self._finished: set[str] = set()
@@ -74,8 +114,54 @@ class AggregatorActor:
         self._m_watermark_lag = metrics.Gauge(
             "camcount_watermark_lag_s", "wall clock minus the shard's watermark", ("shard",)
         )
-        for m in (self._m_rows, self._m_late, self._m_events, self._m_watermark_lag):
+        self._m_fenced = metrics.Counter(
+            "camcount_fenced_batches", "batches from replaced camera incarnations", ("shard",)
+        )
+        for m in (
+            self._m_rows,
+            self._m_late,
+            self._m_events,
+            self._m_watermark_lag,
+            self._m_fenced,
+        ):
             m.set_default_tags(tags)
+
+    def _new_aggregator(self) -> Aggregator:
+        sizes_s, allowed_lateness_s, idle_timeout_s, groups = self._settings
+        return Aggregator(
+            sizes_s,
+            allowed_lateness_s,
+            idle_timeout_s,
+            groups=[GroupSpec(g, frozenset((c, k) for c, k in members)) for g, members in groups],
+        )
+
+    async def ready(self) -> int:
+        """For the controller's start: the shard exists (its id)."""
+        if self._sink is not None and self._sink_epoch is None:
+            self._sink_epoch = await self._sink.epoch.remote()
+        return self.shard_id
+
+    async def alive(self) -> None:
+        """Never returns: the controller keeps one call pending to learn at
+        once when this actor dies."""
+        await asyncio.Event().wait()
+
+    async def restore(self, state: AggregatorState | None) -> None:
+        """Back to a checkpoint's state (None: the empty start); the cameras
+        register again as new incarnations."""
+        agg = self._new_aggregator()
+        if state is not None:
+            agg.restore(state)
+        self._agg = agg
+        self._outbox, self._outbox_rows = {}, 0
+        self._rows = []
+        self._finished = set()
+        for future in self._outcomes.values():
+            if not future.done():
+                future.set_exception(RuntimeError("shard restored"))
+        self._outcomes = {}
+        self._sink_lost = False
+        self._sink_epoch = await self._sink.epoch.remote() if self._sink is not None else None
 
     def register(
         self, camera_id: str, sender: str, site: str = "", tags: dict[str, str] | None = None
@@ -84,12 +170,142 @@ class AggregatorActor:
         self._meta[camera_id] = {"site": site, "tags": dict(tags or {})}
         self._finished.discard(camera_id)
 
-    def remove(self, camera_id: str) -> None:
-        self._agg.remove(camera_id)
+    async def remove(self, camera_id: str) -> None:
+        out = self._agg.remove(camera_id)
+        await self._forward(out)
+        await self._commit_all(out.checkpoints)
 
     async def push(self, envelope: Envelope) -> None:
         self._keep_off_model()
-        await self._forward(self._agg.accept(envelope))
+        out = self._agg.accept(envelope)
+        if out.fenced:
+            self._m_fenced.inc(out.fenced)
+        await self._forward(out)
+        await self._commit_all(out.checkpoints)
+
+    async def _commit_all(self, checkpoints: list[ShardCheckpoint]) -> None:
+        """Commit in the background, one checkpoint after the other: a slow
+        or unreachable store must not hold up the cameras' pushes (counting
+        goes on; the checkpoint fails and the next one tries again)."""
+        loop = asyncio.get_running_loop()
+        for cp in checkpoints:
+            future = self._outcome(cp.checkpoint_id)
+            self._last_commit = loop.create_task(self._commit_after(self._last_commit, cp, future))
+
+    async def _commit_after(
+        self,
+        previous: asyncio.Task[None] | None,
+        cp: ShardCheckpoint,
+        future: asyncio.Future[list[dict[str, Any]]],
+    ) -> None:
+        if previous is not None:
+            await asyncio.wait({previous})
+        try:
+            parts = await self._commit(cp)
+        except Exception as exc:
+            log.warning("shard %s: checkpoint %s failed: %r", self.shard_id, cp.checkpoint_id, exc)
+            if not future.done():
+                future.set_exception(exc)
+        else:
+            if not future.done():
+                future.set_result(parts)
+
+    async def _commit(self, cp: ShardCheckpoint) -> list[dict[str, Any]]:
+        if self._store is None:
+            return []
+        store, n = self._store, cp.checkpoint_id
+
+        # Step 1: the snapshots, written once under the checkpoint's id.
+        def write() -> list[dict[str, Any]]:
+            parts = [
+                store.write_part(n, "cameras", cam, state) for cam, state in cp.cameras.items()
+            ]
+            parts.append(store.write_part(n, "shards", str(self.shard_id), cp.state))
+            return [
+                {"kind": p.kind, "part_id": p.part_id, "path": p.path, "bytes": p.bytes}
+                for p in parts
+            ]
+
+        parts = await asyncio.to_thread(write)
+        await self._hold("state_written")
+        # Step 2: every row made before the barrier is durable.
+        if self._sink is not None:
+            async with self._drain_lock:
+                await self._drain_unlocked()
+                epoch = await self._sink.flush_epoch.remote()
+            if self._sink_lost or epoch != self._sink_epoch:
+                raise RuntimeError("the warehouse sink restarted since the last checkpoint")
+        await self._hold("rows_flushed")
+        # Step 3: the outcome waits in _outcomes for checkpoint_done.
+        return parts
+
+    # Crash points (DESIGN: "Two crash points need their own tests"). A
+    # test holds the protocol at one, kills a part, and lets it go on.
+
+    async def hold_at(self, point: str) -> None:
+        """Stop the next checkpoint at ``point`` (``state_written``: the
+        shard's and its cameras' state is stored, the sink has not flushed
+        yet; ``rows_flushed``: the sink has acknowledged, the controller has
+        not written the manifest)."""
+        if point not in ("state_written", "rows_flushed"):
+            raise ValueError(f"no crash point {point!r}")
+        self._holds[point] = asyncio.Event()
+
+    def held_at(self) -> list[str]:
+        return sorted(p for p, e in self._holds.items() if p in self._waiting)
+
+    def let_go(self, point: str) -> None:
+        event = self._holds.pop(point, None)
+        if event is not None:
+            event.set()
+
+    async def _hold(self, point: str) -> None:
+        event = self._holds.get(point)
+        if event is None:
+            return
+        self._waiting.add(point)
+        try:
+            await event.wait()
+        finally:
+            self._waiting.discard(point)
+
+    def _outcome(self, checkpoint_id: int) -> asyncio.Future[list[dict[str, Any]]]:
+        future = self._outcomes.get(checkpoint_id)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            self._outcomes[checkpoint_id] = future
+            for old in sorted(self._outcomes)[:-KEPT_OUTCOMES]:
+                stale = self._outcomes.pop(old)
+                if not stale.done():
+                    stale.cancel()
+        return future
+
+    async def checkpoint_done(self, checkpoint_id: int) -> list[dict[str, Any]]:
+        """Waits until this shard has aligned, written and flushed
+        ``checkpoint_id``; returns the objects it wrote (its cameras' and
+        its own)."""
+        return await asyncio.shield(self._outcome(checkpoint_id))
+
+    async def cut_alone(self, checkpoint_id: int) -> None:
+        """Checkpoint ``checkpoint_id`` of a shard that has no cameras."""
+        out = self._agg.cut_alone(checkpoint_id)
+        await self._forward(out)
+        await self._commit_all(out.checkpoints)
+
+    async def abort(self, checkpoint_id: int) -> None:
+        """The controller gave ``checkpoint_id`` up: release what it held."""
+        future = self._outcomes.pop(checkpoint_id, None)
+        if future is not None and not future.done():
+            future.cancel()
+        await self._forward(self._agg.abort(checkpoint_id))
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "shard": self.shard_id,
+            "fenced_batches": self._agg.fenced,
+            "aligning": self._agg.aligning,
+            "watermark": self._agg.watermark,
+        }
 
     async def tick(self) -> None:
         """Let idle inputs time out and close what that allows."""
@@ -102,17 +318,31 @@ class AggregatorActor:
         rows = self._agg.flush()
         await self._forward(Output(rows=rows))
         await self.drain()
+        if self._sink_lost:
+            raise RuntimeError("the warehouse sink restarted: rows were lost")
         return rows
 
     async def drain(self) -> int:
         """Send what waits for the sink now (before a sink flush or a stop);
         returns the rows sent."""
+        async with self._drain_lock:
+            return await self._drain_unlocked()
+
+    async def _drain_unlocked(self) -> int:
+        # One drain at a time: a flush after it then covers every row that
+        # left the outbox before it, whichever push took them out.
         if self._sink is None or not self._outbox:
             return 0
         outbox, sent = self._outbox, self._outbox_rows
         self._outbox, self._outbox_rows = {}, 0
         for cls, items in outbox.items():
-            await self._sink.write.remote(cls.kind, to_arrow(cls, items))
+            try:
+                await self._sink.write.remote(cls.kind, to_arrow(cls, items))
+            except ray.exceptions.RayActorError as exc:
+                # The sink is restarting; the controller rolls back to the
+                # last checkpoint and these rows are made again.
+                self._sink_lost = True
+                log.warning("shard %s: sink lost (%r); rows dropped", self.shard_id, exc)
         return sent
 
     async def _forward(self, out: Output) -> None:
@@ -150,7 +380,12 @@ class AggregatorActor:
                 for cls, items in batches
                 for e in items
             ]
-            await self._hub.publish.remote(updates)
+            try:
+                await self._hub.publish.remote(updates)
+            except ray.exceptions.RayActorError as exc:
+                # The hub is restarting: live updates are at-least-once by
+                # event id and its clients are told of the gap.
+                log.warning("shard %s: live hub unreachable (%r)", self.shard_id, exc)
 
     def _enriched(self, data: dict[str, Any]) -> dict[str, Any]:
         meta = self._meta.get(data.get("camera_id", ""))

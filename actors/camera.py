@@ -11,7 +11,17 @@ Frames go to the detector a few per request (``detect_many``), at most
 ``max_in_flight`` frames deep, and their results are applied in frame
 order. When the detector refuses a request (back-pressure), a file source
 waits and resends it (nothing is lost); a live source drops its frames and
-counts the drops.
+counts the drops. A request lost with its detector replica is sent again
+until a replica answers: its frames are applied once, in order, when it
+does.
+
+Checkpoints (DESIGN, "Checkpoints and exactly-once", step 2): ``barrier(n)``
+is cut between two frames. The camera sends the events of every frame
+counted so far, snapshots its processor and the position after the last
+frame counted (``CameraState``), and sends ``Barrier(n)`` carrying that
+snapshot in its ordered stream; its shard stores it. A camera built with
+a snapshot resumes from it: a file seeks to the saved position, a live
+source resumes from now and records the time in between as a ``Gap``.
 """
 
 from __future__ import annotations
@@ -32,11 +42,12 @@ from ray.util import metrics
 from actors.cores import ModelCoreAvoider
 from camcount.affinity import current_cores
 from camcount.capture import Capture, EndOfSource, SourceState
-from camcount.channels import EndOfStream, Progress, Sender
+from camcount.channels import Barrier, EndOfStream, Progress, Sender
+from camcount.checkpoints.states import CAMERA_STATE_VERSION, CameraState
 from camcount.config import CameraConfig, TrackerConfig
 from camcount.detections import Detections
 from camcount.detectors.base import FrameMeta, InputSpec, prepare_frame
-from camcount.events import DeadLetter
+from camcount.events import DeadLetter, Gap
 from camcount.preview import PreviewFrame, PreviewGate, confirmed_tracks, render
 from camcount.processor import CameraEvent, CameraProcessor
 from camcount.video import DecodedFrame
@@ -80,6 +91,9 @@ def _memory_mb() -> dict[str, float]:
 
 
 _LATENCY_BOUNDARIES_S = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10]
+#: How long a request lost with its detector replica is sent again before
+#: the camera fails: Serve replaces a dead replica in seconds.
+DETECTOR_RETRY_S = 120.0
 _NO_IMAGE = np.zeros((0, 0, 3), dtype=np.uint8)
 _HEAVY = ("torch", "pyarrow", "pandas", "scipy.optimize")
 
@@ -120,6 +134,7 @@ class CameraActor:
         max_in_flight: int = 4,
         frames_per_batch: int = 8,
         queue_size: int = 4,
+        restore: CameraState | None = None,
     ) -> None:
         """``queue_size`` frames wait decoded at full size (6 MB each at
         1080p) besides the ``max_in_flight`` at the detector: a few are
@@ -154,16 +169,30 @@ class CameraActor:
         self._processed = 0
         self._skipped = 0
         self._rejected = 0
+        self._detector_errors = 0
         self._events = 0
         self._last_frame_time: float | None = None
         self._fps_window: deque[float] = deque(maxlen=50)
         self._pending_pushes: deque[Any] = deque()
-        self._outbox: list[CameraEvent] = []
+        self._outbox: list[CameraEvent | Gap] = []
         self._outbox_frames = 0
         self._dead_letters: list[DeadLetter] = []
         self._preview_gate = PreviewGate()
         self._preview_frame: PreviewFrame | None = None
         self._preview_jpeg: tuple[PreviewFrame, bytes] | None = None
+        self._restore = restore.check(self.camera.id) if restore is not None else None
+        self._last_position = restore.position if restore is not None else None
+        self._barriers: deque[tuple[int, bool, asyncio.Future[dict[str, Any]]]] = deque()
+        self._gaps: deque[Gap] = deque(maxlen=10)
+        self._cut_at: int | None = None
+        # A live source resumes from now: what it missed is a recorded gap.
+        self._gap_pending = bool(
+            restore and restore.last_frame_time is not None and self._capture.live
+        )
+        if restore is not None:
+            self._processed = restore.frames_processed
+            self._events = restore.events
+            self._last_frame_time = restore.last_frame_time
         tags = {"camera": self.camera.id}
         self._m_processed = metrics.Counter(
             "camcount_frames_processed", "frames tracked and counted", ("camera",)
@@ -192,9 +221,17 @@ class CameraActor:
 
     async def start(self) -> dict[str, Any]:
         """Open the source and start the loop; a file that cannot be opened
-        fails here with its reason, the other cameras are unaffected."""
+        fails here with its reason, the other cameras are unaffected. A
+        camera restored from a snapshot of an ended source stays ended."""
+        restored = self._restore
+        if restored is not None and restored.ended is not None:
+            self._final = (SourceState(restored.ended_state or "finished"), restored.ended)
+            return self.status()
         try:
-            self._capture.open()
+            position = (
+                restored.position if restored is not None and not self._capture.live else None
+            )
+            self._capture.open(position)
         except Exception as exc:
             self._final = (SourceState.FAILED, str(exc))
             letter = DeadLetter(self.camera.id, "source", str(exc), time.time(), "camera", 0)
@@ -213,7 +250,9 @@ class CameraActor:
             in_flight: deque[tuple[list[DecodedFrame], _Request]] = deque()
             waiting = 0  # frames in flight
             while True:
-                items = await asyncio.to_thread(self._capture.get_many, group, 0.5)
+                if await self._barriers_due():
+                    return  # a final checkpoint: stopped where it was cut
+                items = await asyncio.to_thread(self._capture.get_many, group, 0.2)
                 self._refresh_state()
                 frames = [i for i in items if isinstance(i, DecodedFrame)]
                 if frames:
@@ -222,13 +261,17 @@ class CameraActor:
                     request = self._request(frames)
                     if not self._preview_gate.watched(time.monotonic()):
                         # Nobody watches: frames in flight need no full-size pixels.
-                        frames = [DecodedFrame(f.index, f.time, _NO_IMAGE) for f in frames]
+                        frames = [
+                            DecodedFrame(f.index, f.time, _NO_IMAGE, f.position) for f in frames
+                        ]
                     in_flight.append((frames, request))
                     waiting += len(frames)
                     while waiting >= self._max_in_flight:
                         done, response = in_flight.popleft()
                         await self._apply(done, response)
                         waiting -= len(done)
+                        if await self._barriers_due():
+                            return
                 if items and isinstance(items[-1], EndOfSource):
                     while in_flight:
                         await self._apply(*in_flight.popleft())
@@ -236,8 +279,16 @@ class CameraActor:
                     return
         except Exception as exc:
             log.exception("camera %s failed", self.camera.id)
-            self._final = (SourceState.FAILED, f"camera loop error: {exc!r}")
+            reason = f"camera loop error: {exc!r}"
+            self._final = (SourceState.FAILED, reason)
+            letter = DeadLetter(self.camera.id, "camera", reason, time.time(), "camera", 0)
+            self._dead_letters.append(letter)
+            # The shard must not wait for this camera's watermark any more.
+            await self._send([letter], [EndOfStream(f"failed: {reason}")])
             raise
+        finally:
+            # Barriers asked for while the loop ended are cut at its end.
+            await self._barriers_due()
 
     def _request(self, frames: list[DecodedFrame]) -> _Request:
         assert self._spec is not None  # fetched before the first frame
@@ -252,14 +303,19 @@ class CameraActor:
     def _build_processor(self, first: DecodedFrame) -> CameraProcessor:
         fps = self.camera.fps or self._capture.native_fps or 10.0
         assert self._spec is not None  # fetched before the first frame
-        return CameraProcessor(
+        processor = CameraProcessor(
             self.camera, self.tracker, self._spec.class_names, self._frame_size(first), fps
         )
+        if self._restore is not None and self._restore.processor is not None:
+            processor.restore(self._restore.processor)
+        return processor
 
     async def _detect_again(self, request: _Request) -> list[Detections] | None:
         """After back-pressure: a file source waits and resends (nothing is
-        lost); a live one gives the frames up (None)."""
+        lost); a live one gives the frames up (None). After a lost replica,
+        every source resends until one answers or ``DETECTOR_RETRY_S``."""
         delay = 0.05
+        deadline = time.monotonic() + DETECTOR_RETRY_S
         while True:
             try:
                 results: list[Detections] = await self._detector.detect_many.remote(
@@ -269,14 +325,23 @@ class CameraActor:
             except _backpressure():
                 if self._capture.live:
                     return None
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+            except Exception as exc:
+                if time.monotonic() > deadline:
+                    raise
+                self._detector_errors += 1
+                log.warning("camera %s: detector request lost (%r); resending", self.camera.id, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
     async def _apply(self, frames: list[DecodedFrame], request: _Request) -> None:
         try:
             results: list[Detections] | None = await request.response
         except _backpressure():
             self._rejected += 1
+            results = await self._detect_again(request)
+        except Exception as exc:  # the replica died with the request: Serve replaces it
+            self._detector_errors += 1
+            log.warning("camera %s: detector request lost (%r); resending", self.camera.id, exc)
             results = await self._detect_again(request)
         if results is None:  # live frames refused by a saturated detector
             self._skipped += len(frames)
@@ -287,7 +352,13 @@ class CameraActor:
 
     async def _apply_one(self, frame: DecodedFrame, dets: Detections) -> None:
         assert self._processor is not None  # built before the first request
+        if self._gap_pending:
+            self._gap_pending = False
+            gap = self._restore_gap(frame)
+            self._gaps.append(gap)
+            self._outbox.append(gap)
         events = self._processor.process(dets, frame.index, frame.time)
+        self._last_position = frame.position
         if frame.image.size and self._preview_gate.keep_frame(time.monotonic()):
             self._keep_preview(frame, self._processor)
         self._processed += 1
@@ -308,12 +379,87 @@ class CameraActor:
             self._m_events.inc(len(events))
         await self._send(events, [Progress(progress_time)])
 
-    async def _send(self, events: Sequence[CameraEvent | DeadLetter], controls: list[Any]) -> None:
+    async def _send(
+        self, events: Sequence[CameraEvent | DeadLetter | Gap], controls: list[Any]
+    ) -> None:
         self._pending_pushes.append(
             self._aggregator.push.remote(self._sender.envelope(events, controls))
         )
         while len(self._pending_pushes) > 4:
             await self._pending_pushes.popleft()
+
+    def _restore_gap(self, first: DecodedFrame) -> Gap:
+        """What a live source missed between its snapshot and its first
+        frame since (a file resumes at the very next frame: no gap)."""
+        assert self._restore is not None and self._restore.last_frame_time is not None
+        return Gap(self.camera.id, self._restore.last_frame_time, first.time, "restart", -1)
+
+    # ------------------------------------------------------------ checkpoints
+
+    async def barrier(self, checkpoint_id: int, final: bool = False) -> dict[str, Any]:
+        """Cut checkpoint ``checkpoint_id`` between two frames and send its
+        barrier; with ``final`` (a stop), stop reading right after it.
+        Returns once the barrier is on its way to the shard."""
+        if self._task is None or self._task.done():
+            await self._cut(checkpoint_id)
+            if final:
+                self._stop_at_barrier(checkpoint_id)
+            return {"camera_id": self.camera.id, "checkpoint": checkpoint_id}
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._barriers.append((checkpoint_id, final, future))
+        return await future
+
+    async def _barriers_due(self) -> bool:
+        """Between two frames: cut the checkpoints asked for; True when one
+        of them was final and the loop must stop."""
+        stop = False
+        while self._barriers:
+            checkpoint_id, final, future = self._barriers.popleft()
+            try:
+                await self._cut(checkpoint_id)
+            except Exception as exc:
+                future.set_exception(exc)
+                continue
+            future.set_result({"camera_id": self.camera.id, "checkpoint": checkpoint_id})
+            if final:
+                self._stop_at_barrier(checkpoint_id)
+                stop = True
+        return stop
+
+    async def _cut(self, checkpoint_id: int) -> None:
+        # Step 2: every counted frame's events go first, then the snapshot.
+        if self._outbox or self._outbox_frames:
+            await self._flush_outbox(self._last_frame_time or 0.0)
+        await self._send([], [Barrier(checkpoint_id, self._snapshot())])
+        self._cut_at = checkpoint_id
+
+    def _snapshot(self) -> CameraState:
+        processor = self._processor.snapshot() if self._processor is not None else None
+        if processor is None and self._restore is not None:
+            processor = self._restore.processor  # restored, no frame counted since
+        ended = self._final if self._final and self._final[0] is not SourceState.STOPPED else None
+        return CameraState(
+            CAMERA_STATE_VERSION,
+            self.camera.id,
+            processor,
+            None if self._capture.live else self._last_position,
+            self._processed,
+            self._events,
+            self._last_frame_time,
+            ended[1] if ended else None,
+            ended[0].value if ended else None,
+            tuple(self._totals()),
+        )
+
+    def _stop_at_barrier(self, checkpoint_id: int) -> None:
+        self._capture.stop()
+        if self._final is None:
+            self._final = (SourceState.STOPPED, f"stopped at checkpoint {checkpoint_id}")
+
+    def _totals(self) -> list[Any]:
+        if self._processor is not None:
+            return list(self._processor.totals())
+        return list(self._restore.totals) if self._restore is not None else []
 
     async def _finish(self, end: EndOfSource) -> None:
         closing = self._processor.finish() if self._processor is not None else []
@@ -321,7 +467,7 @@ class CameraActor:
         if self._last_frame_time is not None:
             await self._flush_outbox(self._last_frame_time)
         letters = []
-        if end.state is SourceState.FAILED or "truncated" in end.reason:
+        if end.state is SourceState.FAILED:
             letters.append(
                 DeadLetter(self.camera.id, "source", end.reason, time.time(), "camera", 0)
             )
@@ -354,10 +500,15 @@ class CameraActor:
             "frames_processed": self._processed,
             "frames_dropped": stats.dropped + self._skipped,
             "detector_rejections": self._rejected,
+            "detector_errors": self._detector_errors,
+            "checkpoint": self._cut_at,
+            "restored": self._restore is not None,
+            # Time a live source was not watched (docs/checkpoints.md).
+            "gaps": [{"from": g.gap_from, "to": g.gap_to, "reason": g.reason} for g in self._gaps],
             "reconnects": stats.reconnects,
             "events": self._events,
             "last_frame_time": self._last_frame_time,
-            "totals": self._processor.totals() if self._processor is not None else [],
+            "totals": self._totals(),
             **_memory_mb(),
             "torch_loaded": "torch" in sys.modules,
             "cpu_cores": sorted(current_cores()),
@@ -410,6 +561,11 @@ class CameraActor:
             jpeg = await asyncio.to_thread(render, shot, self.camera, self._processor.class_names)
             self._preview_jpeg = (shot, jpeg)
         return self._preview_jpeg[1]
+
+    async def alive(self) -> None:
+        """Never returns: the controller keeps one call pending to learn at
+        once when this actor dies."""
+        await asyncio.Event().wait()
 
     async def wait(self, timeout_s: float | None = None) -> dict[str, Any]:
         """Until the loop ends (a file finished or the camera failed)."""

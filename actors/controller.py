@@ -1,36 +1,62 @@
-"""The controller: owns the topology and keeps it alive.
+"""The controller: owns the topology, checkpoints it, and brings it back.
 
 It builds the live hub, the aggregator shards and one camera actor per
 camera from the config; adds, removes and updates cameras while running;
-watches every camera and restarts one whose actor died; and answers status
-for the terminal and the API.
+drives checkpoints; and restores any part that dies from the newest
+complete checkpoint.
 
-Without checkpoints a restarted file camera resumes from the last frame it
-reported, so tracks in progress at the crash may be missed (never counted
-twice: the new incarnation numbers its own channel); a dead letter records
-the gap.
+Checkpoint ``n`` (DESIGN, "Checkpoints and exactly-once"), every
+``storage.checkpoint_interval_s``:
+
+1. ask every camera for ``Barrier(n)`` (``CameraActor.barrier``);
+2. (the cameras cut it between two frames and send it with their state;)
+3. (each shard aligns, writes its cameras' and its own state, has the
+   sink flush every row before the barrier,) and reports the objects it
+   wrote (``AggregatorActor.checkpoint_done``);
+4. write ``_COMPLETE``, the manifest, last; then prune old checkpoints.
+
+A checkpoint that fails or times out is abandoned (shards release what
+they held) and counted; counting goes on, and the next one tries again.
+
+Recovery. A camera and its shard form a region: the shard's state holds
+what the camera sent up to the checkpoint. When a camera or a shard dies,
+its region rolls back to the newest complete checkpoint: the shard (or a
+new one) restores its state, every camera of the region is replaced by a
+new incarnation restored from its own state (a file seeks to the saved
+frame), and batches from the old incarnations are fenced off. What the
+region had sent after the checkpoint is made again, identically; the
+warehouse keeps one row per identity, so nothing is counted twice, and
+nothing before the checkpoint is lost. When the sink dies (Ray restarts
+it), every region rolls back, since rows it held in memory are gone. The
+hub restarts itself and numbers on. A controller that dies takes the
+actors it made with it; Ray restarts it, and it restores everything from
+the newest complete checkpoint on the first call it gets.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
-import zlib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError
+from ray.util import metrics
 
 from actors.aggregator import AggregatorActor
 from actors.camera import MIN_FRAMES_PER_REQUEST, CameraActor
 from actors.cores import ModelCoreAvoider
 from actors.hub import LiveHub
-from camcount.aggregation import GroupSpec, shard_key
+from camcount.aggregation import AggregatorState, GroupSpec, resplit, shard_router
+from camcount.checkpoints import CheckpointStore, Manifest, PartInfo
+from camcount.checkpoints.states import CameraState
 from camcount.config import AppConfig, CameraConfig
-from camcount.events import DeadLetter
+from camcount.events import DeadLetter, to_arrow
 from camcount.processor import CountRow, row_order
 
 log = logging.getLogger("camcount.controller")
@@ -43,9 +69,15 @@ CAMERA_RUNTIME_ENV = {
         "PYTHONPATH": f"{Path(__file__).parent / '_keep_out'}{os.pathsep}${{PYTHONPATH}}",
     }
 }
+#: A checkpoint not complete after this many intervals (at least
+#: ``MIN_CHECKPOINT_TIMEOUT_S``) is abandoned.
+CHECKPOINT_TIMEOUT_INTERVALS = 5
+MIN_CHECKPOINT_TIMEOUT_S = 10.0
+ENDED = frozenset({"finished", "failed", "stopped"})
+_DURATION_BOUNDARIES_S = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10]
 
 
-@ray.remote(num_cpus=0, max_restarts=0)
+@ray.remote(num_cpus=0, max_restarts=-1)
 class Controller:
     def __init__(
         self,
@@ -54,57 +86,213 @@ class Controller:
         shards: int = 1,
         health_interval_s: float = 2.0,
         sink: Any = None,
+        fresh: bool = True,
     ) -> None:
+        """``fresh``: start over (delete the checkpoints under the storage
+        root) instead of resuming from the newest complete one. A
+        controller that Ray restarted always resumes."""
         self.config = AppConfig.model_validate(config)
         self._detector_app = detector_app
         self._n_shards = max(1, shards)
         self._health_interval_s = health_interval_s
         self._sink = sink
-        self.hub = LiveHub.remote()
+        self._reconstructed = ray.get_runtime_context().was_current_actor_reconstructed
+        self._fresh = fresh and not self._reconstructed
+        storage = self.config.storage
+        self._store = CheckpointStore(storage.root, storage.keep_checkpoints)
+        self._interval_s = storage.checkpoint_interval_s
+        self._checkpoint_timeout_s = max(
+            MIN_CHECKPOINT_TIMEOUT_S, CHECKPOINT_TIMEOUT_INTERVALS * self._interval_s
+        )
+        self.hub = LiveHub.remote(storage_root=storage.root)
         w = self.config.windows
-        groups = [(g.id, [(m.camera, m.counter) for m in g.members]) for g in self.config.groups]
-        self._group_specs = [GroupSpec(g, frozenset(m)) for g, m in groups]
-        self.shards = [
-            AggregatorActor.remote(
-                i, w.sizes_s, w.allowed_lateness_s, w.idle_timeout_s, groups, sink, self.hub
-            )
-            for i in range(self._n_shards)
+        self._groups = [
+            (g.id, [(m.camera, m.counter) for m in g.members]) for g in self.config.groups
         ]
+        self._group_specs = [GroupSpec(g, frozenset(m)) for g, m in self._groups]
+        self._window_args = (w.sizes_s, w.allowed_lateness_s, w.idle_timeout_s)
+        self.shards: list[Any] = []
         self._cameras: dict[str, CameraConfig] = {}
         self._actors: dict[str, Any] = {}
         self._incarnation: dict[str, int] = {}
         self._last_status: dict[str, dict[str, Any]] = {}
         self._dead: list[DeadLetter] = []
         self._restarts: dict[str, int] = {}
-        self._watch: asyncio.Task[None] | None = None
+        self._unsent: list[DeadLetter] = []
+        self._recoveries: list[dict[str, Any]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._watchers: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._lock = asyncio.Lock()
+        self._started: asyncio.Future[list[dict[str, Any]]] | None = None
         self._stopping = False
         self._start_timeout_s = 60.0
         self._keep_off_model = ModelCoreAvoider()
+        # What a restore goes back to: the newest complete checkpoint of
+        # this run, or before the first, what the run started from.
+        self._base_id: int | None = None
+        self._initial: tuple[list[AggregatorState | None], dict[str, CameraState]] = (
+            [None] * self._n_shards,
+            {},
+        )
+        self._resumed_from: int | None = None
+        self._next_id = 1
+        self._cp: dict[str, Any] = {
+            "completed": 0,
+            "failed": 0,
+            "last_id": None,
+            "last_completed_at": None,
+            "last_duration_s": None,
+            "last_bytes": None,
+            "last_error": None,
+            "failing": False,
+        }
+        self._durations: list[float] = []
+        self._m_cp_duration = metrics.Histogram(
+            "camcount_checkpoint_duration_s",
+            "from asking the cameras to the manifest written",
+            boundaries=_DURATION_BOUNDARIES_S,
+        )
+        self._m_cp_bytes = metrics.Gauge("camcount_checkpoint_bytes", "size of the last checkpoint")
+        self._m_cp_age = metrics.Gauge(
+            "camcount_checkpoint_age_s", "seconds since the newest complete checkpoint"
+        )
+        self._m_cp_failures = metrics.Counter(
+            "camcount_checkpoint_failures", "checkpoints abandoned"
+        )
+        self._m_restarts = metrics.Counter(
+            "camcount_part_restarts", "parts restored from a checkpoint", ("part",)
+        )
+
+    # ------------------------------------------------------------ start
 
     async def start(self) -> list[dict[str, Any]]:
-        await self._record_cameras(list(self.config.cameras))
-        # All at once: each start waits for a worker process to spawn and
-        # import its libraries (seconds), so one after another the first
-        # cameras of a large config would finish files before the last began.
-        statuses = await asyncio.gather(
-            *(self.add_camera(c.model_dump(mode="json")) for c in self.config.cameras)
-        )
-        self._watch = asyncio.get_running_loop().create_task(self._watch_loop())
+        """Resume from the newest complete checkpoint (unless fresh), then
+        start every camera of the config, together."""
+        if self._started is not None:
+            return await asyncio.shield(self._started)
+        self._started = asyncio.get_running_loop().create_future()
+        try:
+            statuses = await self._start()
+        except BaseException as exc:
+            self._started.set_exception(exc)
+            raise
+        self._started.set_result(statuses)
+        return statuses
+
+    async def _ensure_started(self) -> None:
+        """A controller that Ray restarted restores itself on its first call."""
+        if self._started is None and self._reconstructed:
+            log.warning("controller restarted: restoring from the newest checkpoint")
+            await self.start()
+
+    async def _start(self) -> list[dict[str, Any]]:
+        async with self._lock:
+            if self._fresh:
+                await asyncio.to_thread(self._store.delete_all)
+                manifest = None
+            else:
+                manifest = await asyncio.to_thread(self._store.latest)
+            self._initial = await asyncio.to_thread(self._load, manifest)
+            self._resumed_from = manifest.checkpoint_id if manifest is not None else None
+            self._next_id = await asyncio.to_thread(self._store.next_id)
+            self.shards = [self._new_shard(i, self._initial[0][i]) for i in range(self._n_shards)]
+            # All processes start together: each waits for a worker to spawn
+            # and import its libraries (seconds), so one after another the
+            # first cameras of a large config would finish files before the
+            # last began.
+            n = len(self.config.cameras)
+            spawned = [
+                (c, self._spawn(c, self._initial[1].get(c.id), n)) for c in self.config.cameras
+            ]
+            await asyncio.gather(*(s.ready.remote() for s in self.shards))
+            for i, shard in enumerate(self.shards):
+                self._watch(("shard", str(i)), shard)
+            self._watch(("hub", "hub"), self.hub)
+            if self._sink is not None:
+                self._watch(("sink", "sink"), self._sink)
+            await self._record_cameras(list(self.config.cameras))
+            statuses = await asyncio.gather(*(self._begin(c, a) for c, a in spawned))
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._watch_loop()),
+            loop.create_task(self._checkpoint_loop()),
+        ]
         return list(statuses)
 
-    def _shard_of(self, camera: CameraConfig) -> Any:
-        key = shard_key(camera.id, camera.site, self._group_specs)
-        return self.shards[zlib.crc32(key.encode()) % len(self.shards)]
+    def _load(
+        self, manifest: Manifest | None
+    ) -> tuple[list[AggregatorState | None], dict[str, CameraState]]:
+        """The shard and camera states of ``manifest``, re-cut for this run's
+        shards and routing (the checkpoint may have been written by
+        another number of shards)."""
+        if manifest is None:
+            return [None] * self._n_shards, {}
+        n = manifest.checkpoint_id
+        saved = [
+            self._store.read_part(n, "shards", part) for part in self._store.part_ids(n, "shards")
+        ]
+        states: list[AggregatorState | None] = (
+            list(
+                resplit(
+                    [s for s in saved if isinstance(s, AggregatorState)],
+                    self._n_shards,
+                    self._route,
+                )
+            )
+            or [None] * self._n_shards
+        )
+        wanted = {c.id for c in self.config.cameras}
+        cameras: dict[str, CameraState] = {}
+        for camera_id in self._store.part_ids(n, "cameras"):
+            if camera_id in wanted:
+                state = self._store.read_part(n, "cameras", camera_id)
+                if isinstance(state, CameraState):
+                    cameras[camera_id] = state
+        log.warning(
+            "resuming from checkpoint %s (%s shards then, %s now, %s cameras)",
+            n,
+            len(saved),
+            self._n_shards,
+            len(cameras),
+        )
+        return states, cameras
 
-    async def add_camera(
-        self, camera: dict[str, Any], resume_from: int | None = None
-    ) -> dict[str, Any]:
+    @property
+    def _route(self) -> Any:
+        sites = {c.id: c.site for c in self.config.cameras} | {
+            c.id: c.site for c in self._cameras.values()
+        }
+        return shard_router(self._n_shards, sites, self._group_specs)
+
+    def _new_shard(self, index: int, state: AggregatorState | None) -> Any:
+        storage = self.config.storage
+        return AggregatorActor.remote(
+            index,
+            *self._window_args,
+            self._groups,
+            self._sink,
+            self.hub,
+            storage.root,
+            storage.keep_checkpoints,
+            state,
+        )
+
+    def _shard_index(self, camera: CameraConfig) -> int:
+        return int(self._route(camera.id))
+
+    def _shard_of(self, camera: CameraConfig) -> Any:
+        return self.shards[self._shard_index(camera)]
+
+    # ------------------------------------------------------------ cameras
+
+    async def add_camera(self, camera: dict[str, Any]) -> dict[str, Any]:
+        await self._ensure_started()
         cfg = CameraConfig.model_validate(camera)
-        if cfg.id in self._actors:
-            raise ValueError(f"camera {cfg.id!r} exists already")
-        if self._watch is not None:  # added while running (start records the config's)
+        async with self._lock:
+            if cfg.id in self._actors:
+                raise ValueError(f"camera {cfg.id!r} exists already")
             await self._record_cameras([cfg])
-        return await self._launch(cfg)
+            return await self._launch(cfg, None, len(self._cameras) + 1)
 
     async def _record_cameras(
         self, cameras: list[CameraConfig], removed: tuple[str, ...] = ()
@@ -116,22 +304,35 @@ class Controller:
                 [c.model_dump(mode="json") for c in cameras], None, list(removed)
             )
 
-    async def _launch(self, cfg: CameraConfig) -> dict[str, Any]:
+    async def _launch(
+        self, cfg: CameraConfig, state: CameraState | None, cameras: int
+    ) -> dict[str, Any]:
+        return await self._begin(cfg, self._spawn(cfg, state, cameras))
+
+    def _spawn(self, cfg: CameraConfig, state: CameraState | None, cameras: int) -> Any:
+        """Create the camera's next incarnation; its process starts (seconds)
+        while the caller does other work. It sends nothing before ``_begin``."""
         n = self._incarnation.get(cfg.id, -1) + 1
         self._incarnation[cfg.id] = n
-        sender = f"{cfg.id}#{n}"
-        shard = self._shard_of(cfg)
-        await shard.register.remote(cfg.id, sender, cfg.site, cfg.tags)
+        self._cameras[cfg.id] = cfg
         actor = CameraActor.options(name=None, runtime_env=CAMERA_RUNTIME_ENV).remote(
             cfg.model_dump(mode="json"),
             self.config.tracker.model_dump(mode="json"),
-            shard,
-            sender,
+            self._shard_of(cfg),
+            f"{cfg.id}#{n}",
             self._detector_app,
-            max_in_flight=self._frames_in_flight(),
+            max_in_flight=self._frames_in_flight(cameras),
+            restore=state,
         )
-        self._cameras[cfg.id] = cfg
         self._actors[cfg.id] = actor
+        self._watch(("camera", cfg.id), actor)
+        return actor
+
+    async def _begin(self, cfg: CameraConfig, actor: Any) -> dict[str, Any]:
+        """Register the incarnation with its shard (earlier ones are fenced
+        off from then on), then start it."""
+        sender = f"{cfg.id}#{self._incarnation[cfg.id]}"
+        await self._shard_of(cfg).register.remote(cfg.id, sender, cfg.site, cfg.tags)
         try:
             status = await asyncio.wait_for(actor.start.remote(), timeout=self._start_timeout_s)
         except TimeoutError:
@@ -147,7 +348,7 @@ class Controller:
         self._last_status[cfg.id] = status
         return status
 
-    def _frames_in_flight(self) -> int:
+    def _frames_in_flight(self, cameras: int) -> int:
         """Enough for the cameras together to keep two detector batches
         queued, so the model never waits out ``batch_wait_timeout_s`` for
         a batch to fill (one camera alone sends whole batches, two in
@@ -156,20 +357,28 @@ class Controller:
         that every camera process ends up mapping (8 cameras with 8 frames
         each held ~8 MB more per camera than with 4, for no more frames/s).
         Set when a camera starts, from the cameras running then."""
-        starting = self._watch is None  # start() launches the config's cameras
-        cameras = len(self.config.cameras) if starting else len(self._cameras) + 1
         cameras = max(1, cameras)
         share = -(-2 * self.config.detector.max_batch_size // cameras)  # ceil
         return min(MAX_FRAMES_IN_FLIGHT, max(MIN_FRAMES_PER_REQUEST, share))
 
     async def remove_camera(self, camera_id: str) -> dict[str, Any]:
+        await self._ensure_started()
+        async with self._lock:
+            return await self._remove(camera_id)
+
+    async def _remove(self, camera_id: str) -> dict[str, Any]:
         actor = self._actors.pop(camera_id, None)
         if actor is None:
             raise KeyError(camera_id)
-        status = await actor.stop.remote()
-        ray.kill(actor)
+        self._unwatch(("camera", camera_id))
+        try:
+            status = await asyncio.wait_for(actor.stop.remote(), timeout=10)
+        except (RayActorError, TimeoutError):
+            status = {**self._last_status.get(camera_id, {}), "state": "stopped"}
+        ray.kill(actor, no_restart=True)
         cfg = self._cameras.pop(camera_id)
-        await self._shard_of(cfg).remove.remote(camera_id)
+        with contextlib.suppress(RayActorError):
+            await self._shard_of(cfg).remove.remote(camera_id)
         self._last_status.pop(camera_id, None)
         if not self._stopping:
             await self._record_cameras([], (camera_id,))
@@ -182,53 +391,285 @@ class Controller:
         counters that keep their id keep their memory, so an update never
         double counts a track that was mid-crossing.
         """
+        await self._ensure_started()
         cfg = CameraConfig.model_validate(camera)
-        actor = self._actors.get(cfg.id)
-        if actor is None:
-            raise KeyError(cfg.id)
-        status = await actor.update.remote(cfg.model_dump(mode="json"))
-        self._cameras[cfg.id] = cfg
-        await self._record_cameras([cfg])
-        return status
+        async with self._lock:
+            actor = self._actors.get(cfg.id)
+            if actor is None:
+                raise KeyError(cfg.id)
+            status = await actor.update.remote(cfg.model_dump(mode="json"))
+            self._cameras[cfg.id] = cfg
+            await self._record_cameras([cfg])
+            return status
+
+    # ------------------------------------------------------------ checkpoints
+
+    async def _checkpoint_loop(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(self._interval_s)
+            if self._stopping:
+                return
+            async with self._lock:
+                if not self._stopping:
+                    await self._checkpoint()
+
+    async def checkpoint(self, final: bool = False) -> dict[str, Any]:
+        """Take a checkpoint now (operators, tests); see ``status``."""
+        await self._ensure_started()
+        async with self._lock:
+            ok = await self._checkpoint(final)
+        return {"ok": ok, **self._cp}
+
+    async def _checkpoint(self, final: bool = False) -> bool:
+        """Steps 1 to 4 of the module docstring; the lock is held."""
+        n = self._next_id
+        self._next_id += 1
+        t0 = time.monotonic()
+        cameras = list(self._actors.values())
+        fed = {self._shard_index(c) for c in self._cameras.values()}
+        try:
+            # Step 1: every camera cuts Barrier(n); shards without cameras
+            # cut it alone.
+            await asyncio.wait_for(
+                asyncio.gather(
+                    *(a.barrier.remote(n, final) for a in cameras),
+                    *(s.cut_alone.remote(n) for i, s in enumerate(self.shards) if i not in fed),
+                ),
+                self._checkpoint_timeout_s,
+            )
+            # Step 3: each shard has aligned, written and flushed.
+            left = max(1.0, self._checkpoint_timeout_s - (time.monotonic() - t0))
+            written = await asyncio.wait_for(
+                asyncio.gather(*(s.checkpoint_done.remote(n) for s in self.shards)), left
+            )
+            hub_seq = await asyncio.wait_for(self.hub.last_seq.remote(), 10)
+            parts = tuple(PartInfo(**p) for shard_parts in written for p in shard_parts)
+            manifest = Manifest(n, time.time(), parts, self._topology(hub_seq), final)
+            # Step 4: the manifest, last.
+            await asyncio.to_thread(self._store.complete, manifest)
+        except Exception as exc:
+            self._cp["failed"] += 1
+            self._cp["failing"] = True
+            self._cp["last_error"] = f"checkpoint {n}: {type(exc).__name__}: {exc}"[:500]
+            self._m_cp_failures.inc()
+            log.warning("checkpoint %s abandoned: %r", n, exc)
+            for shard in self.shards:
+                shard.abort.remote(n)
+            return False
+        duration = time.monotonic() - t0
+        size = sum(p.bytes for p in manifest.parts)
+        self._base_id = n
+        self._cp.update(
+            completed=self._cp["completed"] + 1,
+            last_id=n,
+            last_completed_at=time.time(),
+            last_duration_s=round(duration, 4),
+            last_bytes=size,
+            failing=False,
+        )
+        self._durations.append(round(duration, 4))
+        del self._durations[:-200]
+        self._m_cp_duration.observe(duration)
+        self._m_cp_bytes.set(size)
+        self._m_cp_age.set(0.0)
+        try:
+            await asyncio.to_thread(self._store.prune)
+        except Exception as exc:  # the next checkpoint prunes again
+            log.warning("pruning checkpoints failed: %r", exc)
+        return True
+
+    def _topology(self, hub_seq: int) -> dict[str, Any]:
+        return {
+            "shards": len(self.shards),
+            "cameras": {
+                cid: {"shard": self._shard_index(cfg), "incarnation": self._incarnation[cid]}
+                for cid, cfg in sorted(self._cameras.items())
+            },
+            "hub_last_seq": hub_seq,
+        }
+
+    # ------------------------------------------------------------ recovery
+
+    def _watch(self, key: tuple[str, str], actor: Any) -> None:
+        """Keep one call pending on ``actor``; it fails the moment the actor
+        dies, and the part is restored."""
+        self._unwatch(key)
+        self._watchers[key] = asyncio.get_running_loop().create_task(self._watch_one(key, actor))
+
+    def _unwatch(self, key: tuple[str, str]) -> None:
+        task = self._watchers.pop(key, None)
+        if task is not None:
+            task.cancel()
+
+    async def _watch_one(self, key: tuple[str, str], actor: Any) -> None:
+        kind, name = key
+        try:
+            await actor.alive.remote()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if self._stopping or not isinstance(exc, RayActorError):
+                return
+            cause = f"{kind} {name} lost ({type(exc).__name__})"
+            log.warning("%s", cause)
+            self._watchers.pop(key, None)
+            asyncio.get_running_loop().create_task(self._on_death(kind, name, actor, cause))
+
+    async def _on_death(self, kind: str, name: str, actor: Any, cause: str) -> None:
+        try:
+            if kind == "camera":
+                cfg = self._cameras.get(name)
+                if cfg is not None and self._actors.get(name) is actor:
+                    await self._recover([self._shard_index(cfg)], cause, {name: "camera"})
+            elif kind == "shard":
+                i = int(name)
+                if i < len(self.shards) and self.shards[i] is actor:
+                    await self._recover([i], cause, {f"shard:{i}": "shard"}, replace_shards={i})
+            elif kind == "sink":
+                # Ray restarts the sink; rows it held in memory are gone, so
+                # every region goes back to the newest checkpoint.
+                await _until_back(lambda: self._sink.epoch.remote())
+                self._watch(("sink", "sink"), self._sink)
+                await self._recover(range(len(self.shards)), cause, {"sink": "sink"})
+            elif kind == "hub":
+                # Ray restarts the hub; it numbers on after its reserved block.
+                await _until_back(lambda: self.hub.last_seq.remote())
+                self._watch(("hub", "hub"), self.hub)
+                self._note_restart("hub", "hub", cause, 0.0)
+                await self._write_restart_letters()
+        except Exception:
+            log.exception("recovery after %s failed; the health check tries again", cause)
+
+    async def _recover(
+        self,
+        shard_indices: Iterable[int],
+        cause: str,
+        parts: dict[str, str],
+        replace_shards: set[int] | None = None,
+    ) -> None:
+        """Roll the regions of ``shard_indices`` back to the newest complete
+        checkpoint (module docstring, Recovery)."""
+        t0 = time.monotonic()
+        async with self._lock:
+            if self._stopping:
+                return
+            indices = sorted(set(shard_indices))
+            region = {
+                i: [c for c in self._cameras.values() if self._shard_index(c) == i] for i in indices
+            }
+            # Fence: the old incarnations stop sending before anything restores.
+            for cams in region.values():
+                for cfg in cams:
+                    old = self._actors.pop(cfg.id, None)
+                    self._unwatch(("camera", cfg.id))
+                    if old is not None:
+                        ray.kill(old, no_restart=True)
+            base = self._base_id
+            shard_states, camera_states = await asyncio.to_thread(
+                self._base_states, base, indices, [c.id for cams in region.values() for c in cams]
+            )
+            for i in indices:
+                if replace_shards and i in replace_shards:
+                    with contextlib.suppress(Exception):
+                        ray.kill(self.shards[i], no_restart=True)
+                    self.shards[i] = self._new_shard(i, None)
+                    self._watch(("shard", str(i)), self.shards[i])
+            # New processes start together: the cameras' while the shard
+            # (perhaps a new one) restores.
+            spawned = [
+                (cfg, self._spawn(cfg, camera_states.get(cfg.id), len(self._cameras)))
+                for cams in region.values()
+                for cfg in cams
+            ]
+            await asyncio.gather(*(self.shards[i].restore.remote(shard_states[i]) for i in indices))
+            await asyncio.gather(*(self._begin(cfg, actor) for cfg, actor in spawned))
+        seconds = time.monotonic() - t0
+        for part, kind in parts.items():
+            self._note_restart(part, kind, f"{cause}; restored from checkpoint {base}", seconds)
+        await self._write_restart_letters()
+
+    def _base_states(
+        self, base: int | None, indices: list[int], cameras: list[str]
+    ) -> tuple[dict[int, AggregatorState | None], dict[str, CameraState]]:
+        if base is None:
+            initial_shards, initial_cameras = self._initial
+            return (
+                {i: initial_shards[i] for i in indices},
+                {c: initial_cameras[c] for c in cameras if c in initial_cameras},
+            )
+        shards: dict[int, AggregatorState | None] = {}
+        for i in indices:
+            state = self._store.read_part(base, "shards", str(i))
+            shards[i] = state if isinstance(state, AggregatorState) else None
+        saved = set(self._store.part_ids(base, "cameras"))
+        states: dict[str, CameraState] = {}
+        for c in cameras:
+            if c in saved:
+                state = self._store.read_part(base, "cameras", c)
+                if isinstance(state, CameraState):
+                    states[c] = state
+        return shards, states
+
+    def _note_restart(self, part: str, kind: str, detail: str, seconds: float) -> None:
+        self._restarts[part] = self._restarts.get(part, 0) + 1
+        self._m_restarts.inc(tags={"part": kind})
+        self._recoveries.append(
+            {
+                "part": part,
+                "kind": kind,
+                "detail": detail,
+                "seconds": round(seconds, 3),
+                "at": time.time(),
+            }
+        )
+        letter = DeadLetter(part, "restart", detail, time.time(), kind, self._restarts[part])
+        self._dead.append(letter)
+        self._unsent.append(letter)
+
+    async def _write_restart_letters(self) -> None:
+        """Every restart is a row of the warehouse's dead letters."""
+        pending, self._unsent = self._unsent, []
+        if self._sink is None or not pending:
+            return
+        try:
+            await self._sink.write.remote("dead_letter", to_arrow(DeadLetter, pending))
+        except Exception as exc:  # the sink is back later: sent with the next
+            log.warning("restart records not written yet: %r", exc)
+            self._unsent = pending + self._unsent
 
     async def _watch_loop(self) -> None:
-        while True:
+        """The slow path beside the pending ``alive`` calls: a camera that
+        stopped answering is restored too."""
+        while not self._stopping:
             await asyncio.sleep(self._health_interval_s)
+            if self._cp["last_completed_at"] is not None:
+                self._m_cp_age.set(time.time() - self._cp["last_completed_at"])
             for camera_id, actor in list(self._actors.items()):
+                if self._stopping or self._lock.locked():
+                    break
                 try:
                     self._last_status[camera_id] = await asyncio.wait_for(
                         actor.status.remote(), timeout=self._health_interval_s * 5
                     )
                 except (RayActorError, GetTimeoutError, TimeoutError) as exc:
-                    await self._restart(camera_id, exc)
-            for shard in self.shards:
-                await shard.tick.remote()
+                    cfg = self._cameras.get(camera_id)
+                    if cfg is not None and self._actors.get(camera_id) is actor:
+                        await self._recover(
+                            [self._shard_index(cfg)],
+                            f"camera {camera_id} not answering ({type(exc).__name__})",
+                            {camera_id: "camera"},
+                        )
+            for shard in list(self.shards):
+                with contextlib.suppress(RayActorError):
+                    await shard.tick.remote()
 
-    async def _restart(self, camera_id: str, cause: BaseException) -> None:
-        if camera_id not in self._actors:
-            return
-        self._restarts[camera_id] = self._restarts.get(camera_id, 0) + 1
-        last = self._last_status.get(camera_id, {})
-        self._dead.append(
-            DeadLetter(
-                camera_id,
-                "restart",
-                f"camera actor lost ({type(cause).__name__}); restarted without a checkpoint "
-                f"after frame time {last.get('last_frame_time')}: tracks in progress may be missed",
-                time.time(),
-                "camera",
-                self._restarts[camera_id],
-            )
-        )
-        log.warning("restarting camera %s after %r", camera_id, cause)
-        old = self._actors.pop(camera_id)
-        ray.kill(old, no_restart=True)
-        await self._launch(self._cameras[camera_id])
+    # ------------------------------------------------------------ answers
 
     async def status(self) -> dict[str, Any]:
+        await self._ensure_started()
         self._keep_off_model()
         cameras = []
-        for camera_id, actor in self._actors.items():
+        for camera_id, actor in list(self._actors.items()):
             try:
                 s = await asyncio.wait_for(actor.status.remote(), timeout=5)
                 self._last_status[camera_id] = s
@@ -236,29 +677,73 @@ class Controller:
                 s = {**self._last_status.get(camera_id, {}), "state": "unreachable"}
             s["restarts"] = self._restarts.get(camera_id, 0)
             cameras.append(s)
-        return {"cameras": cameras, "shards": len(self.shards)}
+        for camera_id in self._cameras.keys() - self._actors.keys():
+            last = self._last_status.get(camera_id, {"camera_id": camera_id})
+            cameras.append(
+                {**last, "state": "restoring", "restarts": self._restarts.get(camera_id, 0)}
+            )
+        return {
+            "cameras": cameras,
+            "shards": len(self.shards),
+            "checkpoints": self._checkpoint_status(),
+            "recoveries": list(self._recoveries[-50:]),
+        }
+
+    def _checkpoint_status(self) -> dict[str, Any]:
+        at = self._cp["last_completed_at"]
+        return {
+            **self._cp,
+            "store": self._store.uri,
+            "interval_s": self._interval_s,
+            "resumed_from": self._resumed_from,
+            "age_s": None if at is None else round(time.time() - at, 3),
+            "durations_s": list(self._durations),
+        }
 
     async def wait_files(self, timeout_s: float | None = None) -> dict[str, Any]:
-        """Until every camera's loop has ended, then close all windows and
-        wait until the warehouse holds every row (so a replay's answer can
-        be queried the moment it returns)."""
+        """Until every camera's source has ended (restored cameras
+        included), then close all windows and wait until the warehouse
+        holds every row (so a replay's answer can be queried the moment it
+        returns)."""
+        await self._ensure_started()
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        for actor in list(self._actors.values()):
-            left = None if deadline is None else max(0.1, deadline - time.monotonic())
-            await actor.wait.remote(left)
-        for shard in self.shards:
-            await shard.flush.remote()
-        if self._sink is not None:
-            await self._sink.flush.remote()
-        return await self.status()
+        while True:
+            if deadline is not None and time.monotonic() > deadline:
+                return await self.status()
+            if not self._lock.locked() and await self._all_ended():
+                try:
+                    async with self._lock:
+                        for shard in self.shards:
+                            await shard.flush.remote()
+                        if self._sink is not None:
+                            await self._sink.flush.remote()
+                    return await self.status()
+                except (RayActorError, RuntimeError) as exc:
+                    # A part died while closing: it is restored, and the
+                    # files run to their end again from the checkpoint.
+                    log.warning("closing the windows was interrupted (%r); waiting again", exc)
+            await asyncio.sleep(0.25)
+
+    async def _all_ended(self) -> bool:
+        for camera_id, actor in list(self._actors.items()):
+            try:
+                s = await asyncio.wait_for(actor.status.remote(), timeout=10)
+            except (RayActorError, TimeoutError):
+                return False
+            self._last_status[camera_id] = s
+            if s.get("state") not in ENDED:
+                return False
+        return True
 
     async def totals(self) -> list[CountRow]:
+        await self._ensure_started()
         rows: list[CountRow] = []
         for shard in self.shards:
             rows.extend(await shard.totals.remote())
         return sorted(rows, key=row_order)
 
     async def dead_letters(self) -> list[DeadLetter]:
+        await self._ensure_started()
         out = list(self._dead)
         for shard in self.shards:
             out.extend(await shard.dead_letters.remote())
@@ -266,24 +751,61 @@ class Controller:
             out.extend(await actor.dead_letters.remote())
         return out
 
-    def hub_handle(self) -> Any:
+    async def hub_handle(self) -> Any:
         return self.hub
 
-    def shard_handles(self) -> list[Any]:
+    async def shard_handles(self) -> list[Any]:
+        await self._ensure_started()
         return list(self.shards)
 
-    def camera_handle(self, camera_id: str) -> Any:
+    async def shard_handle(self, camera_id: str) -> Any:
+        """The shard a camera sends to (the shard being restored: its new one)."""
+        await self._ensure_started()
+        async with self._lock:
+            return self._shard_of(self._cameras[camera_id])
+
+    async def camera_handle(self, camera_id: str) -> Any:
+        await self._ensure_started()
+        if camera_id not in self._actors and camera_id in self._cameras:
+            async with self._lock:  # being restored: its new incarnation
+                pass
         return self._actors[camera_id]
 
-    async def shutdown(self) -> None:
-        """Stop the cameras; the cameras table keeps them (a stop is not a
-        removal)."""
-        self._stopping = True
-        if self._watch is not None:
-            self._watch.cancel()
-        for camera_id in list(self._actors):
-            await self.remove_camera(camera_id)
-        # Raw events already received reach the sink; windows still open
-        # stay open (a stop is not the end of the input).
-        for shard in self.shards:
-            await shard.drain.remote()
+    async def sink_handle(self) -> Any:
+        return self._sink
+
+    async def shutdown(self, checkpoint: bool = True) -> dict[str, Any]:
+        """Stop without losing anything: a final checkpoint (each camera
+        stops right after its barrier, every window it closed is written),
+        then the cameras go. The cameras table keeps them (a stop is not a
+        removal); the next run on the same store resumes from here."""
+        final: int | None = None
+        async with self._lock:
+            self._stopping = True
+            for task in self._tasks:
+                task.cancel()
+            for key in list(self._watchers):
+                self._unwatch(key)
+            started = self._started is not None and bool(self.shards)
+            if checkpoint and started and await self._checkpoint(final=True):
+                final = self._cp["last_id"]
+            for camera_id in list(self._actors):
+                await self._remove(camera_id)
+            # Raw events already received reach the sink; windows still open
+            # stay open (a stop is not the end of the input).
+            for shard in self.shards:
+                with contextlib.suppress(RayActorError):
+                    await shard.drain.remote()
+        return {"final_checkpoint": final, "checkpoints": self._checkpoint_status()}
+
+
+async def _until_back(call: Any, timeout_s: float = 120.0) -> Any:
+    """``call()`` awaited until the actor Ray is restarting answers."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return await call()
+        except RayActorError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)

@@ -2,30 +2,51 @@
 
 API replicas long-poll ``updates_since``; the wait is an asyncio condition,
 so thousands of waiting replicas cost no thread each.
+
+Ray restarts a hub that dies. Its sequence numbers are reserved in blocks
+in storage before use (``SequenceBlocks``), so the new hub numbers on
+after every number the old one may have sent: a client that resumes is
+told of a ``gap``, never given a reused number. The controller records the
+hub's last number in each checkpoint's manifest.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import Any
 
 import ray
 
 from actors.cores import ModelCoreAvoider
+from camcount.checkpoints.sequence import SequenceBlocks
+from camcount.errors import CheckpointStoreError
 from camcount.livefeed import Since, UpdateBuffer
+
+log = logging.getLogger("camcount.hub")
 
 
 @ray.remote(num_cpus=0, max_restarts=-1)
 class LiveHub:
-    def __init__(self, capacity: int = 10_000) -> None:
-        self._buffer = UpdateBuffer(capacity)
+    def __init__(self, capacity: int = 10_000, storage_root: str | None = None) -> None:
+        self._blocks = SequenceBlocks(storage_root) if storage_root is not None else None
+        last = self._blocks.start() if self._blocks is not None else 0
+        self._buffer = UpdateBuffer(capacity, last_seq=last)
         self._changed = asyncio.Condition()
         self._keep_off_model = ModelCoreAvoider()
 
     async def publish(self, updates: list[tuple[str, str, dict[str, Any]]]) -> int:
         """(kind, camera_id, data) triples; returns the last sequence number."""
         self._keep_off_model()
+        if self._blocks is not None and updates:
+            try:
+                self._blocks.reserve(self._buffer.last_seq + len(updates))
+            except CheckpointStoreError as exc:
+                # The store is unreachable: keep publishing (a restart of the
+                # hub before it answers again could reuse numbers past the
+                # reserved block), and reserve again with the next batch.
+                log.warning("live sequence numbers not reserved: %s", exc)
         for kind, camera_id, data in updates:
             self._buffer.publish(kind, camera_id, data)
         async with self._changed:
@@ -40,6 +61,10 @@ class LiveHub:
                         self._changed.wait_for(lambda: self._buffer.last_seq > seq), timeout_s
                     )
         return self._buffer.since(seq, limit)
+
+    async def alive(self) -> None:
+        """Never returns: lets the controller learn at once of a death."""
+        await asyncio.Event().wait()
 
     async def last_seq(self) -> int:
         return self._buffer.last_seq

@@ -11,6 +11,12 @@ one thread), so ``flush()`` covers every ``write`` sent before it: a
 checkpoint barrier calls it (DESIGN, checkpoints, step 4). Queries and
 stats run in their own group so a reader never waits behind a long queue
 of writes.
+
+Ray restarts a sink that dies (``max_restarts``): the new one reconnects
+and replays what the old one had spilled. Rows the old one held only in
+memory are gone, so each incarnation has its own ``epoch``: a shard that
+finds another epoch at a checkpoint barrier fails that checkpoint, and the
+controller rolls the pipeline back to the last one that completed.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -46,7 +53,9 @@ TICK_INTERVAL_S = 0.25
 INSERTS_IN_FLIGHT = 2
 
 
-@ray.remote(num_cpus=0, max_restarts=0, concurrency_groups={"read": 2})  # type: ignore[call-overload]
+@ray.remote(  # type: ignore[call-overload]
+    num_cpus=0, max_restarts=-1, concurrency_groups={"read": 2, "watch": 1}
+)
 class WarehouseSink:
     def __init__(
         self,
@@ -67,6 +76,7 @@ class WarehouseSink:
         )
         sink_id = sink_id or cfg.sink_id
         self.sink_id = sink_id
+        self._epoch = uuid.uuid4().hex
         self._lock = threading.Lock()
         self._keep_off_model = ModelCoreAvoider()
         self._stop = threading.Event()
@@ -133,6 +143,22 @@ class WarehouseSink:
         writer = self._require_writer()
         with self._lock:
             return sum(writer.write(kind, t) for kind, t in tables.items())
+
+    @ray.method(concurrency_group="read")
+    def epoch(self) -> str:
+        """This incarnation of the sink (a restart makes a new one)."""
+        return self._epoch
+
+    @ray.method(concurrency_group="watch")
+    def alive(self) -> None:
+        """Never returns: the controller keeps one call pending to learn at
+        once when this actor dies."""
+        self._stop.wait()
+
+    def flush_epoch(self) -> str:
+        """``flush``, then this incarnation: a checkpoint barrier's step 4."""
+        self.flush()
+        return self._epoch
 
     def flush(self) -> int:
         """Block until every row written before is in the warehouse,

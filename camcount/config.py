@@ -199,7 +199,7 @@ class StorageConfig(_Model):
     root: str = Field(
         default="file://./var/store", description="pyarrow.fs URI for checkpoints and dead letters"
     )
-    checkpoint_interval_s: Annotated[float, Field(gt=0)] = 30.0
+    checkpoint_interval_s: Annotated[float, Field(gt=0)] = 5.0
     keep_checkpoints: Annotated[int, Field(ge=1)] = 3
 
 

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import secrets
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -123,7 +124,7 @@ class Pipeline:
 
     def status(self) -> dict[str, Any]:
         self._keep_off_model()
-        return ray.get(self.controller.status.remote())
+        return _call(lambda: self.controller.status.remote())
 
     def wait_files(
         self,
@@ -131,16 +132,26 @@ class Pipeline:
         poll_s: float = 0.5,
     ) -> dict[str, Any]:
         """Until every camera's loop has ended and all windows are closed;
-        ``on_progress`` gets the cameras' status while waiting."""
-        done = self.controller.wait_files.remote(None)
-        while not ray.wait([done], timeout=poll_s)[0]:
-            self._keep_off_model()
-            if on_progress is not None:
-                on_progress(self.status()["cameras"])
-        return ray.get(done)
+        ``on_progress`` gets the cameras' status while waiting. A
+        controller that Ray restarts meanwhile restores the run from its
+        newest checkpoint, and the wait goes on."""
+        while True:
+            done = self.controller.wait_files.remote(None)
+            try:
+                while not ray.wait([done], timeout=poll_s)[0]:
+                    self._keep_off_model()
+                    if on_progress is not None:
+                        on_progress(self.status()["cameras"])
+                return ray.get(done)
+            except ray.exceptions.RayActorError:
+                time.sleep(poll_s)  # the controller is restarting: ask again
 
     def totals(self) -> list[CountRow]:
-        return ray.get(self.controller.totals.remote())
+        return _call(lambda: self.controller.totals.remote())
+
+    def checkpoint(self) -> dict[str, Any]:
+        """A checkpoint now; returns the checkpoint status."""
+        return _call(lambda: self.controller.checkpoint.remote())
 
     @property
     def api_url(self) -> str:
@@ -163,13 +174,18 @@ class Pipeline:
         which the browser keeps to itself (never sent, never logged)."""
         return f"{self.api_url}/" + (f"#token={self.token}" if self.token else "")
 
-    def stop(self) -> None:
+    def stop(self, checkpoint: bool = True) -> dict[str, Any]:
         """The API first (so nothing asks for a vanishing controller), then
-        the cameras and the controller, then the sink (flushed, and with
-        chDB its database released), then the detector."""
+        a final checkpoint (nothing counted is lost; the next run on the
+        same store resumes from it) and the cameras, the controller, then
+        the sink (flushed, and with chDB its database released), then the
+        detector. Returns what the controller said of the final checkpoint."""
         _delete_apps(API_APP, LIVE_APP)
+        outcome: dict[str, Any] = {}
         try:
-            ray.get(self.controller.shutdown.remote(), timeout=30)
+            outcome = _call(
+                lambda: self.controller.shutdown.remote(checkpoint), timeout_s=STOP_TIMEOUT_S
+            )
         finally:
             ray.kill(self.controller)
             if self.owns_sink and self.sink is not None:
@@ -180,6 +196,24 @@ class Pipeline:
             with contextlib.suppress(Exception):
                 serve.delete(DETECTOR_APP)
             self._keep_off_model.release()
+        return outcome
+
+
+#: A stop's final checkpoint waits at most for one checkpoint's timeout.
+STOP_TIMEOUT_S = 90.0
+
+
+def _call(make: Callable[[], Any], timeout_s: float | None = None, tries: int = 60) -> Any:
+    """One controller call, asked again while Ray restarts the controller
+    (the restarted one restores the run on its first call)."""
+    for attempt in range(tries):
+        try:
+            return ray.get(make(), timeout=timeout_s)
+        except ray.exceptions.RayActorError:
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.5)
+    raise AssertionError("unreachable")
 
 
 def _delete_apps(*names: str) -> None:
@@ -197,7 +231,7 @@ def _delete_apps(*names: str) -> None:
 
 
 def start_pipeline(
-    config: AppConfig, shards: int = 1, api: bool = True, sink: Any = None
+    config: AppConfig, shards: int = 1, api: bool = True, sink: Any = None, fresh: bool = True
 ) -> Pipeline:
     """Deploy the detector, start the warehouse sink, create the controller
     (and its live hub), deploy the REST and live apps, then start the cameras.
@@ -207,7 +241,10 @@ def start_pipeline(
     fails here, before any camera starts. With ``api`` and no token
     configured, a token is made for this run (``Pipeline.token``, in
     ``Pipeline.dashboard_url``). Ray must be initialised by the caller
-    (locally or ``address=...``).
+    (locally or ``address=...``). With ``fresh`` the checkpoints under
+    ``storage.root`` are deleted and every source starts over; without,
+    the run resumes from the newest complete checkpoint there (file
+    sources continue where they stopped).
     """
     config = with_absolute_paths(config)
     owns_sink = sink is None and config.warehouse.enabled
@@ -235,7 +272,7 @@ def start_pipeline(
         raise
     controller = Controller.options(
         name=CONTROLLER_NAME, namespace=NAMESPACE, get_if_exists=False
-    ).remote(config.model_dump(mode="json"), DETECTOR_APP, shards, 2.0, sink)
+    ).remote(config.model_dump(mode="json"), DETECTOR_APP, shards, 2.0, sink, fresh)
     pipeline = Pipeline(config, controller, sink=sink, owns_sink=owns_sink)
     try:
         if api:
@@ -248,6 +285,6 @@ def start_pipeline(
             serve.run(rest, name=API_APP, route_prefix="/", logging_config=quiet)
         ray.get(controller.start.remote())
     except BaseException:
-        pipeline.stop()
+        pipeline.stop(checkpoint=False)
         raise
     return pipeline

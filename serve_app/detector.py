@@ -18,6 +18,7 @@ source drops frames).
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections import Counter as Tally
 from concurrent.futures import ThreadPoolExecutor
@@ -147,6 +148,7 @@ class DetectorDeployment:
             "frames": self._frames,
             "batch_sizes": dict(self._batch_sizes),
             "model_cores": sorted(self._cores),
+            "pid": os.getpid(),
         }
 
 

@@ -1,0 +1,268 @@
+"""Exactly-once counts under failure: SIGKILL one part of a running replay
+at a seeded moment, and the warehouse ends identical to the fault-free run.
+
+A replay of the same synthetic cameras on a real local Ray cluster with
+Serve and chDB, checkpointing every half second, is run once per target
+(camera, shard, sink, hub, detector replica, controller), and that target
+is killed at each of several moments in turn: the number of frames one
+camera has counted when the kill comes, so the first falls before any
+checkpoint and the later ones between checkpoints, while the part is
+still recovering from the one before or long after. Five moments for six
+targets make 30 kill points. The outcome compares what an analyst reads
+(window rows, crossings) and the replay's totals with the fault-free run:
+rows lost, rows doubled or changed, crossings lost or extra. The table of
+target x moment x outcome is printed at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import ray
+
+from camcount.config import (
+    AppConfig,
+    DetectorConfig,
+    StorageConfig,
+    WarehouseConfig,
+    WindowsConfig,
+    load_config,
+)
+from camcount.synthetic import SceneLayout, generate_scene, write_scene
+from serve_app.app import DETECTOR_APP, Pipeline, start_pipeline
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+# cam31 and cam32 share a shard (a region of two cameras), cam34 has the other.
+SEEDS = (31, 32, 34)
+SHARDS = 2
+CHECKPOINT_INTERVAL_S = 0.5
+#: The camera whose progress times each kill.
+CLOCK_CAMERA = "cam31"
+TARGETS = ("camera", "shard", "sink", "hub", "detector", "controller")
+#: 400 frames at 50 fps, read at their own pace: 8 s a camera, so the kills
+#: land while the cameras run; frames counted by the clock camera when
+#: each kill comes.
+LAYOUT = SceneLayout(fps=50.0, frames=400)
+MOMENTS = (30, 110, 190, 270, 350)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    target: str
+    moment: int
+    killed_at_frame: int | None
+    lost: int
+    doubled: int
+    changed: int
+    crossings_lost: int
+    crossings_extra: int
+    totals_equal: bool
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.killed_at_frame is not None
+            and self.lost == self.doubled == self.changed == 0
+            and self.crossings_lost == self.crossings_extra == 0
+            and self.totals_equal
+        )
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    root = tmp_path_factory.mktemp("exactly-once")
+    return [write_scene(generate_scene(s, LAYOUT), root / f"cam{s}.mp4")[0] for s in SEEDS]
+
+
+def config_for(scenes: list[Path], run: Path, model: str = "oracle") -> AppConfig:
+    cameras = tuple(
+        load_config(v.with_suffix(".yaml")).cameras[0].model_copy(update={"realtime": True})
+        for v in scenes
+    )
+    return AppConfig(
+        cameras=cameras,
+        # Windows close while the cameras run, between checkpoints.
+        windows=WindowsConfig(sizes_s=(1, 5, 60), allowed_lateness_s=0.5),
+        detector=DetectorConfig(model=model, max_batch_size=8, options={"seed": 5}),
+        warehouse=WarehouseConfig(url=f"chdb://{run / 'chdb'}"),
+        storage=StorageConfig(
+            root=f"file://{run / 'store'}", checkpoint_interval_s=CHECKPOINT_INTERVAL_S
+        ),
+    )
+
+
+def warehouse_rows(pipeline: Pipeline) -> tuple[dict[tuple[Any, ...], list[int]], set[int]]:
+    """Window rows by identity (every row the table holds for it, FINAL
+    collapses repeats of one identity) and the crossings' event ids."""
+    windows = ray.get(
+        pipeline.sink.sql.remote(
+            "SELECT camera_id, counter_id, class_name, direction, window_size_s, "
+            "toUInt64(window_start) AS ws, count FROM window_counts FINAL"
+        )
+    ).to_pylist()
+    rows: dict[tuple[Any, ...], list[int]] = {}
+    for r in windows:
+        key = (
+            r["camera_id"],
+            r["counter_id"],
+            r["class_name"],
+            r["direction"],
+            r["window_size_s"],
+            r["ws"],
+        )
+        rows.setdefault(key, []).append(int(r["count"]))
+    crossings = ray.get(
+        pipeline.sink.sql.remote("SELECT event_id FROM crossings FINAL")
+    ).to_pylist()
+    return rows, {int(r["event_id"]) for r in crossings}
+
+
+def pid_of(handle: Callable[[], Any]) -> int:
+    """The process of the actor ``handle()`` returns, asked again while it
+    is being replaced after an earlier kill."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            actor = handle()
+            return int(ray.get(actor.__ray_call__.remote(lambda self: os.getpid()), timeout=30))
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def detector_pid() -> int:
+    from ray import serve
+
+    handle = serve.get_deployment_handle("Detector", app_name=DETECTOR_APP)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return int(handle.stats.remote().result(timeout_s=30)["pid"])
+        except Exception:  # the replica that was killed before: Serve replaces it
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def victim(pipeline: Pipeline, target: str) -> Callable[[], int]:
+    """How to find the process of ``target`` at kill time."""
+    controller = pipeline.controller
+    if target == "camera":
+        return lambda: pid_of(lambda: ray.get(controller.camera_handle.remote(CLOCK_CAMERA)))
+    if target == "shard":
+        return lambda: pid_of(lambda: ray.get(controller.shard_handle.remote(CLOCK_CAMERA)))
+    if target == "sink":
+        return lambda: pid_of(lambda: pipeline.sink)
+    if target == "hub":
+        return lambda: pid_of(lambda: ray.get(controller.hub_handle.remote()))
+    if target == "detector":
+        return detector_pid
+    if target == "controller":
+        return lambda: pid_of(lambda: controller)
+    raise ValueError(target)
+
+
+def clock_frames(pipeline: Pipeline) -> int:
+    for cam in pipeline.status()["cameras"]:
+        if cam.get("camera_id") == CLOCK_CAMERA:
+            return int(cam.get("frames_processed") or 0)
+    return 0
+
+
+def replay(config: AppConfig, target: str | None = None, moments: tuple[int, ...] = ()) -> dict:
+    """The replay as ``camcount replay`` runs it, killing ``target`` when the
+    clock camera reaches each of ``moments``; ``killed_at`` says at which
+    frame each kill came (None: the replay ended first)."""
+    t0 = time.monotonic()
+    pipeline = start_pipeline(config, shards=SHARDS, api=False)
+    killed_at: list[int | None] = []
+    try:
+        if target is not None:
+            find = victim(pipeline, target)
+            for moment in moments:
+                killed_at.append(None)
+                deadline = time.monotonic() + 120
+                while time.monotonic() < deadline:
+                    frames = clock_frames(pipeline)
+                    if frames >= moment:
+                        os.kill(find(), signal.SIGKILL)
+                        killed_at[-1] = frames
+                        break
+                    cameras = pipeline.status()["cameras"]
+                    if cameras and all(c.get("state") in ("finished", "failed") for c in cameras):
+                        break
+                    time.sleep(0.02)
+        pipeline.wait_files()
+        rows, crossings = warehouse_rows(pipeline)
+        totals = pipeline.totals()
+        status = pipeline.status()
+    finally:
+        pipeline.stop(checkpoint=False)
+    return {
+        "rows": rows,
+        "crossings": crossings,
+        "totals": totals,
+        "status": status,
+        "killed_at": killed_at,
+        "seconds": time.monotonic() - t0,
+    }
+
+
+def compare(base: dict[str, Any], got: dict[str, Any], target: str) -> list[Outcome]:
+    """One outcome per kill point of a run (they share the run's result)."""
+    want, have = base["rows"], got["rows"]
+    lost = sum(1 for k in want if k not in have)
+    doubled = sum(1 for v in have.values() if len(v) > 1)
+    changed = sum(1 for k, v in have.items() if k in want and v[:1] != want[k][:1])
+    extra = sum(1 for k in have if k not in want)
+    return [
+        Outcome(
+            target,
+            moment,
+            killed,
+            lost,
+            doubled,
+            changed + extra,
+            len(base["crossings"] - got["crossings"]),
+            len(got["crossings"] - base["crossings"]),
+            got["totals"] == base["totals"],
+            round(got["seconds"], 1),
+        )
+        for moment, killed in zip(MOMENTS, got["killed_at"], strict=False)
+    ]
+
+
+def print_table(outcomes: list[Outcome]) -> None:
+    print(
+        "\ntarget      moment  killed@  lost  doubled  changed  x-lost  x-extra  totals  s     ok"
+    )
+    for o in outcomes:
+        print(
+            f"{o.target:<11} {o.moment:>6}  {o.killed_at_frame!s:>7}  {o.lost:>4}  "
+            f"{o.doubled:>7}  {o.changed:>7}  {o.crossings_lost:>6}  {o.crossings_extra:>7}  "
+            f"{o.totals_equal!s:>6}  {o.seconds:<5} {'ok' if o.ok else 'FAIL'}"
+        )
+
+
+def test_kills_of_every_part_leave_the_warehouse_as_without_them(ray_cluster, scenes, tmp_path):
+    base = replay(config_for(scenes, tmp_path / "base"))
+    assert base["rows"] and base["crossings"], "the fault-free run counted nothing"
+    outcomes: list[Outcome] = []
+    for target in TARGETS:
+        got = replay(config_for(scenes, tmp_path / target), target, MOMENTS)
+        outcomes.extend(compare(base, got, target))
+        print_table(outcomes[-len(MOMENTS) :])
+        print("recoveries:", [(r["part"], r["seconds"]) for r in got["status"]["recoveries"]])
+    print_table(outcomes)
+    assert len(outcomes) >= 30
+    assert all(o.ok for o in outcomes), [o for o in outcomes if not o.ok]
