@@ -441,27 +441,58 @@ def _status_table(status: dict[str, object]) -> Table:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Run until Ctrl-C, showing per camera progress."""
+    """Run until Ctrl-C (or SIGTERM), showing per camera progress; when every
+    source is a file that has ended, close the windows and stop.
+
+    A stop takes a final checkpoint, so nothing counted is lost; the next
+    run on the same config and storage resumes from the newest checkpoint
+    (file sources continue where they stopped) unless ``--fresh``.
+    """
+    import signal
     import time
 
     from rich.live import Live
 
+    from camcount.capture import is_live
     from camcount.config import load_config
     from serve_app.app import connect_ray, start_pipeline
 
     config = load_config(args.config)
+    files_only = bool(config.cameras) and not any(is_live(c.source) for c in config.cameras)
     connect_ray(args.address)
-    pipeline = start_pipeline(config, shards=args.shards)
+
+    def terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # the same clean stop as Ctrl-C
+
+    signal.signal(signal.SIGTERM, terminate)
+    pipeline = start_pipeline(config, shards=args.shards, fresh=args.fresh)
+    resumed = pipeline.status()["checkpoints"]["resumed_from"]
+    if resumed is not None:
+        err.print(f"resumed from checkpoint {resumed} (--fresh starts over)")
     err.print(f"dashboard: {pipeline.dashboard_url} (API: docs/api.md, health: /healthz)")
     try:
         with Live(_status_table(pipeline.status()), console=err, refresh_per_second=2) as live:
             while True:
                 time.sleep(1.0)
-                live.update(_status_table(pipeline.status()))
+                status = pipeline.status()
+                live.update(_status_table(status))
+                cameras = status["cameras"]
+                if (
+                    files_only
+                    and cameras
+                    and all(c.get("state") in ("finished", "failed") for c in cameras)
+                ):
+                    pipeline.wait_files()  # every window closed and written
+                    break
     except KeyboardInterrupt:
-        err.print("stopping…")
+        err.print("stopping: taking a final checkpoint…")
     finally:
-        pipeline.stop()
+        outcome = pipeline.stop()
+    final = outcome.get("final_checkpoint")
+    if final is not None:
+        err.print(f"final checkpoint {final} written; `camcount run` again resumes from it")
+    if note := _warehouse_note(config):
+        err.print(note, soft_wrap=True)
     return 0
 
 
@@ -475,7 +506,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if live:
         raise CamcountError(f"replay takes file sources only; live cameras: {live}")
     connect_ray(args.address)
-    pipeline = start_pipeline(config, shards=args.shards, api=False)
+    pipeline = start_pipeline(config, shards=args.shards, api=False, fresh=not args.resume)
     try:
         with _progress() as bar:
             tasks = {c.id: bar.add_task(c.id, total=None) for c in config.cameras}
@@ -498,6 +529,101 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if note := _warehouse_note(config):
         err.print(note, soft_wrap=True)  # a path to copy, unbroken
     return 1 if failed else 0
+
+
+def _checkpoint_store(config_file: str) -> Any:
+    from camcount.checkpoints import CheckpointStore
+    from camcount.config import load_config, with_absolute_paths
+
+    storage = with_absolute_paths(load_config(config_file)).storage
+    return CheckpointStore(storage.root, storage.keep_checkpoints)
+
+
+def cmd_checkpoints_list(args: argparse.Namespace) -> int:
+    """Every checkpoint under the config's storage root, newest first."""
+    from camcount.checkpoints.report import list_rows
+
+    store = _checkpoint_store(args.config)
+    rows = list_rows(store)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    table = Table(title=f"checkpoints in {store.uri}")
+    for col in ("id", "complete", "final", "created (UTC)", "parts", "bytes"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            str(r["checkpoint_id"]),
+            "yes" if r["complete"] else "no (in progress or abandoned)",
+            "yes" if r["final"] else "",
+            str(r["created_at"] or "-"),
+            str(r["parts"]),
+            str(r["bytes"]),
+        )
+    Console().print(table)
+    if not rows:
+        err.print("no checkpoints: the next run starts every source from its beginning")
+    return 0
+
+
+def cmd_checkpoints_show(args: argparse.Namespace) -> int:
+    """One complete checkpoint (the newest by default) and what it holds."""
+    from camcount.checkpoints.report import show
+
+    detail = show(_checkpoint_store(args.config), args.id)
+    if args.json:
+        print(json.dumps(detail, indent=2))
+        return 0
+    console = Console()
+    final = " (final: written by a stop)" if detail["final"] else ""
+    console.print(
+        f"checkpoint {detail['checkpoint_id']}{final}, {detail['created_at']} UTC, "
+        f"{detail['bytes']} bytes"
+    )
+    cams = Table(title="cameras")
+    for col in ("camera", "resumes at frame", "frames counted", "events", "last frame", "ended"):
+        cams.add_column(col)
+    for c in detail["cameras"]:
+        cams.add_row(
+            c["camera_id"],
+            str(c["resumes_at_frame"] if c["resumes_at_frame"] is not None else "start/now"),
+            str(c["frames_processed"]),
+            str(c["events"]),
+            str(c["last_frame_time"] or "-"),
+            str(c["ended"] or ""),
+        )
+    console.print(cams)
+    shards = Table(title="aggregator shards")
+    for col in ("shard", "cameras", "open windows", "watermark", "events counted"):
+        shards.add_column(col)
+    for sh in detail["shards"]:
+        shards.add_row(
+            sh["shard"],
+            ", ".join(sh["inputs"]),
+            str(sh["open_windows"]),
+            str(sh["watermark"]),
+            str(sh["events_counted"]),
+        )
+    console.print(shards)
+    return 0
+
+
+def cmd_checkpoints_restore(args: argparse.Namespace) -> int:
+    """Roll back to an older checkpoint: the next `camcount run` resumes there."""
+    from camcount.checkpoints.report import restore_to
+
+    store = _checkpoint_store(args.config)
+    if not args.yes:
+        raise CamcountError(
+            f"this deletes every checkpoint after {args.id} in {store.uri}; stop the "
+            "pipeline first, then run again with --yes"
+        )
+    deleted = restore_to(store, args.id)
+    err.print(
+        f"the next run resumes from checkpoint {args.id}"
+        + (f"; deleted {', '.join(map(str, deleted))}" if deleted else "")
+    )
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -619,6 +745,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config")
     p.add_argument("--address", help="join this Ray cluster instead of starting one")
     p.add_argument("--shards", type=int, default=1, help="aggregator shards")
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start every source over, deleting the checkpoints (default: resume from them)",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("replay", help="process file sources on Ray as fast as possible")
@@ -626,6 +757,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", help="join this Ray cluster instead of starting one")
     p.add_argument("--shards", type=int, default=1, help="aggregator shards")
     p.add_argument("--json", action="store_true", help="print the final counts like `count --json`")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the newest checkpoint (default: start over)",
+    )
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("demo", help="count a synthetic scene and a real video, with truth beside")
@@ -651,6 +787,27 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--json", action="store_true", help="print the list as JSON")
     w.set_defaults(func=cmd_warehouse_dead_letters)
 
+    p = sub.add_parser(
+        "checkpoints", help="list, inspect and roll back the checkpoints a run resumes from"
+    )
+    csub = p.add_subparsers(dest="checkpoints_command", required=True, metavar="ACTION")
+    c = csub.add_parser("list", help="every checkpoint under the storage root, newest first")
+    c.add_argument("config", help="the config file (its storage root)")
+    c.add_argument("--json", action="store_true", help="print the list as JSON")
+    c.set_defaults(func=cmd_checkpoints_list)
+    c = csub.add_parser("show", help="what a complete checkpoint holds (default: the newest)")
+    c.add_argument("config", help="the config file (its storage root)")
+    c.add_argument("id", type=int, nargs="?", help="checkpoint id (default: the newest complete)")
+    c.add_argument("--json", action="store_true", help="print it as JSON")
+    c.set_defaults(func=cmd_checkpoints_show)
+    c = csub.add_parser(
+        "restore", help="make an older checkpoint the one the next run resumes from"
+    )
+    c.add_argument("config", help="the config file (its storage root)")
+    c.add_argument("id", type=int, help="the complete checkpoint to go back to")
+    c.add_argument("--yes", action="store_true", help="delete the newer checkpoints")
+    c.set_defaults(func=cmd_checkpoints_restore)
+
     p = sub.add_parser("models", help="manage detector weights")
     msub = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
     m = msub.add_parser("fetch", help="download and convert the person SSDLite weights")
@@ -673,7 +830,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return func(args)
     except CamcountError as exc:
-        err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         err.print("interrupted")
