@@ -186,9 +186,7 @@ class CameraActor:
         self._gaps: deque[Gap] = deque(maxlen=10)
         self._cut_at: int | None = None
         # A live source resumes from now: what it missed is a recorded gap.
-        self._gap_pending = bool(
-            restore and restore.last_frame_time is not None and self._capture.live
-        )
+        self._gap_pending = restore is not None and self._capture.live
         if restore is not None:
             self._processed = restore.frames_processed
             self._events = restore.events
@@ -367,7 +365,7 @@ class CameraActor:
         self._fps_window.append(time.monotonic())
         self._outbox.extend(events)
         self._outbox_frames += 1
-        if self._outbox_frames >= self._frames_per_batch or events:
+        if self._outbox_frames >= self._frames_per_batch or self._outbox:
             await self._flush_outbox(frame.time)
             if self._capture.live:
                 self._m_latency.observe(max(0.0, time.time() - frame.time))
@@ -391,8 +389,9 @@ class CameraActor:
     def _restore_gap(self, first: DecodedFrame) -> Gap:
         """What a live source missed between its snapshot and its first
         frame since (a file resumes at the very next frame: no gap)."""
-        assert self._restore is not None and self._restore.last_frame_time is not None
-        return Gap(self.camera.id, self._restore.last_frame_time, first.time, "restart", -1)
+        assert self._restore is not None
+        since = self._restore.last_frame_time or self._restore.cut_time or first.time
+        return Gap(self.camera.id, since, first.time, "restart", -1)
 
     # ------------------------------------------------------------ checkpoints
 
@@ -449,6 +448,7 @@ class CameraActor:
             ended[1] if ended else None,
             ended[0].value if ended else None,
             tuple(self._totals()),
+            time.time(),
         )
 
     def _stop_at_barrier(self, checkpoint_id: int) -> None:

@@ -335,6 +335,10 @@ class Controller:
         await self._shard_of(cfg).register.remote(cfg.id, sender, cfg.site, cfg.tags)
         try:
             status = await asyncio.wait_for(actor.start.remote(), timeout=self._start_timeout_s)
+        except RayActorError as exc:
+            # Lost while starting: its watcher restores it (once the lock
+            # this start holds is free).
+            status = {"camera_id": cfg.id, "state": "restoring", "detail": repr(exc), "totals": []}
         except TimeoutError:
             # The actor is still waiting for a node with free resources; it
             # starts when one frees up, and status says so meanwhile.
@@ -516,29 +520,49 @@ class Controller:
             asyncio.get_running_loop().create_task(self._on_death(kind, name, actor, cause))
 
     async def _on_death(self, kind: str, name: str, actor: Any, cause: str) -> None:
-        try:
-            if kind == "camera":
-                cfg = self._cameras.get(name)
-                if cfg is not None and self._actors.get(name) is actor:
-                    await self._recover([self._shard_index(cfg)], cause, {name: "camera"})
-            elif kind == "shard":
-                i = int(name)
-                if i < len(self.shards) and self.shards[i] is actor:
-                    await self._recover([i], cause, {f"shard:{i}": "shard"}, replace_shards={i})
-            elif kind == "sink":
-                # Ray restarts the sink; rows it held in memory are gone, so
-                # every region goes back to the newest checkpoint.
-                await _until_back(lambda: self._sink.epoch.remote())
-                self._watch(("sink", "sink"), self._sink)
-                await self._recover(range(len(self.shards)), cause, {"sink": "sink"})
-            elif kind == "hub":
-                # Ray restarts the hub; it numbers on after its reserved block.
-                await _until_back(lambda: self.hub.last_seq.remote())
-                self._watch(("hub", "hub"), self.hub)
-                self._note_restart("hub", "hub", cause, 0.0)
-                await self._write_restart_letters()
-        except Exception:
-            log.exception("recovery after %s failed; the health check tries again", cause)
+        if kind == "camera":
+            cfg = self._cameras.get(name)
+            if cfg is not None and self._actors.get(name) is actor:
+                await self._recover_until_done([self._shard_index(cfg)], cause, {name: "camera"})
+        elif kind == "shard":
+            i = int(name)
+            if i < len(self.shards) and self.shards[i] is actor:
+                await self._recover_until_done([i], cause, {f"shard:{i}": "shard"}, {i})
+        elif kind == "sink":
+            # Ray restarts the sink; rows it held in memory are gone, so
+            # every region goes back to the newest checkpoint.
+            await _until_back(lambda: self._sink.epoch.remote())
+            self._watch(("sink", "sink"), self._sink)
+            await self._recover_until_done(range(len(self.shards)), cause, {"sink": "sink"})
+        elif kind == "hub":
+            # Ray restarts the hub; it numbers on after its reserved block.
+            await _until_back(lambda: self.hub.last_seq.remote())
+            self._watch(("hub", "hub"), self.hub)
+            self._note_restart("hub", "hub", cause, 0.0)
+            await self._write_restart_letters()
+
+    async def _recover_until_done(
+        self,
+        shard_indices: Iterable[int],
+        cause: str,
+        parts: dict[str, str],
+        replace_shards: set[int] | None = None,
+    ) -> None:
+        """A recovery that fails (the store unreachable, a new actor lost
+        while starting) is tried again until it works: the region's cameras
+        are ``restoring`` meanwhile, and nothing they would count is lost."""
+        indices = list(shard_indices)
+        delay = 0.5
+        while not self._stopping:
+            try:
+                await self._recover(indices, cause, parts, replace_shards)
+                return
+            except Exception:
+                log.exception("recovery after %s failed; trying again in %.1f s", cause, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                # A shard created by the failed try may be half started.
+                replace_shards = set(indices) if replace_shards else None
 
     async def _recover(
         self,
@@ -654,7 +678,7 @@ class Controller:
                 except (RayActorError, GetTimeoutError, TimeoutError) as exc:
                     cfg = self._cameras.get(camera_id)
                     if cfg is not None and self._actors.get(camera_id) is actor:
-                        await self._recover(
+                        await self._recover_until_done(
                             [self._shard_index(cfg)],
                             f"camera {camera_id} not answering ({type(exc).__name__})",
                             {camera_id: "camera"},

@@ -9,9 +9,11 @@ stderr, so output can be piped.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -437,6 +439,15 @@ def _status_table(status: dict[str, object]) -> Table:
             str(cam.get("events")),
             counts or "-",
         )
+    cp = status.get("checkpoints")
+    if isinstance(cp, dict):
+        age = cp.get("age_s")
+        table.caption = (
+            f"checkpoint {cp.get('last_id') or '-'}"
+            + (f", {age:.1f} s ago" if age is not None else "")
+            + f"; {cp.get('completed', 0)} completed, {cp.get('failed', 0)} failed"
+            + (f" — FAILING: {cp.get('last_error')}" if cp.get("failing") else "")
+        )
     return table
 
 
@@ -496,6 +507,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """File descriptor 1 goes to stderr meanwhile, for this process and the
+    ones it starts (Ray's raylet and workers write there directly)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     """Process every file source as fast as possible, then print the counts."""
     from camcount.config import load_config
@@ -505,20 +531,23 @@ def cmd_replay(args: argparse.Namespace) -> int:
     live = [c.id for c in config.cameras if "://" in c.source or c.source.isdigit()]
     if live:
         raise CamcountError(f"replay takes file sources only; live cameras: {live}")
-    connect_ray(args.address)
-    pipeline = start_pipeline(config, shards=args.shards, api=False, fresh=not args.resume)
-    try:
-        with _progress() as bar:
-            tasks = {c.id: bar.add_task(c.id, total=None) for c in config.cameras}
+    # Ray and its processes print to stdout (worker logs, a worker's death):
+    # with --json, stdout carries the JSON alone.
+    with _stdout_to_stderr() if args.json else contextlib.nullcontext():
+        connect_ray(args.address)
+        pipeline = start_pipeline(config, shards=args.shards, api=False, fresh=not args.resume)
+        try:
+            with _progress() as bar:
+                tasks = {c.id: bar.add_task(c.id, total=None) for c in config.cameras}
 
-            def show(cameras: list[dict[str, Any]]) -> None:
-                for c in cameras:
-                    bar.update(tasks[c["camera_id"]], completed=c.get("frames_decoded", 0))
+                def show(cameras: list[dict[str, Any]]) -> None:
+                    for c in cameras:
+                        bar.update(tasks[c["camera_id"]], completed=c.get("frames_processed", 0))
 
-            status = pipeline.wait_files(on_progress=show)
-        totals = pipeline.totals()
-    finally:
-        pipeline.stop()
+                status = pipeline.wait_files(on_progress=show)
+            totals = pipeline.totals()
+        finally:
+            pipeline.stop()
     failed = [c for c in status["cameras"] if c["state"] == "failed"]
     for cam in failed:
         err.print(f"[red]camera {cam['camera_id']} failed:[/red] {cam['detail']}")
@@ -837,8 +866,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         # The reader of our output went away (``| head``): not an error.
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
 

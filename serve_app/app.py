@@ -98,6 +98,9 @@ def connect_ray(address: str | None, log_to_driver: bool = True) -> None:
         ray.init(address=address, namespace=NAMESPACE, logging_level=logging.ERROR)
         return
     ray.init(
+        # A cluster of its own, even where another runs on this machine
+        # (``ray start``): joining one is what ``address`` is for.
+        address="local",
         namespace=NAMESPACE,
         num_cpus=max(8, 4 * (os.cpu_count() or 2)),
         include_dashboard=False,

@@ -41,6 +41,9 @@ class CameraState:
     ended_state: str | None = None
     #: The camera's own counts (status), for a restored camera that had ended.
     totals: tuple[Any, ...] = ()
+    #: Wall-clock time of the cut: where a live source's gap starts when it
+    #: had counted no frame yet.
+    cut_time: float | None = None
 
     def check(self, camera_id: str) -> CameraState:
         """Refuse a snapshot of another camera or another format."""

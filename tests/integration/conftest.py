@@ -26,7 +26,13 @@ def ray_cluster() -> Iterator[None]:
 
     # More logical CPUs than cores: actors here mostly wait on I/O and
     # each other, and tests start many of them on a 2-core machine.
-    ray.init(num_cpus=8, include_dashboard=False, logging_level="ERROR", log_to_driver=True)
+    ray.init(
+        address="local",
+        num_cpus=8,
+        include_dashboard=False,
+        logging_level="ERROR",
+        log_to_driver=True,
+    )
     try:
         yield
     finally:

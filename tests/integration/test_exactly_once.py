@@ -179,29 +179,36 @@ def clock_frames(pipeline: Pipeline) -> int:
     return 0
 
 
-def replay(config: AppConfig, target: str | None = None, moments: tuple[int, ...] = ()) -> dict:
+def replay(
+    config: AppConfig, target: str | None = None, moments: tuple[int, ...] = ()
+) -> dict[str, Any]:
     """The replay as ``camcount replay`` runs it, killing ``target`` when the
     clock camera reaches each of ``moments``; ``killed_at`` says at which
     frame each kill came (None: the replay ended first)."""
+    kills = [(target, m) for m in moments] if target is not None else []
+    return replay_with_kills(config, kills)
+
+
+def replay_with_kills(config: AppConfig, kills: list[tuple[str, int]]) -> dict[str, Any]:
+    """The replay, killing each (target, moment) of ``kills`` in turn."""
     t0 = time.monotonic()
     pipeline = start_pipeline(config, shards=SHARDS, api=False)
     killed_at: list[int | None] = []
     try:
-        if target is not None:
+        for target, moment in kills:
             find = victim(pipeline, target)
-            for moment in moments:
-                killed_at.append(None)
-                deadline = time.monotonic() + 120
-                while time.monotonic() < deadline:
-                    frames = clock_frames(pipeline)
-                    if frames >= moment:
-                        os.kill(find(), signal.SIGKILL)
-                        killed_at[-1] = frames
-                        break
-                    cameras = pipeline.status()["cameras"]
-                    if cameras and all(c.get("state") in ("finished", "failed") for c in cameras):
-                        break
-                    time.sleep(0.02)
+            killed_at.append(None)
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                frames = clock_frames(pipeline)
+                if frames >= moment:
+                    os.kill(find(), signal.SIGKILL)
+                    killed_at[-1] = frames
+                    break
+                cameras = pipeline.status()["cameras"]
+                if cameras and all(c.get("state") in ("finished", "failed") for c in cameras):
+                    break
+                time.sleep(0.02)
         pipeline.wait_files()
         rows, crossings = warehouse_rows(pipeline)
         totals = pipeline.totals()
@@ -218,16 +225,20 @@ def replay(config: AppConfig, target: str | None = None, moments: tuple[int, ...
     }
 
 
-def compare(base: dict[str, Any], got: dict[str, Any], target: str) -> list[Outcome]:
-    """One outcome per kill point of a run (they share the run's result)."""
+def compare(
+    base: dict[str, Any], got: dict[str, Any], target: str, moments: tuple[int, ...] = MOMENTS
+) -> list[Outcome]:
+    """One outcome per kill point of a run (they share the run's result);
+    ``target`` may name several, joined by '+', one per moment."""
     want, have = base["rows"], got["rows"]
     lost = sum(1 for k in want if k not in have)
     doubled = sum(1 for v in have.values() if len(v) > 1)
     changed = sum(1 for k, v in have.items() if k in want and v[:1] != want[k][:1])
     extra = sum(1 for k in have if k not in want)
+    targets = target.split("+") if "+" in target else [target] * len(moments)
     return [
         Outcome(
-            target,
+            name,
             moment,
             killed,
             lost,
@@ -238,7 +249,7 @@ def compare(base: dict[str, Any], got: dict[str, Any], target: str) -> list[Outc
             got["totals"] == base["totals"],
             round(got["seconds"], 1),
         )
-        for moment, killed in zip(MOMENTS, got["killed_at"], strict=False)
+        for name, moment, killed in zip(targets, moments, got["killed_at"], strict=False)
     ]
 
 

@@ -10,7 +10,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import pyarrow.fs as pafs
 import pytest
 
 from camcount.config import AppConfig, StorageConfig
@@ -19,7 +18,7 @@ from camcount.processor import row_order
 from camcount.reference import count_video
 from camcount.synthetic import SceneLayout, generate_scene, write_scene
 from serve_app.app import start_pipeline
-from tests.integration.test_checkpoint_s3 import ACCESS_KEY, BUCKET, REGION, SECRET_KEY, Endpoint
+from tests.integration.s3 import Endpoint, serve_s3
 from tests.integration.test_exactly_once import (
     LAYOUT,
     SEEDS,
@@ -27,30 +26,15 @@ from tests.integration.test_exactly_once import (
     config_for,
     print_table,
     replay,
+    replay_with_kills,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-S3_TARGETS = ("camera", "shard", "sink", "controller")
-
 
 @pytest.fixture(scope="module")
 def s3() -> Iterator[Endpoint]:
-    server = Endpoint()
-    server.start()
-    try:
-        admin = pafs.S3FileSystem(
-            access_key=ACCESS_KEY,
-            secret_key=SECRET_KEY,
-            region=REGION,
-            scheme="http",
-            endpoint_override=f"127.0.0.1:{server.port}",
-            allow_bucket_creation=True,
-        )
-        admin.create_dir(BUCKET)
-        yield server
-    finally:
-        server.stop()
+    yield from serve_s3()
 
 
 def on_s3(config: AppConfig, s3: Endpoint, prefix: str) -> AppConfig:
@@ -66,14 +50,18 @@ def scenes(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return [write_scene(generate_scene(s, LAYOUT), root / f"cam{s}.mp4")[0] for s in SEEDS]
 
 
+#: One replay, four kills in turn: each part restores from S3.
+S3_KILLS = (("camera", 60), ("shard", 150), ("sink", 240), ("controller", 330))
+
+
 def test_kills_with_checkpoints_in_s3(ray_cluster, s3, scenes, tmp_path):
     base = replay(on_s3(config_for(scenes, tmp_path / "base"), s3, "base"))
-    outcomes = []
-    for target in S3_TARGETS:
-        config = on_s3(config_for(scenes, tmp_path / target), s3, target)
-        got = replay(config, target, (60, 250))
-        outcomes.extend(compare(base, got, target))
+    got = replay_with_kills(
+        on_s3(config_for(scenes, tmp_path / "kills"), s3, "kills"), list(S3_KILLS)
+    )
+    outcomes = compare(base, got, "+".join(t for t, _ in S3_KILLS), tuple(m for _, m in S3_KILLS))
     print_table(outcomes)
+    assert len(outcomes) == len(S3_KILLS)
     assert all(o.ok for o in outcomes), [o for o in outcomes if not o.ok]
 
 
