@@ -299,6 +299,14 @@ class AggregatorActor:
             future.cancel()
         await self._forward(self._agg.abort(checkpoint_id))
 
+    def frame_ledgers(self) -> dict[str, dict[str, Any]]:
+        """Per camera, the runs of its frame numbers this shard applied and
+        how many it applied twice (``FrameLedger``)."""
+        return {
+            camera: {"runs": [list(r) for r in ledger.runs], "repeats": ledger.repeats}
+            for camera, ledger in sorted(self._agg.ledgers.items())
+        }
+
     def stats(self) -> dict[str, Any]:
         return {
             "shard": self.shard_id,

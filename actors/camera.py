@@ -42,7 +42,7 @@ from ray.util import metrics
 from actors.cores import ModelCoreAvoider
 from camcount.affinity import current_cores
 from camcount.capture import Capture, EndOfSource, SourceState
-from camcount.channels import Barrier, EndOfStream, Progress, Sender
+from camcount.channels import Barrier, Counted, EndOfStream, Progress, Sender
 from camcount.checkpoints.states import CAMERA_STATE_VERSION, CameraState
 from camcount.config import CameraConfig, TrackerConfig
 from camcount.detections import Detections
@@ -121,7 +121,12 @@ class _Request:
     response: Any
 
 
-@ray.remote(num_cpus=0.25, max_restarts=0)
+#: Ray CPUs a camera actor asks for: it mostly waits on its decoder and the
+#: detector, so four share a core.
+CAMERA_CPUS = 0.25
+
+
+@ray.remote(num_cpus=CAMERA_CPUS, max_restarts=0)
 class CameraActor:
     def __init__(
         self,
@@ -187,6 +192,7 @@ class CameraActor:
         self._cut_at: int | None = None
         # A live source resumes from now: what it missed is a recorded gap.
         self._gap_pending = restore is not None and self._capture.live
+        self._counted_upto = restore.frames_processed if restore is not None else 0
         if restore is not None:
             self._processed = restore.frames_processed
             self._events = restore.events
@@ -375,7 +381,11 @@ class CameraActor:
         self._events += len(events)
         if events:
             self._m_events.inc(len(events))
-        await self._send(events, [Progress(progress_time)])
+        controls: list[Any] = [Progress(progress_time)]
+        if self._processed > self._counted_upto:  # the shard's frame ledger
+            controls.append(Counted(self._counted_upto, self._processed - 1))
+            self._counted_upto = self._processed
+        await self._send(events, controls)
 
     async def _send(
         self, events: Sequence[CameraEvent | DeadLetter | Gap], controls: list[Any]

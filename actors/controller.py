@@ -766,6 +766,15 @@ class Controller:
             rows.extend(await shard.totals.remote())
         return sorted(rows, key=row_order)
 
+    async def frame_ledgers(self) -> dict[str, dict[str, Any]]:
+        """Every camera's frame ledger, from its shard: the exactly-once
+        check (docs/checkpoints.md, "Verifying")."""
+        await self._ensure_started()
+        out: dict[str, dict[str, Any]] = {}
+        for shard in self.shards:
+            out.update(await shard.frame_ledgers.remote())
+        return out
+
     async def dead_letters(self) -> list[DeadLetter]:
         await self._ensure_started()
         out = list(self._dead)

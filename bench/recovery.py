@@ -253,7 +253,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     counts = [int(c) for c in args.cameras.split(",")]
-    connect_ray(None, log_to_driver=False)
+    connect_ray(None, log_to_driver=False, cameras=max(counts))
     results = []
     with tempfile.TemporaryDirectory(prefix="camcount-recovery-") as tmp:
         root = Path(tmp)

@@ -37,7 +37,15 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from camcount.channels import Barrier, EndOfStream, Envelope, Progress, Receiver, ReceiverState
+from camcount.channels import (
+    Barrier,
+    Counted,
+    EndOfStream,
+    Envelope,
+    Progress,
+    Receiver,
+    ReceiverState,
+)
 from camcount.errors import StateError
 from camcount.events import Crossing, DeadLetter, WindowKey, WindowRow, ZoneTransition
 from camcount.windows import ClockState, LateEvent, WatermarkClock, WindowCounts, WindowState
@@ -105,6 +113,8 @@ class AggregatorState:
     windows: WindowState
     totals: tuple[tuple[WindowKey, int], ...]
     senders: tuple[tuple[str, str], ...]
+    #: Per camera, the runs of frame numbers it counted (``FrameLedger``).
+    ledger: tuple[tuple[str, tuple[tuple[int, int], ...]], ...] = ()
 
 
 def shard_key(camera_id: str, site: str, groups: Sequence[GroupSpec]) -> str:
@@ -135,6 +145,32 @@ def shard_router(
     return route
 
 
+class FrameLedger:
+    """Which of a camera's frames the shard has applied, as runs of the
+    camera's own frame numbers: an exactly-once check in the style of Flink's
+    and Kafka Streams' verifiers. A restore rolls it back with the rest of
+    the state, so after any failure it must read ``[(0, n - 1)]`` for a
+    camera that counted n frames: a second run is a gap, ``repeats`` a frame
+    applied twice."""
+
+    def __init__(self, runs: Iterable[tuple[int, int]] = ()) -> None:
+        self.runs: list[tuple[int, int]] = [tuple(r) for r in runs]  # type: ignore[misc]
+        self.repeats = 0
+
+    def add(self, first: int, last: int) -> None:
+        if last < first:
+            return
+        if self.runs and first <= self.runs[-1][1]:
+            self.repeats += self.runs[-1][1] - first + 1
+            first = self.runs[-1][1] + 1
+            if last < first:
+                return
+        if self.runs and first == self.runs[-1][1] + 1:
+            self.runs[-1] = (self.runs[-1][0], last)
+        else:
+            self.runs.append((first, last))
+
+
 class Aggregator:
     """One shard's windows over the cameras routed to it."""
 
@@ -158,6 +194,7 @@ class Aggregator:
                 self._group_of.setdefault(member, []).append(g.group_id)
         self._sender_camera: dict[str, str] = {}
         self.totals: dict[WindowKey, int] = {}
+        self.ledgers: dict[str, FrameLedger] = {}
         # Step 2: the checkpoint being aligned, the cameras' snapshots come
         # so far, and the batches held behind each sender's barrier.
         self._aligning: int | None = None
@@ -284,6 +321,8 @@ class Aggregator:
         for control in env.controls:
             if isinstance(control, Progress):
                 self.clock.observe(camera, control.event_time)
+            elif isinstance(control, Counted):
+                self.ledgers.setdefault(camera, FrameLedger()).add(control.first, control.last)
             elif isinstance(control, EndOfStream):
                 self.clock.finish(camera)
                 out.finished.append(camera)
@@ -321,6 +360,7 @@ class Aggregator:
             self.windows.snapshot(),
             tuple(sorted(self.totals.items())),
             tuple(sorted(self._sender_camera.items())),
+            tuple((c, tuple(led.runs)) for c, led in sorted(self.ledgers.items())),
         )
 
     def restore(self, state: AggregatorState) -> None:
@@ -335,6 +375,7 @@ class Aggregator:
         self.clock.restore(state.clock)
         self.windows.restore(state.windows)
         self.totals = dict(state.totals)
+        self.ledgers = {c: FrameLedger(runs) for c, runs in state.ledger}
         self._sender_camera = {}
         self._aligning, self._arrived, self._held = None, {}, {}
 
@@ -356,6 +397,7 @@ def resplit(
     inputs: list[list[tuple[str, float, bool]]] = [[] for _ in range(shards)]
     counts: list[list[tuple[int, float, WindowKey, int]]] = [[] for _ in range(shards)]
     totals: list[dict[WindowKey, int]] = [{} for _ in range(shards)]
+    ledgers: list[list[tuple[str, tuple[tuple[int, int], ...]]]] = [[] for _ in range(shards)]
     marks: list[list[tuple[float, float]]] = [[] for _ in range(shards)]
     sizes: tuple[int, ...] | None = None
     for state in states:
@@ -377,6 +419,8 @@ def resplit(
             i = route(key[0])
             totals[i][key] = totals[i].get(key, 0) + n
             used.add(i)
+        for camera, runs in state.ledger:
+            ledgers[route(camera)].append((camera, runs))
         for i in used:
             marks[i].append((state.clock.watermark, state.windows.watermark))
     if sizes is None:
@@ -393,6 +437,7 @@ def resplit(
                 WindowState(1, sizes, window_mark, tuple(sorted(counts[i]))),
                 tuple(sorted(totals[i].items())),
                 (),
+                tuple(sorted(ledgers[i])),
             )
         )
     return out

@@ -33,6 +33,17 @@ class Progress:
 
 
 @dataclass(frozen=True, slots=True)
+class Counted:
+    """The sender counted its frames ``first`` to ``last`` (its own running
+    number of frames counted, from 0) since its previous ``Counted``: the
+    receiver's ledger of these proves no frame was counted twice or
+    skipped, whatever failed in between."""
+
+    first: int
+    last: int
+
+
+@dataclass(frozen=True, slots=True)
 class EndOfStream:
     """The sender will send nothing more (a file source has ended)."""
 
@@ -52,7 +63,7 @@ class Barrier:
     state: object = None
 
 
-Control = Progress | EndOfStream | Barrier
+Control = Progress | Counted | EndOfStream | Barrier
 
 
 @dataclass(frozen=True, slots=True)

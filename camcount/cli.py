@@ -470,7 +470,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     files_only = bool(config.cameras) and not any(is_live(c.source) for c in config.cameras)
-    connect_ray(args.address)
+    connect_ray(args.address, cameras=len(config.cameras))
 
     def terminate(signum: int, frame: object) -> None:
         raise KeyboardInterrupt  # the same clean stop as Ctrl-C
@@ -534,7 +534,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     # Ray and its processes print to stdout (worker logs, a worker's death):
     # with --json, stdout carries the JSON alone.
     with _stdout_to_stderr() if args.json else contextlib.nullcontext():
-        connect_ray(args.address)
+        connect_ray(args.address, cameras=len(config.cameras))
         pipeline = start_pipeline(config, shards=args.shards, api=False, fresh=not args.resume)
         try:
             with _progress() as bar:

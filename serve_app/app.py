@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import secrets
 import time
@@ -23,6 +24,7 @@ from typing import Any
 import ray
 from ray import serve
 
+from actors.camera import CAMERA_CPUS
 from actors.controller import Controller
 from actors.cores import ModelCoreAvoider
 from actors.sink import start_sink
@@ -87,12 +89,14 @@ def build_live(args: dict[str, str]) -> serve.Application:
 LOCAL_SYSTEM_CONFIG = {"free_objects_period_milliseconds": 100}
 
 
-def connect_ray(address: str | None, log_to_driver: bool = True) -> None:
+def connect_ray(address: str | None, log_to_driver: bool = True, cameras: int = 0) -> None:
     """Join a cluster at ``address``, or start a local one.
 
     Ray's CPU counts are placement tokens: camera, aggregator and API actors
     mostly wait on I/O and each other, so a local cluster offers more logical
-    CPUs than cores, or a few cameras could not be placed.
+    CPUs than cores, or a few cameras could not be placed: at least enough
+    for ``cameras`` camera actors (a quarter each) and the rest beside them,
+    or the last cameras of a large config would wait for a CPU forever.
     """
     if address:
         ray.init(address=address, namespace=NAMESPACE, logging_level=logging.ERROR)
@@ -102,7 +106,7 @@ def connect_ray(address: str | None, log_to_driver: bool = True) -> None:
         # (``ray start``): joining one is what ``address`` is for.
         address="local",
         namespace=NAMESPACE,
-        num_cpus=max(8, 4 * (os.cpu_count() or 2)),
+        num_cpus=max(8, 4 * (os.cpu_count() or 2), math.ceil(CAMERA_CPUS * cameras) + 8),
         include_dashboard=False,
         logging_level=logging.ERROR,
         log_to_driver=log_to_driver,

@@ -243,3 +243,28 @@ def test_a_restore_may_use_another_number_of_shards(before: int, after: int):
         for k, n in agg.totals.items():
             totals[k] = totals.get(k, 0) + n
     assert totals == ref.totals
+
+
+# ----------------------------------------------------------- the frame ledger
+
+
+def test_the_frame_ledger_shows_a_frame_applied_twice_or_skipped():
+    from camcount.channels import Counted
+
+    agg = Aggregator([10], allowed_lateness_s=0)
+    agg.register("a", "a#0")
+    s = Sender("a#0")
+    agg.accept(s.envelope([], [Counted(0, 9)]))
+    agg.accept(s.envelope([], [Counted(10, 19)]))
+    assert agg.ledgers["a"].runs == [(0, 19)] and agg.ledgers["a"].repeats == 0
+    state = agg.snapshot()
+    agg.accept(s.envelope([], [Counted(15, 24)]))  # 15-19 again
+    assert agg.ledgers["a"].repeats == 5
+    agg.accept(s.envelope([], [Counted(30, 31)]))  # 25-29 never came
+    assert agg.ledgers["a"].runs == [(0, 24), (30, 31)]
+    # A restore rolls the ledger back with the rest of the state.
+    other = Aggregator([10], allowed_lateness_s=0)
+    other.restore(state)
+    other.register("a", "a#1")
+    other.accept(Sender("a#1").envelope([], [Counted(20, 29)]))
+    assert other.ledgers["a"].runs == [(0, 29)] and other.ledgers["a"].repeats == 0
