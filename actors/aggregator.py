@@ -88,7 +88,6 @@ class AggregatorActor:
         # The sink's incarnation this shard's rows went to since its last
         # checkpoint; a different one at a barrier means rows were lost.
         self._sink_epoch: str | None = None
-        self._sink_lost = False
         self._drain_lock = asyncio.Lock()
         self._outcomes: dict[int, asyncio.Future[list[dict[str, Any]]]] = {}
         self._holds: dict[str, asyncio.Event] = {}
@@ -160,7 +159,6 @@ class AggregatorActor:
             if not future.done():
                 future.set_exception(RuntimeError("shard restored"))
         self._outcomes = {}
-        self._sink_lost = False
         self._sink_epoch = await self._sink.epoch.remote() if self._sink is not None else None
 
     def register(
@@ -233,7 +231,7 @@ class AggregatorActor:
             async with self._drain_lock:
                 await self._drain_unlocked()
                 epoch = await self._sink.flush_epoch.remote()
-            if self._sink_lost or epoch != self._sink_epoch:
+            if epoch != self._sink_epoch:
                 raise RuntimeError("the warehouse sink restarted since the last checkpoint")
         await self._hold("rows_flushed")
         # Step 3: the outcome waits in _outcomes for checkpoint_done.
@@ -326,7 +324,7 @@ class AggregatorActor:
         rows = self._agg.flush()
         await self._forward(Output(rows=rows))
         await self.drain()
-        if self._sink_lost:
+        if self._sink is not None and await self._sink.flush_epoch.remote() != self._sink_epoch:
             raise RuntimeError("the warehouse sink restarted: rows were lost")
         return rows
 
@@ -349,7 +347,6 @@ class AggregatorActor:
             except ray.exceptions.RayActorError as exc:
                 # The sink is restarting; the controller rolls back to the
                 # last checkpoint and these rows are made again.
-                self._sink_lost = True
                 log.warning("shard %s: sink lost (%r); rows dropped", self.shard_id, exc)
         return sent
 

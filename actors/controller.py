@@ -211,6 +211,7 @@ class Controller:
             if self._sink is not None:
                 self._watch(("sink", "sink"), self._sink)
             await self._record_cameras(list(self.config.cameras))
+            await asyncio.gather(*(self._register(c) for c, _ in spawned))
             statuses = await asyncio.gather(*(self._begin(c, a) for c, a in spawned))
         loop = asyncio.get_running_loop()
         self._tasks = [
@@ -307,7 +308,9 @@ class Controller:
     async def _launch(
         self, cfg: CameraConfig, state: CameraState | None, cameras: int
     ) -> dict[str, Any]:
-        return await self._begin(cfg, self._spawn(cfg, state, cameras))
+        actor = self._spawn(cfg, state, cameras)
+        await self._register(cfg)
+        return await self._begin(cfg, actor)
 
     def _spawn(self, cfg: CameraConfig, state: CameraState | None, cameras: int) -> Any:
         """Create the camera's next incarnation; its process starts (seconds)
@@ -328,11 +331,16 @@ class Controller:
         self._watch(("camera", cfg.id), actor)
         return actor
 
-    async def _begin(self, cfg: CameraConfig, actor: Any) -> dict[str, Any]:
-        """Register the incarnation with its shard (earlier ones are fenced
-        off from then on), then start it."""
+    async def _register(self, cfg: CameraConfig) -> None:
+        """The camera's current incarnation is an input of its shard (earlier
+        ones are fenced off from then on). Every camera of a shard registers
+        before any starts: a shard's watermark is the lowest of its inputs',
+        and one not yet registered would find its first windows closed."""
         sender = f"{cfg.id}#{self._incarnation[cfg.id]}"
         await self._shard_of(cfg).register.remote(cfg.id, sender, cfg.site, cfg.tags)
+
+    async def _begin(self, cfg: CameraConfig, actor: Any) -> dict[str, Any]:
+        """Start a registered incarnation."""
         try:
             status = await asyncio.wait_for(actor.start.remote(), timeout=self._start_timeout_s)
         except RayActorError as exc:
@@ -606,6 +614,7 @@ class Controller:
                 for cfg in cams
             ]
             await asyncio.gather(*(self.shards[i].restore.remote(shard_states[i]) for i in indices))
+            await asyncio.gather(*(self._register(cfg) for cfg, _ in spawned))
             await asyncio.gather(*(self._begin(cfg, actor) for cfg, actor in spawned))
         seconds = time.monotonic() - t0
         for part, kind in parts.items():
@@ -737,11 +746,17 @@ class Controller:
             if not self._lock.locked() and await self._all_ended():
                 try:
                     async with self._lock:
-                        for shard in self.shards:
-                            await shard.flush.remote()
-                        if self._sink is not None:
-                            await self._sink.flush.remote()
-                    return await self.status()
+                        # Again under the lock: a recovery may have begun
+                        # meanwhile, and its cameras must run to their end
+                        # before every window closes.
+                        closed = await self._all_ended()
+                        if closed:
+                            for shard in self.shards:
+                                await shard.flush.remote()
+                            if self._sink is not None:
+                                await self._sink.flush.remote()
+                    if closed:
+                        return await self.status()
                 except (RayActorError, RuntimeError) as exc:
                     # A part died while closing: it is restored, and the
                     # files run to their end again from the checkpoint.
@@ -749,6 +764,8 @@ class Controller:
             await asyncio.sleep(0.25)
 
     async def _all_ended(self) -> bool:
+        if self._cameras.keys() - self._actors.keys():
+            return False  # a region is being restored
         for camera_id, actor in list(self._actors.items()):
             try:
                 s = await asyncio.wait_for(actor.status.remote(), timeout=10)

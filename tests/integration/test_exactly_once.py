@@ -176,11 +176,15 @@ def victim(pipeline: Pipeline, target: str) -> Callable[[], int]:
     raise ValueError(target)
 
 
-def clock_frames(pipeline: Pipeline) -> int:
+def clock_status(pipeline: Pipeline) -> dict[str, Any]:
     for cam in pipeline.status()["cameras"]:
         if cam.get("camera_id") == CLOCK_CAMERA:
-            return int(cam.get("frames_processed") or 0)
-    return 0
+            return dict(cam)
+    return {}
+
+
+def clock_frames(pipeline: Pipeline) -> int:
+    return int(clock_status(pipeline).get("frames_processed") or 0)
 
 
 def replay(
@@ -202,22 +206,25 @@ def replay_with_kills(config: AppConfig, kills: list[tuple[str, int]]) -> dict[s
         for target, moment in kills:
             find = victim(pipeline, target)
             killed_at.append(None)
+            ended = 0
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
-                frames = clock_frames(pipeline)
+                clock = clock_status(pipeline)
+                frames = int(clock.get("frames_processed") or 0)
                 if frames >= moment:
                     os.kill(find(), signal.SIGKILL)
                     killed_at[-1] = frames
                     break
-                cameras = pipeline.status()["cameras"]
-                if cameras and all(c.get("state") in ("finished", "failed") for c in cameras):
-                    break
+                ended = ended + 1 if clock.get("state") in ("finished", "failed") else 0
+                if ended >= 10:
+                    break  # the clock camera's file ended before this moment
                 time.sleep(0.02)
         pipeline.wait_files()
         rows, crossings = warehouse_rows(pipeline)
         totals = pipeline.totals()
         status = pipeline.status()
         ledgers = ray.get(pipeline.controller.frame_ledgers.remote())
+        letters = ray.get(pipeline.controller.dead_letters.remote())
     finally:
         pipeline.stop(checkpoint=False)
     return {
@@ -226,6 +233,8 @@ def replay_with_kills(config: AppConfig, kills: list[tuple[str, int]]) -> dict[s
         "totals": totals,
         "status": status,
         "frames": ledger_frames(ledgers),
+        # Events that came after their window closed: none in a replay.
+        "late": sum(1 for d in letters if d.reason == "late"),
         "killed_at": killed_at,
         "seconds": time.monotonic() - t0,
     }
@@ -255,8 +264,10 @@ def compare(
     changed = sum(1 for k, v in have.items() if k in want and v[:1] != want[k][:1])
     extra = sum(1 for k in have if k not in want)
     targets = target.split("+") if "+" in target else [target] * len(moments)
-    frames_ok = got["frames"] == base["frames"] and all(
-        isinstance(n, int) for n in base["frames"].values()
+    frames_ok = (
+        got["frames"] == base["frames"]
+        and all(isinstance(n, int) for n in base["frames"].values())
+        and got["late"] == 0
     )
     return [
         Outcome(
@@ -294,6 +305,7 @@ def test_kills_of_every_part_leave_the_warehouse_as_without_them(ray_cluster, sc
     base = replay(config_for(scenes, tmp_path / "base"))
     assert base["rows"] and base["crossings"], "the fault-free run counted nothing"
     assert base["frames"] == {f"cam{s}": LAYOUT.frames for s in SEEDS}  # every frame, once
+    assert base["late"] == 0, "the fault-free run closed a window before its events came"
     outcomes: list[Outcome] = []
     for target in TARGETS:
         got = replay(config_for(scenes, tmp_path / target), target, MOMENTS)
