@@ -52,6 +52,9 @@ TARGETS = ("camera", "shard", "sink", "hub", "detector", "controller")
 #: each kill comes.
 LAYOUT = SceneLayout(fps=50.0, frames=400)
 MOMENTS = (30, 110, 190, 270, 350)
+#: Windows of 1 s close 2 s behind the slowest camera of a shard, so rows
+#: leave the shards between checkpoints while the cameras run.
+ALLOWED_LATENESS_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,7 @@ def config_for(scenes: list[Path], run: Path, model: str = "oracle") -> AppConfi
     return AppConfig(
         cameras=cameras,
         # Windows close while the cameras run, between checkpoints.
-        windows=WindowsConfig(sizes_s=(1, 5, 60), allowed_lateness_s=0.5),
+        windows=WindowsConfig(sizes_s=(1, 5, 60), allowed_lateness_s=ALLOWED_LATENESS_S),
         detector=DetectorConfig(model=model, max_batch_size=8, options={"seed": 5}),
         warehouse=WarehouseConfig(url=f"chdb://{run / 'chdb'}"),
         storage=StorageConfig(
@@ -235,6 +238,7 @@ def replay_with_kills(config: AppConfig, kills: list[tuple[str, int]]) -> dict[s
         "frames": ledger_frames(ledgers),
         # Events that came after their window closed: none in a replay.
         "late": sum(1 for d in letters if d.reason == "late"),
+        "late_detail": [f"{d.source}: {d.detail}" for d in letters if d.reason == "late"][:5],
         "killed_at": killed_at,
         "seconds": time.monotonic() - t0,
     }
@@ -305,7 +309,7 @@ def test_kills_of_every_part_leave_the_warehouse_as_without_them(ray_cluster, sc
     base = replay(config_for(scenes, tmp_path / "base"))
     assert base["rows"] and base["crossings"], "the fault-free run counted nothing"
     assert base["frames"] == {f"cam{s}": LAYOUT.frames for s in SEEDS}  # every frame, once
-    assert base["late"] == 0, "the fault-free run closed a window before its events came"
+    assert base["late"] == 0, f"the fault-free run closed windows early: {base['late_detail']}"
     outcomes: list[Outcome] = []
     for target in TARGETS:
         got = replay(config_for(scenes, tmp_path / target), target, MOMENTS)
@@ -333,7 +337,7 @@ def test_kills_on_a_real_clip_with_the_person_detector(ray_cluster, shared_data,
         return AppConfig(
             cameras=(camera.model_copy(update={"id": CLOCK_CAMERA, "realtime": True}),),
             detector=DetectorConfig(model="ssdlite-person", score_threshold=0.4),
-            windows=WindowsConfig(sizes_s=(1, 5, 60), allowed_lateness_s=0.5),
+            windows=WindowsConfig(sizes_s=(1, 5, 60), allowed_lateness_s=ALLOWED_LATENESS_S),
             warehouse=WarehouseConfig(url=f"chdb://{run / 'chdb'}"),
             storage=StorageConfig(
                 root=f"file://{run / 'store'}", checkpoint_interval_s=CHECKPOINT_INTERVAL_S
