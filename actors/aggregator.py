@@ -170,14 +170,18 @@ class AggregatorActor:
 
     async def remove(self, camera_id: str) -> None:
         out = self._agg.remove(camera_id)
-        await self._forward(out)
-        await self._commit_all(out.checkpoints)
+        await self._emit(out)
 
     async def push(self, envelope: Envelope) -> None:
         self._keep_off_model()
         out = self._agg.accept(envelope)
         if out.fenced:
             self._m_fenced.inc(out.fenced)
+        await self._emit(out)
+
+    async def _emit(self, out: Output) -> None:
+        """What the core produced goes out, and the checkpoints it aligned
+        are committed."""
         await self._forward(out)
         await self._commit_all(out.checkpoints)
 
@@ -287,8 +291,7 @@ class AggregatorActor:
     async def cut_alone(self, checkpoint_id: int) -> None:
         """Checkpoint ``checkpoint_id`` of a shard that has no cameras."""
         out = self._agg.cut_alone(checkpoint_id)
-        await self._forward(out)
-        await self._commit_all(out.checkpoints)
+        await self._emit(out)
 
     async def abort(self, checkpoint_id: int) -> None:
         """The controller gave ``checkpoint_id`` up: release what it held."""

@@ -507,6 +507,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _wait_files_with_progress(pipeline: Any, config: AppConfig) -> dict[str, Any]:
+    """``Pipeline.wait_files`` with a bar per camera of frames counted."""
+    with _progress() as bar:
+        tasks = {c.id: bar.add_task(c.id, total=None) for c in config.cameras}
+
+        def show(cameras: list[dict[str, Any]]) -> None:
+            for c in cameras:
+                bar.update(tasks[c["camera_id"]], completed=c.get("frames_processed", 0))
+
+        status: dict[str, Any] = pipeline.wait_files(on_progress=show)
+    return status
+
+
 @contextlib.contextmanager
 def _stdout_to_stderr() -> Iterator[None]:
     """File descriptor 1 goes to stderr meanwhile, for this process and the
@@ -537,14 +550,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         connect_ray(args.address, cameras=len(config.cameras))
         pipeline = start_pipeline(config, shards=args.shards, api=False, fresh=not args.resume)
         try:
-            with _progress() as bar:
-                tasks = {c.id: bar.add_task(c.id, total=None) for c in config.cameras}
-
-                def show(cameras: list[dict[str, Any]]) -> None:
-                    for c in cameras:
-                        bar.update(tasks[c["camera_id"]], completed=c.get("frames_processed", 0))
-
-                status = pipeline.wait_files(on_progress=show)
+            status = _wait_files_with_progress(pipeline, config)
             totals = pipeline.totals()
         finally:
             pipeline.stop()
@@ -680,14 +686,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     pipeline = start_pipeline(config, api=True)
     console.print(f"dashboard while it runs: {pipeline.dashboard_url}")
     try:
-        with _progress() as bar:
-            tasks = {c.id: bar.add_task(c.id, total=None) for c in config.cameras}
-
-            def show(cameras: list[dict[str, Any]]) -> None:
-                for c in cameras:
-                    bar.update(tasks[c["camera_id"]], completed=c.get("frames_processed", 0))
-
-            pipeline.wait_files(on_progress=show)
+        _wait_files_with_progress(pipeline, config)
         totals = pipeline.totals()
     finally:
         pipeline.stop()
