@@ -41,7 +41,7 @@ from ray.util import metrics
 
 from actors.cores import ModelCoreAvoider
 from camcount.affinity import current_cores
-from camcount.capture import Capture, EndOfSource, SourceState
+from camcount.capture import Capture, CaptureStats, EndOfSource, SourceState
 from camcount.channels import Barrier, Counted, EndOfStream, Progress, Sender
 from camcount.checkpoints.states import CAMERA_STATE_VERSION, CameraState
 from camcount.config import CameraConfig, TrackerConfig
@@ -95,6 +95,7 @@ _LATENCY_BOUNDARIES_S = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10]
 #: the camera fails: Serve replaces a dead replica in seconds.
 DETECTOR_RETRY_S = 120.0
 _NO_IMAGE = np.zeros((0, 0, 3), dtype=np.uint8)
+_SOURCE_ENDED = frozenset({SourceState.FINISHED, SourceState.FAILED, SourceState.STOPPED})
 _HEAVY = ("torch", "pyarrow", "pandas", "scipy.optimize")
 
 
@@ -502,7 +503,7 @@ class CameraActor:
         return {
             "camera_id": self.camera.id,
             "source": self.camera.source,
-            "state": (self._final[0] if self._final else stats.state).value,
+            "state": self._state(stats).value,
             "detail": self._final[1] if self._final else stats.detail,
             "fps": round(fps, 2),
             "frames_decoded": stats.decoded,
@@ -525,6 +526,17 @@ class CameraActor:
             # What a camera process should never carry (camera docs, memory).
             "heavy_imports": [m for m in _HEAVY if sys.modules.get(m) is not None],
         }
+
+    def _state(self, stats: CaptureStats) -> SourceState:
+        """The camera's state: ended only once its loop has counted every
+        frame it was given. The decoder reaches the end of a file while
+        frames still wait in its queue, and a caller that read its state
+        alone would close the windows before those frames were counted."""
+        if self._final is not None:
+            return self._final[0]
+        if stats.state in _SOURCE_ENDED and self._task is not None and not self._task.done():
+            return SourceState.STREAMING
+        return stats.state
 
     def update(self, camera: dict[str, Any]) -> dict[str, Any]:
         """New lines, zones, classes or region while running.
