@@ -88,6 +88,10 @@ class AggregatorActor:
         # The sink's incarnation this shard's rows went to since its last
         # checkpoint; a different one at a barrier means rows were lost.
         self._sink_epoch: str | None = None
+        # Bumped by every restore: output and checkpoints computed before
+        # it, still on their way out when it came, are dropped, never sent
+        # after the restored state's own.
+        self._generation = 0
         self._drain_lock = asyncio.Lock()
         self._outcomes: dict[int, asyncio.Future[list[dict[str, Any]]]] = {}
         self._holds: dict[str, asyncio.Event] = {}
@@ -152,6 +156,7 @@ class AggregatorActor:
         if state is not None:
             agg.restore(state)
         self._agg = agg
+        self._generation += 1
         self._outbox, self._outbox_rows = {}, 0
         self._rows = []
         self._finished = set()
@@ -169,41 +174,47 @@ class AggregatorActor:
         self._finished.discard(camera_id)
 
     async def remove(self, camera_id: str) -> None:
+        generation = self._generation
         out = self._agg.remove(camera_id)
-        await self._emit(out)
+        await self._emit(out, generation)
 
     async def push(self, envelope: Envelope) -> None:
         self._keep_off_model()
+        generation = self._generation
         out = self._agg.accept(envelope)
         if out.fenced:
             self._m_fenced.inc(out.fenced)
-        await self._emit(out)
+        await self._emit(out, generation)
 
-    async def _emit(self, out: Output) -> None:
+    async def _emit(self, out: Output, generation: int) -> None:
         """What the core produced goes out, and the checkpoints it aligned
-        are committed."""
-        await self._forward(out)
-        await self._commit_all(out.checkpoints)
+        are committed, unless a restore came in between (``generation``)."""
+        await self._forward(out, generation)
+        if generation == self._generation:
+            await self._commit_all(out.checkpoints, generation)
 
-    async def _commit_all(self, checkpoints: list[ShardCheckpoint]) -> None:
+    async def _commit_all(self, checkpoints: list[ShardCheckpoint], generation: int) -> None:
         """Commit in the background, one checkpoint after the other: a slow
         or unreachable store must not hold up the cameras' pushes (counting
         goes on; the checkpoint fails and the next one tries again)."""
         loop = asyncio.get_running_loop()
         for cp in checkpoints:
             future = self._outcome(cp.checkpoint_id)
-            self._last_commit = loop.create_task(self._commit_after(self._last_commit, cp, future))
+            self._last_commit = loop.create_task(
+                self._commit_after(self._last_commit, cp, future, generation)
+            )
 
     async def _commit_after(
         self,
         previous: asyncio.Task[None] | None,
         cp: ShardCheckpoint,
         future: asyncio.Future[list[dict[str, Any]]],
+        generation: int,
     ) -> None:
         if previous is not None:
             await asyncio.wait({previous})
         try:
-            parts = await self._commit(cp)
+            parts = await self._commit(cp, generation)
         except Exception as exc:
             log.warning("shard %s: checkpoint %s failed: %r", self.shard_id, cp.checkpoint_id, exc)
             if not future.done():
@@ -212,9 +223,10 @@ class AggregatorActor:
             if not future.done():
                 future.set_result(parts)
 
-    async def _commit(self, cp: ShardCheckpoint) -> list[dict[str, Any]]:
+    async def _commit(self, cp: ShardCheckpoint, generation: int) -> list[dict[str, Any]]:
         if self._store is None:
             return []
+        self._check_generation(generation)
         store, n = self._store, cp.checkpoint_id
 
         # Step 1: the snapshots, written once under the checkpoint's id.
@@ -231,6 +243,7 @@ class AggregatorActor:
         parts = await asyncio.to_thread(write)
         await self._hold("state_written")
         # Step 2: every row made before the barrier is durable.
+        self._check_generation(generation)
         if self._sink is not None:
             async with self._drain_lock:
                 await self._drain_unlocked()
@@ -238,8 +251,13 @@ class AggregatorActor:
             if epoch != self._sink_epoch:
                 raise RuntimeError("the warehouse sink restarted since the last checkpoint")
         await self._hold("rows_flushed")
+        self._check_generation(generation)
         # Step 3: the outcome waits in _outcomes for checkpoint_done.
         return parts
+
+    def _check_generation(self, generation: int) -> None:
+        if generation != self._generation:
+            raise RuntimeError("the shard was restored during this checkpoint")
 
     # Crash points (DESIGN: "Two crash points need their own tests"). A
     # test holds the protocol at one, kills a part, and lets it go on.
@@ -290,15 +308,16 @@ class AggregatorActor:
 
     async def cut_alone(self, checkpoint_id: int) -> None:
         """Checkpoint ``checkpoint_id`` of a shard that has no cameras."""
+        generation = self._generation
         out = self._agg.cut_alone(checkpoint_id)
-        await self._emit(out)
+        await self._emit(out, generation)
 
     async def abort(self, checkpoint_id: int) -> None:
         """The controller gave ``checkpoint_id`` up: release what it held."""
         future = self._outcomes.pop(checkpoint_id, None)
         if future is not None and not future.done():
             future.cancel()
-        await self._forward(self._agg.abort(checkpoint_id))
+        await self._forward(self._agg.abort(checkpoint_id), self._generation)
 
     def frame_ledgers(self) -> dict[str, dict[str, Any]]:
         """Per camera, the runs of its frame numbers this shard applied and
@@ -319,13 +338,13 @@ class AggregatorActor:
     async def tick(self) -> None:
         """Let idle inputs time out and close what that allows."""
         out = Output(rows=self._agg._close())
-        await self._forward(out)
+        await self._forward(out, self._generation)
 
     async def flush(self) -> list[WindowRow]:
         """Close every open window (all inputs are done for good) and hand
         everything to the sink."""
         rows = self._agg.flush()
-        await self._forward(Output(rows=rows))
+        await self._forward(Output(rows=rows), self._generation)
         await self.drain()
         if self._sink is not None and await self._sink.flush_epoch.remote() != self._sink_epoch:
             raise RuntimeError("the warehouse sink restarted: rows were lost")
@@ -344,7 +363,10 @@ class AggregatorActor:
             return 0
         outbox, sent = self._outbox, self._outbox_rows
         self._outbox, self._outbox_rows = {}, 0
+        generation = self._generation
         for cls, items in outbox.items():
+            if generation != self._generation:
+                return 0  # restored meanwhile: these rows are made again
             try:
                 await self._sink.write.remote(cls.kind, to_arrow(cls, items))
             except ray.exceptions.RayActorError as exc:
@@ -353,7 +375,7 @@ class AggregatorActor:
                 log.warning("shard %s: sink lost (%r); rows dropped", self.shard_id, exc)
         return sent
 
-    async def _forward(self, out: Output) -> None:
+    async def _forward(self, out: Output, generation: int) -> None:
         self._m_events.inc(len(out.events)) if out.events else None
         self._finished.update(out.finished)
         if out.rows:
@@ -382,7 +404,7 @@ class AggregatorActor:
                 or time.monotonic() - self._outbox_since >= SINK_MAX_DELAY_S
             ):
                 await self.drain()
-        if self._hub is not None and batches:
+        if self._hub is not None and batches and generation == self._generation:
             updates = [
                 (cls.kind, getattr(e, "camera_id", ""), self._enriched(_as_dict(e)))
                 for cls, items in batches
