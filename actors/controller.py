@@ -97,6 +97,7 @@ class Controller:
         self._health_interval_s = health_interval_s
         self._sink = sink
         self._reconstructed = ray.get_runtime_context().was_current_actor_reconstructed
+        self._born = time.monotonic()
         self._fresh = fresh and not self._reconstructed
         storage = self.config.storage
         self._store = CheckpointStore(storage.root, storage.keep_checkpoints)
@@ -218,6 +219,14 @@ class Controller:
             loop.create_task(self._watch_loop()),
             loop.create_task(self._checkpoint_loop()),
         ]
+        if self._reconstructed:  # a restart of this actor is a row too
+            self._note_restart(
+                "controller",
+                "controller",
+                f"controller lost; restored from checkpoint {self._resumed_from}",
+                time.monotonic() - self._born,
+            )
+            await self._write_restart_letters()
         return list(statuses)
 
     def _load(
@@ -655,7 +664,10 @@ class Controller:
                 "at": time.time(),
             }
         )
-        letter = DeadLetter(part, "restart", detail, time.time(), kind, self._restarts[part])
+        # The restart's time in ms is its id: a count would start over with
+        # a restarted controller and collapse two restarts into one row.
+        now = time.time()
+        letter = DeadLetter(part, "restart", detail, now, kind, int(now * 1000))
         self._dead.append(letter)
         self._unsent.append(letter)
 
