@@ -148,56 +148,24 @@ class CameraActor:
         bounds cameras per node."""
         self.camera = CameraConfig.model_validate(camera)
         self.tracker = TrackerConfig.model_validate(tracker)
-        self._aggregator = aggregator
-        self._sender = Sender(sender_id)
         _without_pandas()
         from ray import serve
 
         self._detector = serve.get_deployment_handle(detector_deployment, app_name=detector_app)
         self._max_in_flight = max_in_flight
         self._frames_per_batch = frames_per_batch
-        self._capture = Capture(
-            self.camera.source,
-            self.camera.fps,
-            self.camera.start_timestamp,
-            queue_size,
-            loop=self.camera.loop,
-            realtime=self.camera.realtime,
-            decode_threads=self.camera.decode_threads,
-        )
-        self._processor: CameraProcessor | None = None
+        self._queue_size = queue_size
         self._keep_off_model = ModelCoreAvoider()
-        self._spec: InputSpec | None = None
-        self._task: asyncio.Task[None] | None = None
-        # Set once the loop has ended (finished, failed, stopped); until then
-        # the state is the capture's own.
-        self._final: tuple[SourceState, str] | None = None
-        self._processed = 0
-        self._skipped = 0
-        self._rejected = 0
-        self._detector_errors = 0
-        self._events = 0
-        self._last_frame_time: float | None = None
-        self._fps_window: deque[float] = deque(maxlen=50)
-        self._pending_pushes: deque[Any] = deque()
-        self._outbox: list[CameraEvent | Gap] = []
-        self._outbox_frames = 0
-        self._dead_letters: list[DeadLetter] = []
         self._preview_gate = PreviewGate()
         self._preview_frame: PreviewFrame | None = None
         self._preview_jpeg: tuple[PreviewFrame, bytes] | None = None
-        self._restore = restore.check(self.camera.id) if restore is not None else None
-        self._last_position = restore.position if restore is not None else None
-        self._barriers: deque[tuple[int, bool, asyncio.Future[dict[str, Any]]]] = deque()
+        self._dead_letters: list[DeadLetter] = []
         self._gaps: deque[Gap] = deque(maxlen=10)
-        self._cut_at: int | None = None
-        # A live source resumes from now: what it missed is a recorded gap.
-        self._gap_pending = restore is not None and self._capture.live
-        self._counted_upto = restore.frames_processed if restore is not None else 0
-        if restore is not None:
-            self._processed = restore.frames_processed
-            self._events = restore.events
-            self._last_frame_time = restore.last_frame_time
+        self._fps_window: deque[float] = deque(maxlen=50)
+        self._skipped = 0
+        self._rejected = 0
+        self._detector_errors = 0
+        self._reset(aggregator, sender_id, restore)
         tags = {"camera": self.camera.id}
         self._m_processed = metrics.Counter(
             "camcount_frames_processed", "frames tracked and counted", ("camera",)
@@ -223,6 +191,64 @@ class CameraActor:
             self._m_queue,
         ):
             m.set_default_tags(tags)
+
+    def _reset(self, aggregator: Any, sender_id: str, restore: CameraState | None) -> None:
+        """Everything a run of the camera counts from: empty, or a
+        checkpoint's snapshot (``restore``). A new process and a rewound
+        one (``rewind``) start from here alike."""
+        self._aggregator = aggregator
+        self._sender = Sender(sender_id)
+        self._capture = Capture(
+            self.camera.source,
+            self.camera.fps,
+            self.camera.start_timestamp,
+            self._queue_size,
+            loop=self.camera.loop,
+            realtime=self.camera.realtime,
+            decode_threads=self.camera.decode_threads,
+        )
+        self._processor: CameraProcessor | None = None
+        self._spec: InputSpec | None = None
+        self._task: asyncio.Task[None] | None = None
+        # Set once the loop has ended (finished, failed, stopped); until then
+        # the state is the capture's own.
+        self._final: tuple[SourceState, str] | None = None
+        self._processed = 0
+        self._events = 0
+        self._last_frame_time: float | None = None
+        self._pending_pushes: deque[Any] = deque()
+        self._outbox: list[CameraEvent | Gap] = []
+        self._outbox_frames = 0
+        self._restore = restore.check(self.camera.id) if restore is not None else None
+        self._last_position = restore.position if restore is not None else None
+        self._barriers: deque[tuple[int, bool, asyncio.Future[dict[str, Any]]]] = deque()
+        self._cut_at: int | None = None
+        # A live source resumes from now: what it missed is a recorded gap.
+        self._gap_pending = restore is not None and self._capture.live
+        self._counted_upto = restore.frames_processed if restore is not None else 0
+        if restore is not None:
+            self._processed = restore.frames_processed
+            self._events = restore.events
+            self._last_frame_time = restore.last_frame_time
+
+    async def rewind(self, aggregator: Any, sender_id: str, restore: CameraState | None) -> None:
+        """Back to a checkpoint's snapshot in this process, as a new
+        incarnation (``sender_id``): its region is being rolled back and
+        this camera is alive, so it need not be replaced by a new process
+        (seconds to start). Nothing of the run before leaves after this
+        returns: the loop and the decoder are stopped, and sends still on
+        their way carry the old sender id, which the restored shard fences
+        off. ``start`` follows, once the new sender is registered."""
+        barriers, self._barriers = self._barriers, deque()
+        for _, _, future in barriers:
+            if not future.done():
+                future.set_exception(RuntimeError(f"camera {self.camera.id} rewound"))
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task})
+        await asyncio.to_thread(self._capture.stop)
+        self._reset(aggregator, sender_id, restore)
 
     async def start(self) -> dict[str, Any]:
         """Open the source and start the loop; a file that cannot be opened

@@ -21,9 +21,10 @@ they held) and counted; counting goes on, and the next one tries again.
 Recovery. A camera and its shard form a region: the shard's state holds
 what the camera sent up to the checkpoint. When a camera or a shard dies,
 its region rolls back to the newest complete checkpoint: the shard (or a
-new one) restores its state, every camera of the region is replaced by a
-new incarnation restored from its own state (a file seeks to the saved
-frame), and batches from the old incarnations are fenced off. What the
+new one) restores its state, every camera of the region becomes a new
+incarnation restored from its own state (a file seeks to the saved frame;
+a live camera rewinds in its own process, a dead one gets a new process),
+and batches from the old incarnations are fenced off. What the
 region had sent after the checkpoint is made again, identically; the
 warehouse keeps one row per identity, so nothing is counted twice, and
 nothing before the checkpoint is lost. When the sink dies (Ray restarts
@@ -74,6 +75,9 @@ CAMERA_RUNTIME_ENV = {
 CHECKPOINT_TIMEOUT_INTERVALS = 5
 MIN_CHECKPOINT_TIMEOUT_S = 10.0
 ENDED = frozenset({"finished", "failed", "stopped"})
+#: How long a live camera of a region being rolled back may take to stop
+#: and rewind before it is replaced by a new process instead.
+REWIND_TIMEOUT_S = 30.0
 _DURATION_BOUNDARIES_S = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10]
 
 
@@ -497,6 +501,8 @@ class Controller:
             await asyncio.to_thread(self._store.prune)
         except Exception as exc:  # the next checkpoint prunes again
             log.warning("pruning checkpoints failed: %r", exc)
+        if self._unsent:  # restart records a lost sink took with it
+            await self._write_restart_letters()
         return True
 
     def _topology(self, hub_seq: int) -> dict[str, Any]:
@@ -540,7 +546,9 @@ class Controller:
         if kind == "camera":
             cfg = self._cameras.get(name)
             if cfg is not None and self._actors.get(name) is actor:
-                await self._recover_until_done([self._shard_index(cfg)], cause, {name: "camera"})
+                await self._recover_until_done(
+                    [self._shard_index(cfg)], cause, {name: "camera"}, dead={name}
+                )
         elif kind == "shard":
             i = int(name)
             if i < len(self.shards) and self.shards[i] is actor:
@@ -564,6 +572,7 @@ class Controller:
         cause: str,
         parts: dict[str, str],
         replace_shards: set[int] | None = None,
+        dead: set[str] | None = None,
     ) -> None:
         """A recovery that fails (the store unreachable, a new actor lost
         while starting) is tried again until it works: the region's cameras
@@ -572,7 +581,7 @@ class Controller:
         delay = 0.5
         while not self._stopping:
             try:
-                await self._recover(indices, cause, parts, replace_shards)
+                await self._recover(indices, cause, parts, replace_shards, dead or set())
                 return
             except Exception:
                 log.exception("recovery after %s failed; trying again in %.1f s", cause, delay)
@@ -587,9 +596,11 @@ class Controller:
         cause: str,
         parts: dict[str, str],
         replace_shards: set[int] | None = None,
+        dead: set[str] | None = None,
     ) -> None:
         """Roll the regions of ``shard_indices`` back to the newest complete
-        checkpoint (module docstring, Recovery)."""
+        checkpoint (module docstring, Recovery); ``dead`` names cameras known
+        lost, which need a new process."""
         t0 = time.monotonic()
         async with self._lock:
             if self._stopping:
@@ -598,16 +609,10 @@ class Controller:
             region = {
                 i: [c for c in self._cameras.values() if self._shard_index(c) == i] for i in indices
             }
-            # Fence: the old incarnations stop sending before anything restores.
-            for cams in region.values():
-                for cfg in cams:
-                    old = self._actors.pop(cfg.id, None)
-                    self._unwatch(("camera", cfg.id))
-                    if old is not None:
-                        ray.kill(old, no_restart=True)
+            cameras = [cfg for cams in region.values() for cfg in cams]
             base = self._base_id
             shard_states, camera_states = await asyncio.to_thread(
-                self._base_states, base, indices, [c.id for cams in region.values() for c in cams]
+                self._base_states, base, indices, [c.id for c in cameras]
             )
             for i in indices:
                 if replace_shards and i in replace_shards:
@@ -615,20 +620,47 @@ class Controller:
                         ray.kill(self.shards[i], no_restart=True)
                     self.shards[i] = self._new_shard(i, None)
                     self._watch(("shard", str(i)), self.shards[i])
-            # New processes start together: the cameras' while the shard
-            # (perhaps a new one) restores.
-            spawned = [
-                (cfg, self._spawn(cfg, camera_states.get(cfg.id), len(self._cameras)))
-                for cams in region.values()
-                for cfg in cams
-            ]
+            # Fence: every old incarnation has stopped sending before the
+            # shard restores. The live ones rewind in place; the dead are
+            # replaced by new processes, which start meanwhile.
+            renewed = await asyncio.gather(
+                *(
+                    self._renew(cfg, camera_states.get(cfg.id), cfg.id in (dead or ()))
+                    for cfg in cameras
+                )
+            )
             await asyncio.gather(*(self.shards[i].restore.remote(shard_states[i]) for i in indices))
-            await asyncio.gather(*(self._register(cfg) for cfg, _ in spawned))
-            await asyncio.gather(*(self._begin(cfg, actor) for cfg, actor in spawned))
+            await asyncio.gather(*(self._register(cfg) for cfg in cameras))
+            await asyncio.gather(
+                *(self._begin(cfg, actor) for cfg, actor in zip(cameras, renewed, strict=True))
+            )
         seconds = time.monotonic() - t0
         for part, kind in parts.items():
             self._note_restart(part, kind, f"{cause}; restored from checkpoint {base}", seconds)
         await self._write_restart_letters()
+
+    async def _renew(self, cfg: CameraConfig, state: CameraState | None, dead: bool) -> Any:
+        """The camera's next incarnation, restored from ``state``: the same
+        process rewound when it answers (a new process takes seconds to
+        start), else a new one."""
+        actor = self._actors.get(cfg.id)
+        if actor is not None and not dead:
+            n = self._incarnation[cfg.id] + 1
+            try:
+                await asyncio.wait_for(
+                    actor.rewind.remote(self._shard_of(cfg), f"{cfg.id}#{n}", state),
+                    REWIND_TIMEOUT_S,
+                )
+            except (RayActorError, TimeoutError) as exc:
+                log.warning("camera %s did not rewind (%r): replacing it", cfg.id, exc)
+            else:
+                self._incarnation[cfg.id] = n
+                return actor
+        old = self._actors.pop(cfg.id, None)
+        self._unwatch(("camera", cfg.id))
+        if old is not None:
+            ray.kill(old, no_restart=True)
+        return self._spawn(cfg, state, len(self._cameras))
 
     def _base_states(
         self, base: int | None, indices: list[int], cameras: list[str]
@@ -672,12 +704,18 @@ class Controller:
         self._unsent.append(letter)
 
     async def _write_restart_letters(self) -> None:
-        """Every restart is a row of the warehouse's dead letters."""
+        """Every restart is a row of the warehouse's dead letters. They are
+        kept until the sink has made them durable in the same incarnation
+        that took them: a sink lost in between (its memory with them) gets
+        them again with the next restart's."""
         pending, self._unsent = self._unsent, []
         if self._sink is None or not pending:
             return
         try:
+            epoch = await self._sink.epoch.remote()
             await self._sink.write.remote("dead_letter", to_arrow(DeadLetter, pending))
+            if await self._sink.flush_epoch.remote() != epoch:
+                raise RuntimeError("the warehouse sink restarted while taking them")
         except Exception as exc:  # the sink is back later: sent with the next
             log.warning("restart records not written yet: %r", exc)
             self._unsent = pending + self._unsent
@@ -703,6 +741,7 @@ class Controller:
                             [self._shard_index(cfg)],
                             f"camera {camera_id} not answering ({type(exc).__name__})",
                             {camera_id: "camera"},
+                            dead={camera_id},
                         )
             for shard in list(self.shards):
                 with contextlib.suppress(RayActorError):
@@ -763,6 +802,7 @@ class Controller:
                         # before every window closes.
                         closed = await self._all_ended()
                         if closed:
+                            await self._write_restart_letters()
                             for shard in self.shards:
                                 await shard.flush.remote()
                             if self._sink is not None:
