@@ -21,7 +21,9 @@ pipeline and not the model is measured; chDB warehouse; ``file://`` store;
    camera (of the region that was rolled back) after its restore; for the
    detector, the first frame counted after Serve's new replica answers; for
    the hub, the first update it numbers after its restart. Target: under
-   5 s on this machine for every part.
+   5 s on this machine for every part. The detector is killed once more
+   with two replicas serving (``detector x2``): the lost requests go to
+   the other one.
 
 Run::
 
@@ -58,6 +60,9 @@ from serve_app.app import DETECTOR_APP, Pipeline, connect_ray, start_pipeline
 
 NO_CHECKPOINTS_S = 1e6
 PARTS = ("camera", "shard", "sink", "hub", "detector", "controller")
+#: The detector killed again with a second replica serving: the cameras'
+#: resends go to the survivor instead of waiting for Serve's replacement.
+REPLICATED = "detector x2"
 
 
 def scenes(root: Path, n: int, layout: SceneLayout) -> list[Path]:
@@ -70,14 +75,16 @@ def scenes(root: Path, n: int, layout: SceneLayout) -> list[Path]:
     return out
 
 
-def config(videos: list[Path], run: Path, interval_s: float, realtime: bool) -> AppConfig:
+def config(
+    videos: list[Path], run: Path, interval_s: float, realtime: bool, replicas: int = 1
+) -> AppConfig:
     cameras = tuple(
         load_config(v.with_suffix(".yaml")).cameras[0].model_copy(update={"realtime": realtime})
         for v in videos
     )
     return AppConfig(
         cameras=cameras,
-        detector=DetectorConfig(model="oracle", max_batch_size=16),
+        detector=DetectorConfig(model="oracle", max_batch_size=16, num_replicas=replicas),
         windows=WindowsConfig(sizes_s=(1, 10, 60), allowed_lateness_s=0.5),
         warehouse=WarehouseConfig(url=f"chdb://{run / 'chdb'}"),
         storage=StorageConfig(root=f"file://{run / 'store'}", checkpoint_interval_s=interval_s),
@@ -241,6 +248,15 @@ def recovery_times(videos: list[Path], root: Path, n: int, shards: int) -> dict[
             time.sleep(1.5)  # a checkpoint after the recovery, before the next kill
     finally:
         pipeline.stop(checkpoint=False)
+    cfg = config(videos, root / f"kills-{n}-x2", 1.0, realtime=True, replicas=2)
+    pipeline = start_pipeline(cfg, shards=shards, api=False)
+    try:
+        while pipeline.status()["checkpoints"]["completed"] < 2:
+            time.sleep(0.1)
+        out[REPLICATED] = round(kill_and_time(pipeline, "detector", camera), 2)
+        print(f"    {REPLICATED:<10} {out[REPLICATED]:.2f} s", flush=True)
+    finally:
+        pipeline.stop(checkpoint=False)
     return out
 
 
@@ -272,7 +288,7 @@ def main() -> None:
     print(f"\nrecovery bench on {platform.node()} ({os.cpu_count()} cores), shards={args.shards}")
     print(
         "N   fps none  fps 1s  ratio  cp med s  cp max s  B/camera  B/shard  "
-        + "  ".join(f"{p[:6]:>6}" for p in PARTS)
+        + "  ".join(f"{p[:6]:>6}" for p in (*PARTS, REPLICATED))
     )
     for r in results:
         rec = r["recovery_s"]
@@ -280,7 +296,7 @@ def main() -> None:
             f"{r['cameras']:<3} {r['fps_no_checkpoints']:>8}  {r['fps_1s_checkpoints']:>6}  "
             f"{r['ratio']:>5}  {r['duration_median_s']!s:>8}  {r['duration_max_s']!s:>8}  "
             f"{r['bytes_per_camera']:>8}  {r['bytes_per_shard']:>7}  "
-            + "  ".join(f"{rec.get(p, float('nan')):>6}" for p in PARTS)
+            + "  ".join(f"{rec.get(p, float('nan')):>6}" for p in (*PARTS, REPLICATED))
         )
 
 
