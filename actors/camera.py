@@ -166,7 +166,6 @@ class CameraActor:
         self._rejected = 0
         self._detector_errors = 0
         self._reset(aggregator, sender_id, restore)
-        tags = {"camera": self.camera.id}
         self._m_processed = metrics.Counter(
             "camcount_frames_processed", "frames tracked and counted", ("camera",)
         )
@@ -183,6 +182,10 @@ class CameraActor:
         self._m_queue = metrics.Gauge(
             "camcount_decode_queue", "frames waiting in the decode queue", ("camera",)
         )
+        self._tag_metrics()
+
+    def _tag_metrics(self) -> None:
+        tags = {"camera": self.camera.id}
         for m in (
             self._m_processed,
             self._m_dropped,
@@ -231,14 +234,29 @@ class CameraActor:
             self._events = restore.events
             self._last_frame_time = restore.last_frame_time
 
-    async def rewind(self, aggregator: Any, sender_id: str, restore: CameraState | None) -> None:
+    def ready(self) -> str:
+        """For the controller: this process has started (a spare is
+        ready to take a camera over)."""
+        return self.camera.id
+
+    async def rewind(
+        self,
+        aggregator: Any,
+        sender_id: str,
+        restore: CameraState | None,
+        camera: dict[str, Any] | None = None,
+        max_in_flight: int | None = None,
+    ) -> None:
         """Back to a checkpoint's snapshot in this process, as a new
         incarnation (``sender_id``): its region is being rolled back and
         this camera is alive, so it need not be replaced by a new process
         (seconds to start). Nothing of the run before leaves after this
         returns: the loop and the decoder are stopped, and sends still on
         their way carry the old sender id, which the restored shard fences
-        off. ``start`` follows, once the new sender is registered."""
+        off. ``start`` follows, once the new sender is registered.
+
+        With ``camera``, this process becomes that camera: a spare the
+        controller keeps started takes over a camera that died."""
         barriers, self._barriers = self._barriers, deque()
         for _, _, future in barriers:
             if not future.done():
@@ -248,6 +266,15 @@ class CameraActor:
             task.cancel()
             await asyncio.wait({task})
         await asyncio.to_thread(self._capture.stop)
+        if camera is not None:  # a spare taking a camera over: nothing of before
+            self.camera = CameraConfig.model_validate(camera)
+            self._tag_metrics()
+            self._dead_letters, self._preview_frame, self._preview_jpeg = [], None, None
+            self._gaps.clear()
+            self._fps_window.clear()
+            self._skipped = self._rejected = self._detector_errors = 0
+        if max_in_flight is not None:
+            self._max_in_flight = max_in_flight
         self._reset(aggregator, sender_id, restore)
 
     async def start(self) -> dict[str, Any]:

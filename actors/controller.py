@@ -41,6 +41,7 @@ import contextlib
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,12 @@ class Controller:
         self._actors: dict[str, Any] = {}
         self._incarnation: dict[str, int] = {}
         self._last_status: dict[str, dict[str, Any]] = {}
+        self._spare: Any = None
+        self._spare_ready: asyncio.Future[str] | None = None
+        self._spare_enabled = storage.spare_camera
+        # Cameras of a region being rolled back (by how many recoveries at
+        # once): their status says so.
+        self._restoring: Counter[str] = Counter()
         self._dead: list[DeadLetter] = []
         self._restarts: dict[str, int] = {}
         self._unsent: list[DeadLetter] = []
@@ -223,6 +230,7 @@ class Controller:
             loop.create_task(self._watch_loop()),
             loop.create_task(self._checkpoint_loop()),
         ]
+        self._start_spare()
         if self._reconstructed:  # a restart of this actor is a row too
             self._note_restart(
                 "controller",
@@ -578,10 +586,26 @@ class Controller:
         while starting) is tried again until it works: the region's cameras
         are ``restoring`` meanwhile, and nothing they would count is lost."""
         indices = list(shard_indices)
+        region = {c.id for c in self._cameras.values() if self._shard_index(c) in indices}
+        self._restoring.update(region)
+        try:
+            await self._recover_retrying(indices, cause, parts, replace_shards, dead or set())
+        finally:
+            self._restoring.subtract(region)
+            self._restoring = +self._restoring  # drops the zeros
+
+    async def _recover_retrying(
+        self,
+        indices: list[int],
+        cause: str,
+        parts: dict[str, str],
+        replace_shards: set[int] | None,
+        dead: set[str],
+    ) -> None:
         delay = 0.5
         while not self._stopping:
             try:
-                await self._recover(indices, cause, parts, replace_shards, dead or set())
+                await self._recover(indices, cause, parts, replace_shards, dead)
                 return
             except Exception:
                 log.exception("recovery after %s failed; trying again in %.1f s", cause, delay)
@@ -610,39 +634,48 @@ class Controller:
                 i: [c for c in self._cameras.values() if self._shard_index(c) == i] for i in indices
             }
             cameras = [cfg for cams in region.values() for cfg in cams]
-            base = self._base_id
-            shard_states, camera_states = await asyncio.to_thread(
-                self._base_states, base, indices, [c.id for c in cameras]
-            )
-            for i in indices:
-                if replace_shards and i in replace_shards:
-                    with contextlib.suppress(Exception):
-                        ray.kill(self.shards[i], no_restart=True)
-                    self.shards[i] = self._new_shard(i, None)
-                    self._watch(("shard", str(i)), self.shards[i])
-            # Fence: every old incarnation has stopped sending before the
-            # shard restores. The live ones rewind in place; the dead are
-            # replaced by new processes, which start meanwhile.
-            renewed = await asyncio.gather(
-                *(
-                    self._renew(cfg, camera_states.get(cfg.id), cfg.id in (dead or ()))
-                    for cfg in cameras
-                )
-            )
-            await asyncio.gather(*(self.shards[i].restore.remote(shard_states[i]) for i in indices))
-            await asyncio.gather(*(self._register(cfg) for cfg in cameras))
-            await asyncio.gather(
-                *(self._begin(cfg, actor) for cfg, actor in zip(cameras, renewed, strict=True))
-            )
+            base = await self._roll_back(indices, cameras, replace_shards, dead or set())
         seconds = time.monotonic() - t0
         for part, kind in parts.items():
             self._note_restart(part, kind, f"{cause}; restored from checkpoint {base}", seconds)
         await self._write_restart_letters()
 
+    async def _roll_back(
+        self,
+        indices: list[int],
+        cameras: list[CameraConfig],
+        replace_shards: set[int] | None,
+        dead: set[str],
+    ) -> int | None:
+        """``_recover``'s work, under its lock; returns the checkpoint the
+        region went back to (None: the start)."""
+        base = self._base_id
+        shard_states, camera_states = await asyncio.to_thread(
+            self._base_states, base, indices, [c.id for c in cameras]
+        )
+        for i in indices:
+            if replace_shards and i in replace_shards:
+                with contextlib.suppress(Exception):
+                    ray.kill(self.shards[i], no_restart=True)
+                self.shards[i] = self._new_shard(i, None)
+                self._watch(("shard", str(i)), self.shards[i])
+        # Fence: every old incarnation has stopped sending before the
+        # shard restores. The live ones rewind in place; the dead are
+        # replaced by new processes, which start meanwhile.
+        renewed = await asyncio.gather(
+            *(self._renew(cfg, camera_states.get(cfg.id), cfg.id in dead) for cfg in cameras)
+        )
+        await asyncio.gather(*(self.shards[i].restore.remote(shard_states[i]) for i in indices))
+        await asyncio.gather(*(self._register(cfg) for cfg in cameras))
+        await asyncio.gather(
+            *(self._begin(cfg, actor) for cfg, actor in zip(cameras, renewed, strict=True))
+        )
+        return base
+
     async def _renew(self, cfg: CameraConfig, state: CameraState | None, dead: bool) -> Any:
         """The camera's next incarnation, restored from ``state``: the same
-        process rewound when it answers (a new process takes seconds to
-        start), else a new one."""
+        process rewound when it answers, else the spare process, else a new
+        one (a new process takes seconds to start)."""
         actor = self._actors.get(cfg.id)
         if actor is not None and not dead:
             n = self._incarnation[cfg.id] + 1
@@ -660,7 +693,64 @@ class Controller:
         self._unwatch(("camera", cfg.id))
         if old is not None:
             ray.kill(old, no_restart=True)
+        spare = await self._take_spare(cfg, state)
+        if spare is not None:
+            return spare
         return self._spawn(cfg, state, len(self._cameras))
+
+    # A spare camera process, started and idle, takes over a camera that
+    # died: a new process needs seconds to start (Ray Serve's imports), the
+    # spare a fraction of one. It reserves no CPU: it uses none until it
+    # takes over, and then the dead camera's share is free.
+
+    def _start_spare(self) -> None:
+        if self._stopping or not self._cameras or not self._spare_enabled:
+            return
+        template = next(iter(self._cameras.values()))
+        self._spare = CameraActor.options(
+            name=None, num_cpus=0, runtime_env=CAMERA_RUNTIME_ENV
+        ).remote(
+            template.model_dump(mode="json"),
+            self.config.tracker.model_dump(mode="json"),
+            None,
+            "spare",
+            self._detector_app,
+        )
+        self._spare_ready = asyncio.ensure_future(self._spare.ready.remote())
+
+    async def _take_spare(self, cfg: CameraConfig, state: CameraState | None) -> Any:
+        """The spare as ``cfg``'s next incarnation, or None (no spare ready,
+        or it failed); a new spare starts in its place."""
+        spare, ready = self._spare, self._spare_ready
+        if spare is None or ready is None or not ready.done():
+            return None
+        if ready.cancelled() or ready.exception() is not None:
+            self._start_spare()  # the spare died while starting
+            return None
+        self._spare = self._spare_ready = None
+        n = self._incarnation.get(cfg.id, -1) + 1
+        try:
+            await asyncio.wait_for(
+                spare.rewind.remote(
+                    self._shard_of(cfg),
+                    f"{cfg.id}#{n}",
+                    state,
+                    cfg.model_dump(mode="json"),
+                    self._frames_in_flight(len(self._cameras)),
+                ),
+                REWIND_TIMEOUT_S,
+            )
+        except (RayActorError, TimeoutError) as exc:
+            log.warning("the spare camera process failed (%r)", exc)
+            with contextlib.suppress(Exception):
+                ray.kill(spare, no_restart=True)
+            return None
+        finally:
+            self._start_spare()
+        self._incarnation[cfg.id] = n
+        self._actors[cfg.id] = spare
+        self._watch(("camera", cfg.id), spare)
+        return spare
 
     def _base_states(
         self, base: int | None, indices: list[int], cameras: list[str]
@@ -759,6 +849,8 @@ class Controller:
                 self._last_status[camera_id] = s
             except (RayActorError, TimeoutError):
                 s = {**self._last_status.get(camera_id, {}), "state": "unreachable"}
+            if self._restoring[camera_id] > 0:
+                s = {**s, "state": "restoring"}
             s["restarts"] = self._restarts.get(camera_id, 0)
             cameras.append(s)
         for camera_id in self._cameras.keys() - self._actors.keys():
@@ -816,7 +908,7 @@ class Controller:
             await asyncio.sleep(0.25)
 
     async def _all_ended(self) -> bool:
-        if self._cameras.keys() - self._actors.keys():
+        if +self._restoring or self._cameras.keys() - self._actors.keys():
             return False  # a region is being restored
         for camera_id, actor in list(self._actors.items()):
             try:
@@ -888,6 +980,10 @@ class Controller:
                 task.cancel()
             for key in list(self._watchers):
                 self._unwatch(key)
+            if self._spare is not None:
+                with contextlib.suppress(Exception):
+                    ray.kill(self._spare, no_restart=True)
+                self._spare = self._spare_ready = None
             started = self._started is not None and bool(self.shards)
             if checkpoint and started and await self._checkpoint(final=True):
                 final = self._cp["last_id"]

@@ -201,6 +201,11 @@ class StorageConfig(_Model):
     )
     checkpoint_interval_s: Annotated[float, Field(gt=0)] = 5.0
     keep_checkpoints: Annotated[int, Field(ge=1)] = 3
+    spare_camera: bool = Field(
+        default=True,
+        description="keep one started, idle camera process that takes over a camera that "
+        "dies (under a second instead of the seconds a new process needs; about 100 MB)",
+    )
 
 
 class WarehouseConfig(_Model):
