@@ -600,13 +600,15 @@ class CameraActor:
         new = CameraConfig.model_validate(camera)
         if new.source != self.camera.source or new.fps != self.camera.fps:
             raise ValueError("a new source or fps needs the camera removed and added again")
-        self.camera = new
         if self._processor is not None:
             old = self._processor
-            self._processor = CameraProcessor(
+            # Built first: geometry the frame refuses leaves the camera as it was.
+            processor = CameraProcessor(
                 new, self.tracker, old.class_names, old.frame_size, old.tracker.settings.fps
             )
-            self._processor.restore(old.snapshot())
+            processor.restore(old.snapshot())
+            self._processor = processor
+        self.camera = new
         return self.status()
 
     def dead_letters(self) -> list[DeadLetter]:

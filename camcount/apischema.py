@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from camcount.config import CameraConfig, LineConfig, ZoneConfig
+from camcount.config import CameraConfig, Coordinate, LineConfig, ZoneConfig
 from camcount.errors import RequestError
 from camcount.live_protocol import (
     DEFAULT_POLL_TIMEOUT_S,
@@ -70,13 +70,13 @@ def new_camera(body: Any) -> CameraConfig:
 class CameraPatch(BaseModel):
     """What may change while a camera runs; absent fields stay as they are."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     lines: tuple[LineConfig, ...] = ()
     zones: tuple[ZoneConfig, ...] = ()
     classes: tuple[str, ...] = ()
     min_confidence: Annotated[float, Field(ge=0, le=1)] = 0.0
-    roi: tuple[tuple[float, float], ...] | None = None
+    roi: tuple[Coordinate, ...] | None = None
     coordinates: Literal["pixel", "normalized"] = "pixel"
     site: str = ""
     tags: dict[str, str] = Field(default_factory=dict)

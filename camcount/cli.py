@@ -11,19 +11,29 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from camcount.errors import CamcountError
 
 if TYPE_CHECKING:
+    from pydantic import ValidationError
+
     from camcount.config import AppConfig, CameraConfig
     from camcount.detectors import Detector
 
@@ -41,6 +51,60 @@ def _progress() -> Progress:
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments end like every other bad input: one line on stderr
+    naming the argument, and status 2 (argparse would print the usage too)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _number(text: str) -> float:
+    """A finite number: NaN and infinities compare false with everything,
+    so a line or a rate holding one would silently count nothing."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _above(low: float, or_equal: bool) -> Callable[[str], float]:
+    """A finite number above ``low`` (or equal to it)."""
+
+    def parse(text: str) -> float:
+        value = _number(text)
+        if value < low or (value == low and not or_equal):
+            want = "at least" if or_equal else "above"
+            raise argparse.ArgumentTypeError(f"must be {want} {low:g}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _whole(low: int) -> Callable[[str], int]:
+    """A whole number from ``low`` up."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {text!r}")
+        return value
+
+    return parse
+
+
+_positive = _above(0.0, or_equal=False)
+_non_negative = _above(0.0, or_equal=True)
+_at_least_one = _whole(1)
+_at_least_zero = _whole(0)
+
+
 def _floats(text: str, n: int | None = None) -> list[float]:
     try:
         values = [float(v) for v in text.split(",")]
@@ -48,20 +112,42 @@ def _floats(text: str, n: int | None = None) -> list[float]:
         raise argparse.ArgumentTypeError(
             f"expected comma-separated numbers, got {text!r}"
         ) from None
+    if not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"expected finite numbers, got {text!r} (no nan or inf)")
     if n is not None and len(values) != n:
         raise argparse.ArgumentTypeError(f"expected {n} numbers, got {len(values)} in {text!r}")
     return values
 
 
 def _line_arg(text: str) -> list[float]:
-    return _floats(text, 4)
+    values = _floats(text, 4)
+    if values[:2] == values[2:]:
+        raise argparse.ArgumentTypeError(
+            f"the two points of a line must differ, got ({values[0]:g}, {values[1]:g}) twice"
+        )
+    return values
 
 
 def _zone_arg(text: str) -> list[float]:
+    from camcount.config import simple_polygon
+
     values = _floats(text)
     if len(values) < 6 or len(values) % 2:
         raise argparse.ArgumentTypeError(f"a zone needs 3 or more x,y pairs, got {text!r}")
+    try:
+        simple_polygon(tuple(zip(values[::2], values[1::2], strict=True)))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return values
+
+
+def _validation_line(exc: ValidationError, what: str) -> CamcountError:
+    """A pydantic error as the one line a bad input gets: its first problem,
+    with the field path."""
+    first = exc.errors()[0]
+    field = ".".join(str(p) for p in first["loc"])
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return CamcountError(f"{what}: {field + ': ' if field else ''}{first['msg']}{more}")
 
 
 # ------------------------------------------------------------------ synth
@@ -71,7 +157,15 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from camcount.synthetic import SceneLayout, generate_scene, write_scene
 
     layout = SceneLayout(width=args.width, height=args.height, fps=args.fps, frames=args.frames)
-    scene = generate_scene(args.seed, layout, n_objects=args.objects)
+    try:
+        scene = generate_scene(args.seed, layout, n_objects=args.objects)
+    except ValueError:
+        # The objects' lanes are laid out in proportion to the frame; a
+        # small or narrow one leaves some of them no room.
+        raise CamcountError(
+            f"a {args.width}x{args.height} frame is too small for the scene; "
+            "try 640x360 (the default) or larger"
+        ) from None
     with _progress() as bar:
         task = bar.add_task(f"render {Path(args.out).name}", total=layout.frames)
         video, truth, config = write_scene(
@@ -92,20 +186,32 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _count_config(args: argparse.Namespace) -> tuple[AppConfig, CameraConfig]:
-    from camcount.config import AppConfig, CameraConfig, LineConfig, ZoneConfig, load_config
+    """The config file's camera (or one made for VIDEO) with the command
+    line's lines, zones and settings, validated as a whole like a file."""
+    from pydantic import ValidationError
+
+    from camcount.config import AppConfig, CameraConfig, DetectorConfig, load_config
 
     video = str(Path(args.video).resolve())
+    if args.camera and not args.config:
+        raise CamcountError(f"--camera {args.camera} needs --config FILE to choose it from")
     config = load_config(args.config) if args.config else AppConfig()
-    lines = tuple(
-        LineConfig(id=f"line-{i + 1}", points=((v[0], v[1]), (v[2], v[3])), band_px=args.band_px)
+    lines = [
+        {"id": f"line-{i + 1}", "points": ((v[0], v[1]), (v[2], v[3])), "band_px": args.band_px}
         for i, v in enumerate(args.line or [])
-    )
-    zones = tuple(
-        ZoneConfig(id=f"zone-{i + 1}", polygon=tuple(zip(v[::2], v[1::2], strict=True)))
+    ]
+    zones = [
+        {"id": f"zone-{i + 1}", "polygon": tuple(zip(v[::2], v[1::2], strict=True))}
         for i, v in enumerate(args.zone or [])
-    )
+    ]
     if config.cameras:
         if args.camera:
+            ids = [c.id for c in config.cameras]
+            if args.camera not in ids:
+                raise CamcountError(
+                    f"--camera {args.camera}: {args.config} has no such camera; "
+                    f"its cameras: {', '.join(ids)}"
+                )
             camera = config.camera(args.camera)
         elif len(config.cameras) == 1:
             camera = config.cameras[0]
@@ -116,26 +222,34 @@ def _count_config(args: argparse.Namespace) -> tuple[AppConfig, CameraConfig]:
                     f"{args.config} has {len(config.cameras)} cameras; choose one with --camera"
                 )
             camera = matches[0]
-        camera = camera.model_copy(
-            update={"source": video, "lines": camera.lines + lines, "zones": camera.zones + zones}
-        )
+        fields = camera.model_dump()
     else:
         if not lines and not zones:
             raise CamcountError("nothing to count: give --config FILE, or --line x1,y1,x2,y2")
-        camera = CameraConfig(id=Path(video).stem, source=video, lines=lines, zones=zones)
+        fields = {"id": Path(video).stem}
+    fields["source"] = video
+    fields["lines"] = [*fields.get("lines", ()), *lines]
+    fields["zones"] = [*fields.get("zones", ()), *zones]
     if args.fps is not None:
-        camera = camera.model_copy(update={"fps": args.fps})
-    detector = config.detector
-    updates: dict[str, object] = {}
+        fields["fps"] = args.fps
+    detector = config.detector.model_dump()
     if args.model:
-        updates["model"] = args.model
+        detector["model"] = args.model
     if args.threshold is not None:
-        updates["score_threshold"] = args.threshold
+        detector["score_threshold"] = args.threshold
     if args.seed is not None:
-        updates["options"] = {**detector.options, "seed": args.seed}
-    if updates:
-        detector = detector.model_copy(update=updates)
-    return config.model_copy(update={"cameras": (camera,), "detector": detector}), camera
+        detector["options"] = {**detector["options"], "seed": args.seed}
+    # model_copy would skip validation: what the command line adds is
+    # checked as a config file is (ids that clash, a bad value).
+    try:
+        camera = CameraConfig.model_validate(fields)
+    except ValidationError as exc:
+        raise _validation_line(exc, f"camera {fields['id']}") from None
+    try:
+        chosen = DetectorConfig.model_validate(detector)
+    except ValidationError as exc:
+        raise _validation_line(exc, "detector") from None
+    return config.model_copy(update={"cameras": (camera,), "detector": chosen}), camera
 
 
 def build_detector_from(config: AppConfig) -> Detector:
@@ -157,15 +271,24 @@ def cmd_count(args: argparse.Namespace) -> int:
 
     config, camera = _count_config(args)
     detector = build_detector_from(config)
-    with _progress() as bar:
-        task = bar.add_task(f"count {Path(camera.source).name}", total=None)
+    # The bar appears with the first frames counted: a camera refused once
+    # its frame size is known (a line outside the picture) leaves one line.
+    bar = _progress()
+    task: TaskID | None = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal task
+        if task is None:
+            bar.start()
+            task = bar.add_task(f"count {Path(camera.source).name}", total=None)
+        bar.update(task, completed=done, total=total)
+
+    try:
         result = count_video(
-            config,
-            camera,
-            detector,
-            batch_size=args.batch_size,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
+            config, camera, detector, batch_size=args.batch_size, progress=progress
         )
+    finally:
+        bar.stop()
     if args.json:
         print(json.dumps(result.totals, indent=2))
         return 0
@@ -202,8 +325,6 @@ def cmd_detect(args: argparse.Namespace) -> int:
     source = str(Path(args.input))
     if not Path(source).is_file():
         raise SourceError(source, "no such file")
-    if args.batch_size < 1:
-        raise CamcountError(f"--batch-size must be at least 1, got {args.batch_size}")
     threshold = {} if args.threshold is None else {"score_threshold": args.threshold}
     settings = DetectorSettings(device=args.device, weights=args.weights, **threshold)
     # The model loads only once the input and output are known to be usable: a typo
@@ -699,21 +820,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="camcount", description="Count people and vehicles in camera streams."
-    )
+    parser = _Parser(prog="camcount", description="Count people and vehicles in camera streams.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("synth", help="render a synthetic scene with exact truth beside it")
     p.add_argument(
         "out", help="output video (.mp4 or .avi); truth and config are written beside it"
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--frames", type=int, default=300)
-    p.add_argument("--width", type=int, default=640)
-    p.add_argument("--height", type=int, default=360)
-    p.add_argument("--fps", type=float, default=10.0)
-    p.add_argument("--objects", type=int, default=12, help="how many scripted objects")
+    p.add_argument("--seed", type=_at_least_zero, default=0)
+    p.add_argument("--frames", type=_at_least_one, default=300)
+    p.add_argument("--width", type=_at_least_one, default=640)
+    p.add_argument("--height", type=_at_least_one, default=360)
+    p.add_argument("--fps", type=_positive, default=10.0)
+    p.add_argument("--objects", type=_at_least_zero, default=12, help="how many scripted objects")
     p.add_argument("--json", action="store_true", help="print the expected counts as JSON")
     p.set_defaults(func=cmd_synth)
 
@@ -736,12 +855,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="X,Y,X,Y,X,Y...",
         help="a zone polygon in pixels; repeatable",
     )
-    p.add_argument("--band-px", type=float, default=8.0, help="hysteresis band of --line lines")
+    p.add_argument(
+        "--band-px", type=_non_negative, default=8.0, help="hysteresis band of --line lines"
+    )
     p.add_argument("--model", help="detector: oracle, noisy, ssdlite-person, ...")
-    p.add_argument("--threshold", type=float, help="detector score threshold")
-    p.add_argument("--seed", type=int, help="seed of the noisy detector")
-    p.add_argument("--fps", type=float, help="sample the video at this rate")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--threshold", type=_number, help="detector score threshold")
+    p.add_argument("--seed", type=_at_least_zero, help="seed of the noisy detector")
+    p.add_argument("--fps", type=_positive, help="sample the video at this rate")
+    p.add_argument("--batch-size", type=_at_least_one, default=8)
     p.add_argument(
         "--json",
         action="store_true",
@@ -756,11 +877,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="ssdlite-person",
         help="ssdlite-person, torchvision:NAME, torchscript:PATH, onnx:PATH, ...",
     )
-    p.add_argument("--threshold", type=float, help="score threshold (default 0.3)")
+    p.add_argument("--threshold", type=_number, help="score threshold (default 0.3)")
     p.add_argument("--weights", help="weights file or name, for models that take one")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    p.add_argument("--fps", type=float, help="sample a video at this rate")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--fps", type=_positive, help="sample a video at this rate")
+    p.add_argument("--batch-size", type=_at_least_one, default=8)
     p.add_argument("--out", help="write the image or video with the boxes drawn")
     p.add_argument(
         "--json",
@@ -772,7 +893,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the pipeline on Ray until Ctrl-C, with live progress")
     p.add_argument("config")
     p.add_argument("--address", help="join this Ray cluster instead of starting one")
-    p.add_argument("--shards", type=int, default=1, help="aggregator shards")
+    p.add_argument("--shards", type=_at_least_one, default=1, help="aggregator shards")
     p.add_argument(
         "--fresh",
         action="store_true",
@@ -783,7 +904,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("replay", help="process file sources on Ray as fast as possible")
     p.add_argument("config")
     p.add_argument("--address", help="join this Ray cluster instead of starting one")
-    p.add_argument("--shards", type=int, default=1, help="aggregator shards")
+    p.add_argument("--shards", type=_at_least_one, default=1, help="aggregator shards")
     p.add_argument("--json", action="store_true", help="print the final counts like `count --json`")
     p.add_argument(
         "--resume",
@@ -825,14 +946,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_checkpoints_list)
     c = csub.add_parser("show", help="what a complete checkpoint holds (default: the newest)")
     c.add_argument("config", help="the config file (its storage root)")
-    c.add_argument("id", type=int, nargs="?", help="checkpoint id (default: the newest complete)")
+    c.add_argument(
+        "id", type=_at_least_zero, nargs="?", help="checkpoint id (default: the newest complete)"
+    )
     c.add_argument("--json", action="store_true", help="print it as JSON")
     c.set_defaults(func=cmd_checkpoints_show)
     c = csub.add_parser(
         "restore", help="make an older checkpoint the one the next run resumes from"
     )
     c.add_argument("config", help="the config file (its storage root)")
-    c.add_argument("id", type=int, help="the complete checkpoint to go back to")
+    c.add_argument("id", type=_at_least_zero, help="the complete checkpoint to go back to")
     c.add_argument("--yes", action="store_true", help="delete the newer checkpoints")
     c.set_defaults(func=cmd_checkpoints_restore)
 
@@ -846,7 +969,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--model", default="ssdlite-person", help="ssdlite-person or torchvision:NAME")
     m.add_argument("--out", required=True, help="FILE.onnx or FILE.pt")
     m.add_argument("--weights", help="weights of the model (default: its usual place)")
-    m.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
+    m.add_argument("--opset", type=_at_least_one, help="ONNX opset (default: the exporter's)")
     m.set_defaults(func=cmd_models_export)
     return parser
 

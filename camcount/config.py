@@ -1,7 +1,10 @@
 """The configuration schema: one YAML file drives every command.
 
 Validation happens once, where the file is read; an error names the field
-path and the file line it came from.
+path and the file line it came from. Every number must be finite (NaN and
+infinities compare false with everything, so a line or threshold holding one
+would silently count nothing), and the REST API validates cameras with these
+same models.
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from camcount.errors import ConfigError
-from camcount.geometry import Anchor
+from camcount.errors import ConfigError, GeometryError
+from camcount.geometry import Anchor, Polygon
 from camcount.tracking import TrackerSettings
 
 Coordinate = tuple[float, float]
@@ -23,7 +26,18 @@ _TRACKER = TrackerSettings()
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def simple_polygon(points: tuple[Coordinate, ...]) -> tuple[Coordinate, ...]:
+    """A zone or region whose border does not cross itself and that encloses
+    some area; the error names the point where the border crosses."""
+    if len(points) >= 3:
+        try:
+            Polygon(points)
+        except GeometryError as exc:
+            raise ValueError(str(exc)) from None
+    return points
 
 
 class LineConfig(_Model):
@@ -45,12 +59,20 @@ class LineConfig(_Model):
 
 
 class ZoneConfig(_Model):
+    """A polygon, its points in order around its border (a border that
+    crosses itself is refused)."""
+
     id: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
     polygon: Annotated[tuple[Coordinate, ...], Field(min_length=3)]
     anchor: Anchor = Anchor.BOTTOM_CENTER
     band_px: Annotated[float, Field(ge=0)] = 8.0
     classes: tuple[str, ...] = ()
     sample_every_s: Annotated[float, Field(ge=0)] = 1.0
+
+    @field_validator("polygon")
+    @classmethod
+    def _simple(cls, v: tuple[Coordinate, ...]) -> tuple[Coordinate, ...]:
+        return simple_polygon(v)
 
 
 class TrackerConfig(_Model):
@@ -128,6 +150,11 @@ class CameraConfig(_Model):
         if self.roi is not None and len(self.roi) < 3:
             raise ValueError("roi needs at least 3 points")
         return self
+
+    @field_validator("roi")
+    @classmethod
+    def _simple_roi(cls, v: tuple[Coordinate, ...] | None) -> tuple[Coordinate, ...] | None:
+        return None if v is None else simple_polygon(v)
 
     @field_validator("start_time")
     @classmethod
@@ -382,8 +409,13 @@ def parse_config(text: str, source: str = "<string>") -> AppConfig:
         return AppConfig.model_validate(data)
     except ValidationError as exc:
         problems = []
-        for err in exc.errors():
+        errors = exc.errors()
+        for err in errors:
             loc = tuple(err["loc"])
+            if err["type"] == "too_short" and any(
+                len(o["loc"]) > len(loc) and tuple(o["loc"][: len(loc)]) == loc for o in errors
+            ):
+                continue  # an item was refused, and so the list came out short: said once
             field = ".".join(str(p) for p in loc) or "(top level)"
             line = _line_of(node, loc)
             where = f"line {line}: " if line else ""

@@ -5,7 +5,9 @@ on (beyond the hysteresis band) and where it was then. A crossing counts
 when the track is next seen definitely on the other side and its move meets
 the line between the line's two ends. Jitter inside the band never changes
 a side, so it never counts; a track may cross again only by going back to
-the first side first, which is itself a crossing the other way.
+the first side first, which is itself a crossing the other way. Near the
+frame edge, where the band has no room, the edge decides the side of a box
+it cuts (``camcount.frame_edges``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy.typing as npt
 
 from camcount.errors import StateError
 from camcount.events import Crossing, Direction
+from camcount.frame_edges import EdgeSides
 from camcount.geometry import Anchor, Segment, anchor_points
 from camcount.tracking import TrackFrame
 
@@ -38,7 +41,8 @@ class LineCounter:
     """Counts confirmed tracks crossing one segment, per class and direction.
 
     ``classes`` limits which classes count (empty: all). ``frame_size`` lets
-    the band shrink near the frame edge, so lines close to it still count.
+    the band shrink near the frame edge and the edge decide the side of the
+    boxes it cuts, so lines close to it still count.
     """
 
     def __init__(
@@ -60,6 +64,7 @@ class LineCounter:
             [not classes or name in classes for name in self.class_names], dtype=bool
         )
         self._band_a, self._band_b = segment.bands_within_frame(frame_size)
+        self._edges = EdgeSides.for_line(segment, anchor, frame_size)
         # Per remembered track, sorted by id: last definite side and point.
         # Arrays rather than dicts: a frame's lookups and writes are a few
         # vectorised operations whatever the number of tracks.
@@ -74,9 +79,12 @@ class LineCounter:
         if len(dets):
             pts = anchor_points(dets.xyxy, self.anchor)
             sides = self.segment.sides(pts, self._band_a, self._band_b)
+            where = pts
+            if self._edges is not None:
+                sides, where = self._edges.decide(sides, pts, frame.observed)
             decided = sides.nonzero()[0]  # np.flatnonzero without its Python wrapper
             if decided.size:
-                events = self._step(frame, pts, sides, decided)
+                events = self._step(frame, pts, where, sides, decided)
         if len(frame.removed_ids) and len(self._ids):
             self._forget(np.asarray(frame.removed_ids, dtype=np.int64))
         return events
@@ -85,15 +93,21 @@ class LineCounter:
         self,
         frame: TrackFrame,
         pts: npt.NDArray[np.float64],
+        where: npt.NDArray[np.float64],
         sides: npt.NDArray[np.int8],
         decided: npt.NDArray[np.intp],
     ) -> list[Crossing]:
-        """Count the decided rows that flipped side, then remember all of them."""
+        """Count the decided rows that flipped side, then remember all of them.
+
+        ``pts`` are the anchors (what a crossing reports), ``where`` the
+        points that decided each side (beyond the frame edge for a box the
+        edge decided), which the segment test and the memory use.
+        """
         dets = frame.detections
         ids = dets.tracker_id[decided]
         now = sides[decided]
         if len(self._ids) == 0:
-            self._remember_new(ids, now, pts[decided])
+            self._remember_new(ids, now, where[decided])
             return []
         # Where each id is (or would go) in the sorted ids; clipped so that
         # an id beyond the last still indexes something to compare with.
@@ -104,17 +118,17 @@ class LineCounter:
         events: list[Crossing] = []
         if flip.any():
             flipped = decided[flip]
-            within = self.segment.crossing_within(self._points[slot[flip]], pts[flipped])
+            within = self.segment.crossing_within(self._points[slot[flip]], where[flipped])
             cls_ok = self._allowed[dets.class_id[flipped]]
             for row in flipped[within & cls_ok]:
                 events.append(self._event(frame, pts, int(row), int(sides[row])))
         if known.all():
             self._sides[slot] = now
-            self._points[slot] = pts[decided]
+            self._points[slot] = where[decided]
         else:
             self._sides[slot[known]] = now[known]
-            self._points[slot[known]] = pts[decided[known]]
-            self._remember_new(ids[~known], now[~known], pts[decided[~known]])
+            self._points[slot[known]] = where[decided[known]]
+            self._remember_new(ids[~known], now[~known], where[decided[~known]])
         return events
 
     def _remember_new(

@@ -16,12 +16,14 @@ class ConfigError(CamcountError):
 
     ``problems`` holds one human-readable line per invalid field, each naming
     the field path and, when the value came from a file, the file and line.
+    One problem is one line of message; several are listed a line each.
     """
 
     def __init__(self, source: str, problems: list[str]) -> None:
         self.source = source
         self.problems = problems
-        super().__init__(f"invalid configuration in {source}:\n  " + "\n  ".join(problems))
+        sep = " " if len(problems) == 1 else "\n  "
+        super().__init__(f"invalid configuration in {source}:{sep}" + "\n  ".join(problems))
 
 
 class GeometryError(CamcountError, ValueError):

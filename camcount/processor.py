@@ -16,8 +16,9 @@ import numpy as np
 from camcount.config import CameraConfig, TrackerConfig
 from camcount.counting import LineCounter, LineCounterState
 from camcount.detections import Detections
+from camcount.errors import GeometryError
 from camcount.events import Crossing, ZoneSample, ZoneTransition, ZoneVisit
-from camcount.geometry import Anchor, Polygon, Segment, anchor_points, to_pixels
+from camcount.geometry import Anchor, Polygon, Segment, anchor_points, format_point, to_pixels
 from camcount.tracking import Tracker, TrackerSettings, TrackerState
 from camcount.zones import ZoneCounter, ZoneCounterState
 
@@ -38,7 +39,9 @@ class CameraProcessor:
     """Filters detections, tracks them and feeds every line and zone counter.
 
     The region of interest, when set, keeps boxes whose bottom centre lies
-    inside it.
+    inside it (or on its border). A line, zone or region that cannot be used
+    in this camera's frame (wholly outside it, degenerate once in pixels) is
+    refused here with a ``GeometryError`` naming the camera and frame size.
     """
 
     def __init__(
@@ -52,14 +55,14 @@ class CameraProcessor:
         self.camera = camera
         self.class_names = tuple(class_names)
         self.frame_size = frame_size
-        normalized = camera.coordinates == "normalized"
         own = camera.tracker or tracker
         self.tracker = Tracker(TrackerSettings(**own.model_dump(), fps=fps))
+        shapes = _Shapes(camera, frame_size)
         self.lines = [
             LineCounter(
                 camera.id,
                 line.id,
-                _segment(line.points, frame_size, normalized, line.band_px),
+                shapes.segment(f"line {line.id!r}", line.points, line.band_px),
                 self.class_names,
                 anchor=line.anchor,
                 classes=line.classes,
@@ -71,7 +74,7 @@ class CameraProcessor:
             ZoneCounter(
                 camera.id,
                 zone.id,
-                Polygon(tuple(to_pixels(zone.polygon, frame_size, normalized))),
+                shapes.polygon(f"zone {zone.id!r}", zone.polygon),
                 self.class_names,
                 anchor=zone.anchor,
                 classes=zone.classes,
@@ -80,9 +83,7 @@ class CameraProcessor:
             )
             for zone in camera.zones
         ]
-        self._roi = (
-            Polygon(tuple(to_pixels(camera.roi, frame_size, normalized))) if camera.roi else None
-        )
+        self._roi = shapes.polygon("roi", camera.roi) if camera.roi else None
         wanted = camera.classes or self.class_names
         self._class_ok = np.array([c in wanted for c in self.class_names], dtype=bool)
         self.last_frame_index = -1
@@ -158,11 +159,49 @@ class CameraProcessor:
         self.last_frame_time = state.last_frame_time
 
 
-def _segment(
-    points: Sequence[Sequence[float]], frame_size: tuple[int, int], normalized: bool, band_px: float
-) -> Segment:
-    start, end = to_pixels(points, frame_size, normalized)
-    return Segment(start, end, band_px=band_px)
+class _Shapes:
+    """A camera's lines and polygons in pixels, checked against its frame.
+
+    The frame size is known only once the first frame is decoded, so this
+    is where a shape that lies wholly outside the picture (a typo, pixels
+    given for normalised coordinates, a config written for another camera)
+    is refused: it would count nothing, silently. The error names the
+    camera, the shape and the frame size.
+    """
+
+    def __init__(self, camera: CameraConfig, frame_size: tuple[int, int]) -> None:
+        self.camera = camera
+        self.frame_size = frame_size
+        self.normalized = camera.coordinates == "normalized"
+
+    def _refuse(self, what: str, problem: str) -> GeometryError:
+        w, h = self.frame_size
+        return GeometryError(f"camera {self.camera.id!r}, {what} ({w}x{h} frame): {problem}")
+
+    def segment(self, what: str, points: Sequence[Sequence[float]], band_px: float) -> Segment:
+        start, end = to_pixels(points, self.frame_size, self.normalized)
+        try:
+            segment = Segment(start, end, band_px=band_px)
+        except GeometryError as exc:
+            raise self._refuse(what, str(exc)) from None
+        if segment.length_within(self.frame_size) <= 0:
+            raise self._refuse(
+                what,
+                f"the line from {format_point(start)} to {format_point(end)} "
+                "lies wholly outside the frame",
+            )
+        return segment
+
+    def polygon(self, what: str, points: Sequence[Sequence[float]]) -> Polygon:
+        vertices = tuple(to_pixels(points, self.frame_size, self.normalized))
+        try:
+            polygon = Polygon(vertices)
+        except GeometryError as exc:
+            raise self._refuse(what, str(exc)) from None
+        if polygon.area_within(self.frame_size) <= 0:
+            corners = ", ".join(format_point(v) for v in vertices)
+            raise self._refuse(what, f"the polygon {corners} lies wholly outside the frame")
+        return polygon
 
 
 CountRow = TypedDict(

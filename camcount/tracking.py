@@ -81,7 +81,10 @@ class TrackFrame:
     ``detections`` holds the confirmed tracks matched in this frame (Kalman
     smoothed boxes, voted class, public id); ``lost_ids`` the confirmed tracks
     kept while unseen; ``removed_ids`` those dropped for good in this frame,
-    so counters can free their memory of them.
+    so counters can free their memory of them. ``observed_xyxy`` holds, row
+    for row, the detector's own box each track matched (None: the same as
+    the smoothed ones): whether the frame edge cuts an object shows there,
+    while the smoothed box of one coming in from the edge lags inside it.
     """
 
     frame_index: int
@@ -89,6 +92,12 @@ class TrackFrame:
     detections: Detections
     lost_ids: IntArray
     removed_ids: IntArray
+    observed_xyxy: npt.NDArray[np.float32] | None = None
+
+    @property
+    def observed(self) -> npt.NDArray[np.float32]:
+        """The detector's boxes of the rows of ``detections``."""
+        return self.detections.xyxy if self.observed_xyxy is None else self.observed_xyxy
 
 
 @dataclass(frozen=True)
@@ -186,6 +195,7 @@ class Tracker:
             self._votes[out_rows].argmax(axis=1).astype(np.int64),
             self._ids[out_rows],
         )
+        observed = detections.xyxy[out_det]
         lost_ids = self._ids[keep & (self._status == LOST)]
         if not keep.all():
             self._keep(keep)
@@ -208,9 +218,10 @@ class Tracker:
                         ),
                     ]
                 )
+                observed = np.concatenate([observed, detections.xyxy[fresh]])
 
         # Fancy indexing above already made these copies of the state.
-        return TrackFrame(frame_index, frame_time, output, lost_ids, removed_ids)
+        return TrackFrame(frame_index, frame_time, output, lost_ids, removed_ids, observed)
 
     def _match(
         self,

@@ -88,6 +88,34 @@ def test_patches_that_are_refused(patch: object, code: str) -> None:
     assert exc.value.code == code and exc.value.status == 422
 
 
+@pytest.mark.parametrize(
+    ("body", "loc", "message"),
+    [
+        # 1e400 is valid JSON that Python reads as infinity
+        (b'{"lines": [{"id": "l", "points": [[1e400, 0], [5, 5]]}]}', ["lines", "0", "points",
+         "0", "0"], "finite number"),
+        (b'{"lines": [{"id": "l", "points": [[0, 0], [5, 5]], "band_px": -1e400}]}',
+         ["lines", "0", "band_px"], "finite number"),
+        (b'{"zones": [{"id": "z", "polygon": [[0, 0], [10, 10], [10, 0], [0, 10]]}]}',
+         ["zones", "0", "polygon"], "crosses itself at (5, 5)"),
+        (b'{"roi": [[0, 0], [10, 0], [0, -1e999]]}', ["roi", "2", "1"], "finite number"),
+        (b'{"roi": [[0, 0], [10, 10], [10, 0], [0, 10]]}', ["roi"], "crosses itself at (5, 5)"),
+    ],
+)  # fmt: skip
+def test_camera_geometry_that_cannot_count_is_refused_naming_the_field(
+    body: bytes, loc: list[str], message: str
+) -> None:
+    for attempt in (
+        lambda: new_camera({"id": "a", "source": "x.mp4", **parse_json(body)}),
+        lambda: patched_camera(CAM, parse_json(body)),
+    ):
+        with pytest.raises(RequestError) as exc:
+            attempt()
+        assert exc.value.status == 422 and exc.value.code == "invalid"
+        (problem,) = exc.value.detail
+        assert problem["loc"] == loc and message in problem["msg"]
+
+
 def test_counts_queries() -> None:
     q = counts_query(
         {"camera": ["gate"], "start": ["2026-01-01T00:00:00Z"], "end": ["1767229200"]}, [10, 60]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from camcount.cli import main
 from camcount.synthetic import generate_scene, write_scene
 
 
@@ -78,6 +79,85 @@ def test_bad_input_gives_a_clear_error(args, message, tmp_path: Path):
     assert out.returncode == 2
     assert message in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """``camcount ARGS`` in this process: its exit status and stderr."""
+    try:
+        code = main(args)
+    except SystemExit as exc:  # argparse's way out
+        code = int(exc.code or 0)
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        (["--line", "nan,0,385,360"], ["--line", "finite"]),
+        (["--line", "0,0,inf,360"], ["--line", "finite"]),
+        (["--line", "100,100,100,100"], ["--line", "must differ"]),
+        (["--line", "1,2,3,x"], ["--line", "numbers"]),
+        (["--zone", "0,0,10,10,10,0,0,10"], ["--zone", "crosses itself at (5, 5)"]),
+        (["--zone", "0,0,-inf,10,10,0"], ["--zone", "finite"]),
+        (["--line", "0,0,9,9", "--band-px", "-1"], ["--band-px", "at least 0"]),
+        (["--line", "0,0,9,9", "--band-px", "nan"], ["--band-px", "finite"]),
+        (["--line", "0,0,9,9", "--fps", "0"], ["--fps", "above 0"]),
+        (["--line", "0,0,9,9", "--fps", "inf"], ["--fps", "finite"]),
+        (["--line", "0,0,9,9", "--threshold", "nan"], ["--threshold", "finite"]),
+        (["--line", "0,0,9,9", "--threshold", "2"], ["score_threshold"]),
+        (["--line", "0,0,9,9", "--batch-size", "0"], ["--batch-size", "at least 1"]),
+        (["--line", "0,0,9,9", "--seed", "-1"], ["--seed", "at least 0"]),
+        (["--line", "0,0,9,9", "--camera", "gate"], ["--camera gate", "--config"]),
+        (["--config", "{config}", "--camera", "nope"], ["--camera nope", "its cameras: gate"]),
+        (["--config", "{bad_config}"], ["cameras.0.lines.0.points.0.0", "finite"]),
+    ],
+)
+def test_bad_count_arguments_end_in_one_line(args, names, tmp_path: Path, capsys) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("cameras:\n  - id: gate\n    source: v.mp4\n")
+    bad_config = tmp_path / "bad.yaml"
+    bad_config.write_text(
+        "cameras:\n  - id: gate\n    source: v.mp4\n    lines:\n"
+        "      - id: door\n        points: [[.nan, 0], [9, 9]]\n"
+    )
+    paths = {"config": str(config), "bad_config": str(bad_config)}
+    code, stderr = run_main(["count", "v.mp4", *(a.format(**paths) for a in args)], capsys)
+    assert code == 2
+    assert len(stderr.strip().splitlines()) == 1, stderr
+    assert all(n in stderr for n in names), stderr
+    assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "name"),
+    [
+        (["synth", "x.mp4", "--frames", "0"], "--frames"),
+        (["synth", "x.mp4", "--fps", "nan"], "--fps"),
+        (["synth", "x.mp4", "--seed", "-1"], "--seed"),
+        (["synth", "{tmp}/x.mp4", "--width", "10", "--height", "10"], "10x10 frame"),
+        (["detect", "x.mp4", "--fps", "nan"], "--fps"),
+        (["replay", "c.yaml", "--shards", "0"], "--shards"),
+        (["checkpoints", "show", "c.yaml", "-1"], "id"),
+        (["nonsense"], "invalid choice"),
+    ],
+)
+def test_bad_arguments_of_other_commands_end_in_one_line(args, name, tmp_path: Path, capsys):
+    code, stderr = run_main([a.format(tmp=tmp_path) for a in args], capsys)
+    assert code == 2
+    assert len(stderr.strip().splitlines()) == 1 and name in stderr, stderr
+
+
+@pytest.mark.parametrize(
+    ("line", "points"),
+    [("700,0,800,10", "(700, 0) to (800, 10)"), ("-50,-50,-10,-20", "(-50, -50) to (-10, -20)")],
+)
+def test_count_refuses_a_line_outside_the_video_frame(scene: Path, line: str, points: str):
+    out = camcount("count", str(scene), f"--line={line}", "--model", "oracle", "--json")
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.strip().splitlines() == [
+        f"error: camera 's3', line 'line-1' (640x360 frame): the line from {points} "
+        "lies wholly outside the frame"
+    ]
 
 
 def test_config_schema_is_json():

@@ -83,3 +83,41 @@ def test_a_start_time_the_warehouse_cannot_store_is_refused(start: str):
         parse_config(text)
     ok = parse_config(text.replace(start, "2026-01-01T00:00:00Z"))
     assert ok.cameras[0].start_timestamp == 1767225600.0
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line", "field", "message"),
+    [
+        ("[[0.1, 0.5], [0.9, 0.5]]", "[[.nan, 0.5], [0.9, 0.5]]", 8,
+         "cameras.0.lines.0.points.0.0", "finite number"),
+        ("[[0.1, 0.5], [0.9, 0.5]]", "[[0.1, 0.5], [.inf, 0.5]]", 8,
+         "cameras.0.lines.0.points.1.0", "finite number"),
+        ("[[0.1, 0.5], [0.9, 0.5]]", "[[0.1, 0.5], [0.9, 0.5]]\n        band_px: .nan", 9,
+         "cameras.0.lines.0.band_px", "finite number"),
+        ("[[10, 10], [100, 10], [100, 100]]", "[[10, 10], [100, -.inf], [100, 100]]", 11,
+         "cameras.0.zones.0.polygon.1.1", "finite number"),
+        ("    fps: 10", "    fps: .inf", 4, "cameras.0.fps", "finite number"),
+        ("[[10, 10], [100, 10], [100, 100]]", "[[0, 0], [100, 100], [100, 0], [0, 100]]", 11,
+         "cameras.0.zones.0.polygon", "crosses itself at (50, 50)"),
+        ("    site: north", "    site: north\n    roi: [[0, 0], [1, 1], [1, 0], [0, 1]]", 6,
+         "cameras.0.roi", "crosses itself at (0.5, 0.5)"),
+        ("[[10, 10], [100, 10], [100, 100]]", "[[10, 10], [50, 50], [100, 100]]", 11,
+         "cameras.0.zones.0.polygon", "zero area"),
+    ],
+)  # fmt: skip
+def test_geometry_that_cannot_count_is_refused(old, new, line, field, message):
+    with pytest.raises(ConfigError) as exc:
+        parse_config(GOOD.replace(old, new), "cfg.yaml")
+    text = str(exc.value)
+    assert f"line {line}: {field}: " in text and message in text
+    assert len(exc.value.problems) == 1 and "\n" not in text  # one problem, one line
+
+
+def test_every_number_in_the_file_must_be_finite():
+    text = "tracker:\n  lost_track_buffer_s: .inf\ndetector:\n  score_threshold: .nan\n"
+    with pytest.raises(ConfigError) as exc:
+        parse_config(text, "cfg.yaml")
+    assert exc.value.problems == [
+        "line 4: detector.score_threshold: Input should be a finite number",
+        "line 2: tracker.lost_track_buffer_s: Input should be a finite number",
+    ]

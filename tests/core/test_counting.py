@@ -7,10 +7,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from camcount.config import CameraConfig, LineConfig, TrackerConfig, ZoneConfig
 from camcount.counting import LineCounter, LineCounterState
-from camcount.events import Direction
+from camcount.errors import GeometryError
+from camcount.events import Crossing, Direction
 from camcount.geometry import Segment
-from tests.core.tracks import CLASSES, path_frames, track_frame
+from camcount.processor import CameraProcessor
+from tests.core.tracks import CLASSES, detections_along, path_frames, track_frame
 
 LINE_Y = 100.0
 BAND = 5.0
@@ -111,6 +114,165 @@ def test_near_the_frame_edge_a_line_still_counts():
     # The anchor can get no further up than y=0: the band above shrinks to 2 px.
     frames = path_frames(vertical(100, [30, 15, 6, 0, 0]))
     assert run(counter, frames) == (0, 1)
+
+
+# ------------------------------------------------------------------ frame edges
+
+FRAME = (1280, 720)
+W, H = FRAME
+PERSON = (60, 160)  # width, height of the object's whole box
+# Lines 2 px inside each edge, oriented so that the picture is side B and
+# the strip beyond the line side A: leaving the picture is "out".
+EDGE_LINES = {
+    "left": ((2, H), (2, 0)),
+    "top": ((0, 2), (W, 2)),
+    "right": ((W - 2, 0), (W - 2, H)),
+    "bottom": ((W, H - 2), (0, H - 2)),
+}
+
+
+def leaving(edge: str, speed: float = 8, frames: int = 60) -> list[tuple[float, float]]:
+    """Box centres walking from inside the picture out through ``edge``."""
+    start = {"left": (250, 400), "top": (600, 250), "right": (W - 250, 400), "bottom": (600, 470)}
+    step = {"left": (-1, 0), "top": (0, -1), "right": (1, 0), "bottom": (0, 1)}
+    (x, y), (dx, dy) = start[edge], step[edge]
+    return [(x + dx * speed * i, y + dy * speed * i) for i in range(frames)]
+
+
+def count_detections(
+    line: tuple[tuple[float, float], tuple[float, float]],
+    centres: list[tuple[float, float]],
+    anchor: str = "bottom_center",
+    min_visible_px: float = 12,
+) -> list[Crossing]:
+    """What ``camcount count`` does with one object's detections: the
+    camera's processor filters, tracks and counts them."""
+    camera = CameraConfig(
+        id="cam", source="v.mp4", lines=(LineConfig(id="edge", points=line, anchor=anchor),)
+    )
+    processor = CameraProcessor(camera, TrackerConfig(), CLASSES, FRAME, fps=10.0)
+    events = []
+    for i, dets in enumerate(detections_along(centres, PERSON, FRAME, min_visible_px)):
+        events += processor.process(dets, i, i / 10)
+    return [e for e in events if isinstance(e, Crossing)]
+
+
+def flicker_at_left_edge() -> list[tuple[float, float]]:
+    walk_in = [(250 - 10 * i, 400) for i in range(23)]  # the box reaches x=0 at the end
+    flicker = [(30 + 2 * (i % 2), 400) for i in range(12)]  # its left side at 0, 2, 0, 2...
+    return walk_in + flicker + walk_in[::-1]
+
+
+# fmt: off
+EDGE_SCENARIOS = [
+    # (name, line, box centres, anchor, smallest box the detector sees, (in, out))
+    *[
+        (f"{e}: leaves through the edge", EDGE_LINES[e], leaving(e), "bottom_center", 12, (0, 1))
+        for e in ("left", "right", "bottom")
+    ],
+    *[
+        (f"{e}: comes in from the edge", EDGE_LINES[e], leaving(e)[::-1], "bottom_center", 12,
+         (1, 0))
+        for e in ("left", "right", "bottom")
+    ],
+    # At the top the bottom centre (the feet) is in sight: it counts once
+    # seen within the band of the line, as here where the detector sees the
+    # box down to 4 px.
+    ("top: feet leave through the edge", EDGE_LINES["top"], leaving("top", 4, 120),
+     "bottom_center", 4, (0, 1)),
+    ("top: feet come in from the edge", EDGE_LINES["top"], leaving("top", 4, 120)[::-1],
+     "bottom_center", 4, (1, 0)),
+    # The centre of a box the top edge cuts is out of sight: the edge decides.
+    ("top, centre: leaves", EDGE_LINES["top"], leaving("top"), "center", 12, (0, 1)),
+    ("top, centre: comes in", EDGE_LINES["top"], leaving("top")[::-1], "center", 12, (1, 0)),
+    ("left, centre: leaves", EDGE_LINES["left"], leaving("left"), "center", 12, (0, 1)),
+    ("right, top centre: comes in", EDGE_LINES["right"], leaving("right")[::-1], "top_center",
+     12, (1, 0)),
+    # A person whose head the top edge cuts is where their feet are.
+    ("top: head cut, walks down", EDGE_LINES["top"], [(600, 60 + 8 * i) for i in range(40)],
+     "bottom_center", 12, (0, 0)),
+    ("left: walks along the edge, cut by it", EDGE_LINES["left"],
+     [(20, 200 + 8 * i) for i in range(40)], "bottom_center", 12, (0, 0)),
+    ("left: leaves beyond the line's end", ((2, 300), (2, 0)), leaving("left"), "bottom_center",
+     12, (0, 0)),
+    ("left: box edge flickers on the frame edge, then walks back", EDGE_LINES["left"],
+     flicker_at_left_edge(), "bottom_center", 12, (1, 1)),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize(
+    ("name", "line", "centres", "anchor", "min_visible", "expected"),
+    EDGE_SCENARIOS,
+    ids=[s[0] for s in EDGE_SCENARIOS],
+)
+def test_lines_2px_from_the_frame_edge_count(name, line, centres, anchor, min_visible, expected):
+    crossings = count_detections(line, centres, anchor, min_visible)
+    ins = sum(c.direction is Direction.IN for c in crossings)
+    assert (ins, len(crossings) - ins) == expected
+
+
+def test_a_crossing_at_the_edge_reports_the_anchor_and_the_frame_it_left_in():
+    (crossing,) = count_detections(EDGE_LINES["left"], leaving("left"))
+    # The box first reaches the left edge at frame 28 (its centre at x=26).
+    assert crossing.frame_index == 28 and crossing.direction is Direction.OUT
+    assert crossing.anchor_y == pytest.approx(480, abs=1)
+    assert 0 < crossing.anchor_x < 60  # the box's own anchor, in the picture
+
+
+def test_a_region_of_interest_on_the_frame_keeps_boxes_cut_by_its_edge():
+    camera = CameraConfig(
+        id="cam",
+        source="v.mp4",
+        coordinates="normalized",
+        roi=((0, 0), (1, 0), (1, 1), (0, 1)),
+        lines=(LineConfig(id="edge", points=((1, 718 / H), (0, 718 / H))),),
+    )
+    processor = CameraProcessor(camera, TrackerConfig(), CLASSES, FRAME, fps=10.0)
+    events = []
+    for i, dets in enumerate(detections_along(leaving("bottom"), PERSON, FRAME, 12)):
+        events += processor.process(dets, i, i / 10)
+    assert [e.direction for e in events if isinstance(e, Crossing)] == [Direction.OUT]
+
+
+@pytest.mark.parametrize(
+    ("camera", "message"),
+    [
+        (
+            {"lines": [{"id": "door", "points": [[1300, 0], [1400, 720]]}]},
+            r"camera 'cam', line 'door' \(1280x720 frame\): the line from \(1300, 0\) to "
+            r"\(1400, 720\) lies wholly outside the frame",
+        ),
+        (
+            # pixels given where normalised coordinates were declared
+            {"coordinates": "normalized", "lines": [{"id": "door", "points": [[0, 2], [1, 2]]}]},
+            r"camera 'cam', line 'door' \(1280x720 frame\).*outside the frame",
+        ),
+        (
+            {"zones": [{"id": "queue", "polygon": [[0, -50], [100, -50], [100, -10]]}]},
+            r"camera 'cam', zone 'queue' \(1280x720 frame\): the polygon .* lies wholly outside",
+        ),
+        (
+            {"roi": [[-30, 0], [-10, 0], [-10, 720]]},
+            r"camera 'cam', roi \(1280x720 frame\): .*outside the frame",
+        ),
+    ],
+)
+def test_geometry_wholly_outside_the_frame_is_refused_when_the_camera_starts(camera, message):
+    config = CameraConfig.model_validate({"id": "cam", "source": "v.mp4", **camera})
+    with pytest.raises(GeometryError, match=message):
+        CameraProcessor(config, TrackerConfig(), CLASSES, FRAME, fps=10.0)
+
+
+def test_geometry_partly_in_the_frame_is_kept():
+    config = CameraConfig(
+        id="cam",
+        source="v.mp4",
+        lines=(LineConfig(id="door", points=((-100, 300), (100, 300))),),
+        zones=(ZoneConfig(id="queue", polygon=((1200, 600), (1400, 600), (1400, 800))),),
+    )
+    processor = CameraProcessor(config, TrackerConfig(), CLASSES, FRAME, fps=10.0)
+    assert len(processor.lines) == len(processor.zones) == 1
 
 
 # ------------------------------------------------------------------ properties

@@ -80,3 +80,75 @@ def test_sides_are_int8_and_decided_only_beyond_the_band():
     sides = seg.sides(np.array([[10, 91.9], [10, 92], [10, 108], [10, 108.1]]), 8, 8)
     assert sides.dtype == np.int8
     assert sides.tolist() == [-1, 0, 0, 1]
+
+
+@pytest.mark.parametrize(
+    ("vertices", "point"),
+    [
+        (((0, 0), (10, 10), (10, 0), (0, 10)), (5, 5)),  # a bow tie
+        (((0, 0), (10, 0), (5, 5), (10, 10), (0, 10), (5, 5)), (5, 5)),  # a figure eight
+        (((0, 0), (10, 0), (4, 0), (4, 6)), (4, 0)),  # folds back along its first edge
+        (((0, 0), (8, 0), (8, 8), (4, -2), (0, 8)), (4.8, 0)),  # a spike through the base
+    ],
+)
+def test_a_border_that_crosses_itself_is_refused_at_the_crossing(vertices, point):
+    with pytest.raises(GeometryError, match=rf"crosses itself at \({point[0]:g}, {point[1]:g}\)"):
+        Polygon(vertices)
+
+
+@pytest.mark.parametrize(
+    "vertices",
+    [
+        ((0, 0), (10, 0), (10, 10), (0, 10)),
+        ((0, 0), (10, 0), (10, 10), (5, 3), (0, 10)),  # concave
+        ((0, 0), (10, 0), (10, 0), (0, 10)),  # a point given twice in a row is one corner
+        ((0, 0), (10, 0), (10, 10), (0, 10), (0, 0)),  # closed by repeating the first point
+    ],
+)
+def test_simple_polygons_are_accepted(vertices):
+    assert Polygon(vertices).area != 0
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_shapes_need_finite_coordinates(bad):
+    with pytest.raises(GeometryError, match="finite"):
+        Segment((0, 0), (bad, 10))
+    with pytest.raises(GeometryError, match="finite"):
+        Segment((0, 0), (10, 10), band_px=bad)
+    with pytest.raises(GeometryError, match="finite"):
+        Polygon(((0, 0), (10, 0), (10, bad)))
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "inside"),
+    [
+        ((100, 100), (200, 100), 100),
+        ((-50, 100), (50, 100), 50),  # half of it
+        ((0, 0), (0, 360), 360),  # along the left edge: on the frame still
+        ((700, 0), (800, 10), 0),  # right of a 640 px wide frame
+        ((-10, 5), (5, -10), 0),  # touches the corner and nothing more
+        ((-100, 400), (700, 400), 0),  # below the frame, parallel to it
+    ],
+)
+def test_length_of_a_line_within_the_frame(start, end, inside):
+    assert Segment(start, end).length_within((640, 360)) == pytest.approx(inside)
+
+
+def test_area_of_a_zone_within_the_frame():
+    frame = (640, 360)
+    assert Polygon(((10, 10), (20, 10), (20, 20))).area_within(frame) == pytest.approx(50)
+    assert Polygon(((-10, -10), (10, -10), (10, 10), (-10, 10))).area_within(
+        frame
+    ) == pytest.approx(100)
+    assert Polygon(((700, 0), (800, 0), (800, 100))).area_within(frame) == 0
+    assert Polygon(((-20, 0), (0, 0), (0, 50), (-20, 50))).area_within(frame) == 0  # shares an edge
+    concave = Polygon(((0, 0), (100, 0), (100, 100), (50, 20), (0, 100)))
+    assert concave.area_within(frame) == pytest.approx(abs(concave.area))
+
+
+def test_a_polygon_holds_the_points_on_its_border():
+    frame = Polygon(((0, 0), (640, 0), (640, 360), (0, 360)))
+    # The bottom centre of a box cut by the bottom edge, and the bottom right
+    # of one cut by the right edge, lie on the border of a zone drawn on it.
+    pts = np.array([[320, 360], [640, 200], [0, 0], [320, 361], [641, 200]])
+    assert frame.contains(pts).tolist() == [True, True, True, False, False]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from camcount.config import CameraConfig, TrackerConfig, ZoneConfig
 from camcount.events import Direction, ZoneSample, ZoneTransition, ZoneVisit
 from camcount.geometry import Polygon
+from camcount.processor import CameraProcessor
 from camcount.zones import ZoneCounter
-from tests.core.tracks import CLASSES, track_frame
+from tests.core.tracks import CLASSES, detections_along, track_frame
 
 SQUARE = Polygon(((100, 100), (200, 100), (200, 200), (100, 200)))
 
@@ -124,3 +126,59 @@ def test_close_all_ends_open_visits():
     feed(zone, [track_frame(0, [(1, 150, 150)]), track_frame(1, [(1, 150, 150)])])
     visits = kinds(zone.close_all(1, 0.1), ZoneVisit)
     assert len(visits) == 1 and zone.occupancy == 0
+
+
+# ------------------------------------------------------------------ frame edges
+
+FRAME = (1280, 720)
+W, H = FRAME
+# Centres of a 60x160 box walking in from each edge to the middle of the picture.
+WALK_IN = {
+    "left": [(-30 + 10 * i, 400) for i in range(40)],
+    "top": [(600, -80 + 10 * i) for i in range(40)],
+    "right": [(W + 30 - 10 * i, 400) for i in range(40)],
+    "bottom": [(600, H + 80 - 10 * i) for i in range(40)],
+}
+
+
+def visits_through(edge: str, anchor: str, walk_out: bool) -> tuple[list[ZoneVisit], int]:
+    """One object walking in from ``edge`` (and back out, then unseen until
+    the tracker drops it) in a zone drawn on the whole frame, in normalised
+    coordinates, as ``camcount count`` counts it; and the first frame its
+    track is confirmed."""
+    whole = ((0, 0), (1, 0), (1, 1), (0, 1))
+    camera = CameraConfig(
+        id="cam",
+        source="v.mp4",
+        coordinates="normalized",
+        zones=(ZoneConfig(id="frame", polygon=whole, anchor=anchor, sample_every_s=0),),
+    )
+    processor = CameraProcessor(camera, TrackerConfig(), CLASSES, FRAME, fps=10.0)
+    centres = WALK_IN[edge] + (WALK_IN[edge][::-1] + [(-1000, -1000)] * 40 if walk_out else [])
+    events, first_tracked = [], None
+    for i, dets in enumerate(detections_along(centres, (60, 160), FRAME, 12)):
+        events += processor.process(dets, i, i / 10)
+        if first_tracked is None and processor.tracker.snapshot().ids.any():
+            first_tracked = i
+    events += processor.finish()
+    assert first_tracked is not None
+    return kinds(events, ZoneVisit), first_tracked
+
+
+EDGE_SCENARIOS = [
+    # (edge the object comes in from, anchor, walks back out)
+    ("left", "bottom_center", True),
+    ("top", "bottom_center", True),
+    ("right", "bottom_right", True),  # the anchor lies on the right edge
+    ("bottom", "bottom_center", True),  # the anchor lies on the bottom edge
+    ("bottom", "bottom_center", False),  # still there when the file ends
+]
+
+
+@pytest.mark.parametrize(("edge", "anchor", "walk_out"), EDGE_SCENARIOS)
+def test_a_zone_on_the_frame_counts_objects_coming_in_at_every_edge(edge, anchor, walk_out):
+    visits, first_tracked = visits_through(edge, anchor, walk_out)
+    assert len(visits) == 1
+    # The visit opens as soon as the track is confirmed, while the frame
+    # still cuts its box: the anchor on the frame's edge is in the zone.
+    assert visits[0].entry_frame == first_tracked

@@ -44,3 +44,31 @@ def path_frames(
         )
         for i, p in enumerate(points)
     ]
+
+
+def clipped_box(
+    centre: tuple[float, float], size: tuple[float, float], frame: tuple[int, int]
+) -> list[float]:
+    """The box a detector reports for an object of ``size`` centred at
+    ``centre``: cut to the frame, as detectors cut theirs."""
+    (cx, cy), (w, h), (fw, fh) = centre, size, frame
+    return [max(0.0, cx - w / 2), max(0.0, cy - h / 2), min(fw, cx + w / 2), min(fh, cy + h / 2)]
+
+
+def detections_along(
+    centres: Sequence[tuple[float, float]],
+    size: tuple[float, float],
+    frame: tuple[int, int],
+    min_visible_px: float,
+) -> list[Detections]:
+    """One object's detections frame by frame; unseen (an empty frame) once
+    the frame cuts it to less than ``min_visible_px`` wide or high, or when
+    it is wholly outside."""
+    out = []
+    for c in centres:
+        x1, y1, x2, y2 = clipped_box(c, size, frame)
+        if min(x2 - x1, y2 - y1) < min_visible_px:
+            out.append(Detections.empty())
+        else:
+            out.append(Detections.from_arrays(np.array([[x1, y1, x2, y2]]), [0.9], [0]))
+    return out
