@@ -863,7 +863,18 @@ class Controller:
             "shards": len(self.shards),
             "checkpoints": self._checkpoint_status(),
             "recoveries": list(self._recoveries[-50:]),
+            "spare_camera": self._spare_state(),
         }
+
+    def _spare_state(self) -> str:
+        """``ready`` (a dead camera is taken over at once), ``starting``,
+        or ``none`` (off, or the run has not started)."""
+        ready = self._spare_ready
+        if self._spare is None or ready is None:
+            return "none"
+        if not ready.done():
+            return "starting"
+        return "ready" if not ready.cancelled() and ready.exception() is None else "none"
 
     def _checkpoint_status(self) -> dict[str, Any]:
         at = self._cp["last_completed_at"]

@@ -239,8 +239,12 @@ def recovery_times(videos: list[Path], root: Path, n: int, shards: int) -> dict[
     camera = cfg.cameras[0].id
     out: dict[str, float] = {}
     try:
-        # Every camera running and a checkpoint complete before the first kill.
-        while pipeline.status()["checkpoints"]["completed"] < 2:
+        # Every camera running, a checkpoint complete and the spare camera
+        # process started before the first kill.
+        while True:
+            status = pipeline.status()
+            if status["checkpoints"]["completed"] >= 2 and status["spare_camera"] == "ready":
+                break
             time.sleep(0.1)
         for part in PARTS:
             out[part] = round(kill_and_time(pipeline, part, camera), 2)
