@@ -1,16 +1,19 @@
 """Checkpoints in S3 (moto's server on loopback, spoken to by pyarrow's S3
 client): the same kills as with ``file://`` leave the same warehouse, and a
 store that is unreachable for 20 s does not stop counting: status says
-checkpoints are failing, and they complete again once it is back.
+checkpoints are failing, and they complete again once it is back; a camera
+lost while it is down says ``restoring`` until the store is back.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import ray
 
 from camcount.config import AppConfig, StorageConfig
 from camcount.detectors import DetectorSettings, build_detector
@@ -24,6 +27,7 @@ from tests.integration.test_exactly_once import (
     SEEDS,
     compare,
     config_for,
+    pid_of,
     print_table,
     replay,
     replay_with_kills,
@@ -66,7 +70,7 @@ def test_kills_with_checkpoints_in_s3(ray_cluster, s3, scenes, tmp_path):
 
 
 def test_an_unreachable_store_does_not_stop_counting(ray_cluster, s3, tmp_path):
-    layout = SceneLayout(fps=50.0, frames=1600)  # 32 s at its own pace
+    layout = SceneLayout(fps=50.0, frames=2000)  # 40 s at its own pace
     video = write_scene(generate_scene(41, layout), tmp_path / "cam41.mp4")[0]
     config = on_s3(config_for([video], tmp_path), s3, "outage")
     pipeline = start_pipeline(config, api=False)
@@ -96,6 +100,17 @@ def test_an_unreachable_store_does_not_stop_counting(ray_cluster, s3, tmp_path):
                 break
             assert time.monotonic() < deadline, f"checkpoints did not resume: {cp}"
             time.sleep(0.2)
+        # A camera lost while the store is down cannot be restored until it
+        # is back: its status says so meanwhile, and nothing is lost.
+        s3.stop()
+        os.kill(pid_of(lambda: ray.get(pipeline.controller.camera_handle.remote("cam41"))), 9)
+        deadline = time.monotonic() + 30
+        while pipeline.status()["cameras"][0]["state"] != "restoring":
+            assert time.monotonic() < deadline, pipeline.status()["cameras"]
+            time.sleep(0.1)
+        time.sleep(3)
+        assert pipeline.status()["cameras"][0]["state"] == "restoring"
+        s3.start()
         pipeline.wait_files()
         totals = pipeline.totals()
     finally:
