@@ -7,7 +7,7 @@ import pytest
 from scipy.optimize import linear_sum_assignment
 
 from camcount import assignment, kalman
-from camcount.assignment import assign, iou_matrix, overlap_candidates
+from camcount.assignment import assign, iou_matrix, near_pairs, overlap_candidates
 from camcount.detections import Detections
 from camcount.tracking import Tracker, TrackerSettings, TrackFrame
 
@@ -182,6 +182,20 @@ def test_overlap_candidates_contain_every_overlapping_pair(monkeypatch):
             positive = iou_matrix(a, b, k) > 0
             assert not (positive & ~found).any()
         assert found.sum() < found.size / 4  # and it does prune
+
+
+def test_near_pairs_contain_every_pair_within_the_radius(monkeypatch):
+    monkeypatch.setattr(assignment, "ALL_PAIRS_UP_TO", 0)  # always the sweep
+    rng = np.random.default_rng(6)
+    for _ in range(20):
+        a, b = rng.uniform(0, 500, size=(70, 2)), rng.uniform(0, 500, size=(60, 2))
+        radius = rng.uniform(0, 60, size=len(a))
+        rows, cols = near_pairs(a, radius, b)
+        found = np.zeros((len(a), len(b)), dtype=bool)
+        found[rows, cols] = True
+        near = np.hypot(*(a[:, None] - b[None]).transpose(2, 0, 1)) <= radius[:, None]
+        assert not (near & ~found).any()
+        assert found.sum() < found.size / 4
 
 
 def test_assign_is_the_best_matching_over_the_gated_pairs():
