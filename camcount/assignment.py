@@ -84,6 +84,22 @@ def overlap_candidates(
     return touching_pairs(padded_extents(a, a_buffer), padded_extents(b, b_buffer))
 
 
+def near_pairs(a: FloatArray, a_radius: FloatArray, b: FloatArray) -> tuple[IndexArray, IndexArray]:
+    """Pairs (i, j) of points ``a[i]`` and ``b[j]`` (x, y) that may lie within
+    ``a_radius[i]`` of each other: a superset of them (the square around
+    each ``a[i]``), in unspecified order; the caller measures the distance.
+
+    The tracker's distance stages see only what the overlap stages left, a
+    handful of pairs most frames, which are simply all paired; a crowd's
+    leftovers go through the same sweep as overlapping boxes.
+    """
+    if len(a) * len(b) <= ALL_PAIRS_UP_TO:
+        return all_pairs(len(a), len(b))
+    r = np.abs(np.asarray(a_radius, dtype=np.float64))[:, None]
+    points = np.asarray(b, dtype=np.float64)
+    return touching_pairs(np.concatenate([a - r, a + r], axis=1), np.tile(points, 2))
+
+
 def all_pairs(n_a: int, n_b: int) -> tuple[IndexArray, IndexArray]:
     """Every (row, column) pair in row-major order."""
     rows, cols = np.divmod(np.arange(n_a * n_b), n_b)

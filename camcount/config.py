@@ -89,6 +89,30 @@ class TrackerConfig(_Model):
     match_box_buffer: Annotated[float, Field(ge=0)] = _TRACKER.match_box_buffer
     lost_box_growth_per_frame: Annotated[float, Field(ge=0)] = _TRACKER.lost_box_growth_per_frame
     lost_box_growth_max: Annotated[float, Field(ge=0)] = _TRACKER.lost_box_growth_max
+    tentative_max_misses: Annotated[int, Field(ge=0)] = Field(
+        default=_TRACKER.tentative_max_misses,
+        description="frames a track not yet confirmed may go undetected before it is dropped",
+    )
+    weak_min_hits: Annotated[int, Field(ge=1)] = Field(
+        default=_TRACKER.weak_min_hits,
+        description="sightings that confirm a track started below new_track_threshold or fed "
+        "by low-confidence detections (never fewer than min_hits)",
+    )
+    match_distance: Annotated[float, Field(ge=0)] = Field(
+        default=_TRACKER.match_distance,
+        description="where overlap fails, a track takes a detection whose centre lies within "
+        "this share of the track's own motion since last seen (at most one box diagonal per "
+        "frame) of its predicted centre; 0 turns matching by distance off",
+    )
+    birth_distance: Annotated[float, Field(ge=0)] = Field(
+        default=_TRACKER.birth_distance,
+        description="box diagonals per frame a track seen once (at new_track_threshold or more) "
+        "may move to its second sighting, so fast objects start tracks; 0 turns it off",
+    )
+    max_size_ratio: Annotated[float, Field(ge=1)] = Field(
+        default=_TRACKER.max_size_ratio,
+        description="a match by distance needs box diagonals within this ratio of each other",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> TrackerConfig:

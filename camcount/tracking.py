@@ -3,23 +3,52 @@
 Per frame (``Tracker.update``):
 
 1. Predict every track forward with its Kalman filter.
-2. Match confirmed tracks (tracked and lost) to high-confidence detections
-   by buffered IoU (C-BIoU): both boxes of a pair are widened by
-   ``match_box_buffer``, and a lost track's further in proportion to the
-   frames it has been unseen, since its prediction grows less certain with
-   every frame. Jittery detectors and irregular motion then break tracks
-   far less often.
-3. Match the still unmatched *tracked* tracks to low-confidence detections,
-   which keeps a track alive through a partial occlusion without ever
-   starting a track from a weak detection.
-4. Unmatched tracked tracks become lost; they are kept for
+2. One assignment by overlap. Confirmed tracks (tracked and lost) against
+   high-confidence detections by buffered IoU (C-BIoU): both boxes of a pair
+   are widened by ``match_box_buffer``, and a lost track's further in
+   proportion to the frames it has been unseen, since its prediction grows
+   less certain with every frame; jittery detectors and irregular motion then
+   break tracks far less often. In the same assignment, tentative tracks seen
+   more than once against high detections by IoU (``tentative_match_iou``),
+   and lost tracks against low-confidence detections by IoU
+   (``low_match_iou``): a lost track's widened box then never takes the
+   detection of someone beside it whose own track sits right on it, nor a
+   neighbour's strong detection while its own, weak one is there.
+3. Match the still unmatched confirmed tracks to low detections, which keeps
+   a track alive through a partial occlusion.
+4. Match the still unmatched confirmed tracks to the high detections left by
+   centre distance from the predicted centre, of the track's class and of a
+   size within ``max_size_ratio``: within ``match_distance`` times the
+   track's own motion since it was last seen (its speed from the filter,
+   counted at most one box diagonal per frame). Where a box moves its own
+   size or more between frames (fast objects, low sampling rates) no IoU
+   survives, but the prediction from the track's velocity still lands near
+   the detection; a pair is preferred the closer it lies to the prediction,
+   so a match against the track's velocity loses to one along it; and for a
+   slow track the gate shrinks to nothing, so no track takes a neighbour's
+   detection by distance.
+5. Match tentative tracks to the detections left: high ones by IoU, low ones
+   by IoU (a tentative box unseen for a frame widened as a lost one's), then
+   by distance as in step 4 (a track seen once has no velocity yet: its
+   motion is taken at the most counted there). Last, a track seen once at
+   ``new_track_threshold`` or more may match a high detection up to
+   ``birth_distance`` box diagonals away per frame since, and the two
+   sightings give it its velocity: an object moving 200 to 300 px per frame
+   starts a track.
+6. Bookkeeping. Unmatched tracked tracks become lost; they are kept for
    ``lost_track_buffer_s`` of event time, so an object found again behind an
-   occluder keeps its id.
-5. Match tentative tracks to the remaining high detections; a tentative track
-   that misses once is dropped, one matched ``min_hits`` times is confirmed
-   and only then gets its public id.
-6. Start tentative tracks from the remaining detections above
-   ``new_track_threshold``.
+   occluder keeps its id. A tentative track survives ``tentative_max_misses``
+   frames without a detection. It is confirmed, and only then gets its public
+   id, after ``min_hits`` consecutive sightings matched by overlap to
+   confident detections, the first at ``new_track_threshold`` or more and the
+   others high (its *chain*); or else after ``weak_min_hits`` sightings of any
+   kind. A match by distance restarts the chain: two boxes apart may be two
+   things, so a fast object confirms at its third sighting, once the third
+   box lands where the first two said it would.
+7. Start tentative tracks from the high detections left: at
+   ``new_track_threshold`` or more they start a chain; below it they start
+   weak tracks, which confirm only after ``weak_min_hits`` consistent
+   sightings. Low detections extend tracks but never start one.
 
 A track's class is a confidence-weighted vote over its whole life, so one
 misclassified frame never changes it. Ids are per instance and part of the
@@ -28,13 +57,19 @@ snapshot: two cameras in one process never share ids.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import numpy.typing as npt
 
 from camcount import kalman
-from camcount.assignment import all_pairs, assign_pairs, overlap_candidates, pair_iou
+from camcount.assignment import (
+    all_pairs,
+    assign_pairs,
+    near_pairs,
+    overlap_candidates,
+    pair_iou,
+)
 from camcount.detections import Detections
 from camcount.errors import StateError
 
@@ -43,6 +78,12 @@ STATE_FORMAT_VERSION = 1
 TENTATIVE, TRACKED, LOST = 0, 1, 2
 
 IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+# Frame counts come from event times, which carry rounding: a frame is late
+# or missing only past half a frame.
+_HALF_FRAME = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +100,12 @@ class TrackerSettings:
     lost_box_growth_per_frame: float = 0.1
     lost_box_growth_max: float = 0.5
     fps: float = 10.0
+    # Added after the fields above; new fields go last (see __setstate__).
+    tentative_max_misses: int = 1
+    weak_min_hits: int = 4
+    match_distance: float = 0.5
+    birth_distance: float = 3.0
+    max_size_ratio: float = 1.5
 
     def __post_init__(self) -> None:
         if not 0 <= self.low_threshold <= self.high_threshold <= 1:
@@ -68,10 +115,36 @@ class TrackerSettings:
             )
         if self.min_hits < 1:
             raise ValueError(f"min_hits must be >= 1, got {self.min_hits}")
+        if self.weak_min_hits < 1:
+            raise ValueError(f"weak_min_hits must be >= 1, got {self.weak_min_hits}")
         if self.fps <= 0:
             raise ValueError(f"fps must be > 0, got {self.fps}")
         if self.lost_track_buffer_s < 0:
             raise ValueError(f"lost_track_buffer_s must be >= 0, got {self.lost_track_buffer_s}")
+        if self.tentative_max_misses < 0:
+            raise ValueError(f"tentative_max_misses must be >= 0, got {self.tentative_max_misses}")
+        if self.match_distance < 0 or self.birth_distance < 0:
+            raise ValueError(
+                "match_distance and birth_distance must be >= 0, got "
+                f"{self.match_distance}, {self.birth_distance}"
+            )
+        if self.max_size_ratio < 1:
+            raise ValueError(f"max_size_ratio must be >= 1, got {self.max_size_ratio}")
+
+    @property
+    def weak_hits_needed(self) -> int:
+        """A weak track never confirms sooner than a confident one."""
+        return max(self.weak_min_hits, self.min_hits)
+
+    def __getstate__(self) -> list[object]:
+        return [getattr(self, f.name) for f in fields(self)]
+
+    def __setstate__(self, state: list[object]) -> None:
+        """Settings pickled before the later fields existed (checkpoints of
+        an older release) hold fewer values: the missing ones, always the
+        last, take their defaults."""
+        for i, f in enumerate(fields(self)):
+            object.__setattr__(self, f.name, state[i] if i < len(state) else f.default)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +175,12 @@ class TrackFrame:
 
 @dataclass(frozen=True)
 class TrackerState:
-    """A copy of the tracker's state; plain arrays and numbers only."""
+    """A copy of the tracker's state; plain arrays and numbers only.
+
+    ``chain`` was added after the first release of this format: a state
+    saved before it has none (None here), and ``Tracker.restore`` rebuilds
+    it from ``hits``, which is what every tentative track's chain was then.
+    """
 
     format_version: int
     next_id: int
@@ -112,11 +190,28 @@ class TrackerState:
     ids: IntArray
     status: npt.NDArray[np.int8]
     hits: IntArray
-    last_seen: npt.NDArray[np.float64]
-    mean: npt.NDArray[np.float64]
-    cov: npt.NDArray[np.float64]
-    class_votes: npt.NDArray[np.float64]
+    last_seen: FloatArray
+    mean: FloatArray
+    cov: FloatArray
+    class_votes: FloatArray
     settings: TrackerSettings = field(default_factory=TrackerSettings)
+    chain: IntArray | None = None
+
+
+@dataclass(slots=True)
+class _Matches:
+    """Steps 2 to 5's outcome, filled stage by stage: per track the
+    detection matched (-1 for none) and whether by distance rather than
+    overlap; per detection whether a track took it."""
+
+    det: IntArray
+    by_distance: BoolArray
+    taken: BoolArray
+
+    def add(self, tracks: IntArray, dets: IntArray, by_distance: bool) -> None:
+        self.det[tracks] = dets
+        self.by_distance[tracks] = by_distance
+        self.taken[dets] = True
 
 
 class Tracker:
@@ -131,6 +226,7 @@ class Tracker:
         self._ids = np.zeros(0, dtype=np.int64)  # public, 0 while tentative
         self._status = np.zeros(0, dtype=np.int8)
         self._hits = np.zeros(0, dtype=np.int64)
+        self._chain = np.zeros(0, dtype=np.int64)  # see step 6; 0 once broken
         self._last_seen = np.zeros(0, dtype=np.float64)
         self._mean = np.zeros((0, 8))
         self._cov = np.zeros((0, 3, 4))  # kalman's block form
@@ -150,40 +246,44 @@ class Tracker:
         self._mean, self._cov = kalman.predict_blocks(self._mean, self._cov, dt)
         self._mean[self._status == LOST, 7] = 0.0
 
-        # Steps 2, 3 and 5 (before 4, whose bookkeeping is shared below).
+        # Steps 2 to 5.
         conf = detections.confidence
         boxes = detections.xyxy.astype(np.float64)
         is_high = conf >= s.high_threshold
         is_low = (conf >= s.low_threshold) & (conf < s.high_threshold)
-        det_of_track = self._match(boxes, is_high, is_low, frame_time)
+        found = self._match(boxes, is_high, is_low, detections.class_id, frame_time)
+        det_of_track = found.det
         # 1-D masks: .nonzero()[0] is np.flatnonzero without its Python wrapper.
         matched = (det_of_track >= 0).nonzero()[0]
         det_idx = det_of_track[matched]
         used = np.zeros(len(detections), dtype=bool)
         used[det_idx] = True
         high_left = (is_high & ~used).nonzero()[0]
+
+        # Step 6: bookkeeping of the matched tracks.
         if matched.size:
-            z = kalman.xyxy_to_xyah(boxes[det_idx])
-            self._mean[matched], self._cov[matched] = kalman.update_blocks(
-                self._mean[matched], self._cov[matched], z
-            )
-            self._hits[matched] += 1
-            self._last_seen[matched] = frame_time
+            self._matched(matched, boxes[det_idx], conf[det_idx], found.by_distance, frame_time)
             self._vote(matched, detections.class_id[det_idx], conf[det_idx])
-            newly = matched[
-                (self._status[matched] == TENTATIVE) & (self._hits[matched] >= s.min_hits)
-            ]
+            tentative = self._status[matched] == TENTATIVE
+            ready = (self._chain[matched] >= s.min_hits) | (
+                self._hits[matched] >= s.weak_hits_needed
+            )
+            newly = matched[tentative & ready]
             self._ids[newly] = np.arange(self._next_id, self._next_id + newly.size)
             self._next_id += int(newly.size)
-            self._status[matched[self._status[matched] != TENTATIVE]] = TRACKED
+            self._status[matched[~tentative]] = TRACKED
             self._status[newly] = TRACKED
 
-        # Step 4: unmatched confirmed tracks are lost; drop the expired and
-        # the tentative tracks that missed.
+        # Step 6, the unmatched: confirmed tracks are lost; drop the expired
+        # ones and the tentative tracks unseen for too many frames.
         unmatched = det_of_track < 0
         self._status[unmatched & (self._status == TRACKED)] = LOST
         expired = (self._status == LOST) & (frame_time - self._last_seen > s.lost_track_buffer_s)
-        dropped_tentative = unmatched & (self._status == TENTATIVE)
+        waiting = unmatched & (self._status == TENTATIVE)
+        self._chain[waiting] = 0
+        unseen_frames = (frame_time - self._last_seen[waiting]) * s.fps
+        dropped_tentative = np.zeros_like(waiting)
+        dropped_tentative[waiting] = unseen_frames > s.tentative_max_misses + _HALF_FRAME
         removed_ids = self._ids[expired]
         keep = ~(expired | dropped_tentative)
 
@@ -200,13 +300,14 @@ class Tracker:
         if not keep.all():
             self._keep(keep)
 
-        # Step 6: new tentative tracks.
-        fresh = high_left[conf[high_left] >= s.new_track_threshold]
-        if fresh.size:
-            self._start(detections, fresh, frame_time)
-            if s.min_hits <= 1:
-                self._confirm_new(fresh.size)
-                new_rows = np.arange(len(self._keys) - fresh.size, len(self._keys))
+        # Step 7: new tentative tracks from the high detections left.
+        if high_left.size:
+            strong = conf[high_left] >= s.new_track_threshold
+            self._start(detections, high_left, strong, frame_time)
+            if s.min_hits <= 1 and strong.any():
+                fresh = high_left[strong]
+                new_rows = len(self._keys) - high_left.size + strong.nonzero()[0]
+                self._confirm(new_rows)
                 output = Detections.concatenate(
                     [
                         output,
@@ -223,68 +324,172 @@ class Tracker:
         # Fancy indexing above already made these copies of the state.
         return TrackFrame(frame_index, frame_time, output, lost_ids, removed_ids, observed)
 
+    def _matched(
+        self,
+        rows: IntArray,
+        boxes: FloatArray,
+        conf: npt.NDArray[np.float32],
+        by_distance: BoolArray,
+        frame_time: float,
+    ) -> None:
+        """Step 6 for the tracks matched this frame: filter update, hits and
+        chains."""
+        s = self.settings
+        z = kalman.xyxy_to_xyah(boxes)
+        mean, cov = kalman.update_blocks(self._mean[rows], self._cov[rows], z)
+        # A track seen once and now matched by distance has moved its own size
+        # or more in a frame: its velocity comes from the two sightings.
+        first = by_distance[rows] & (self._hits[rows] == 1)
+        if first.any():
+            elapsed = (frame_time - self._last_seen[rows[first]]) * s.fps
+            mean[first], cov[first] = kalman.initiate_moving_blocks(
+                self._mean[rows[first], :4], z[first], elapsed
+            )
+        self._mean[rows], self._cov[rows] = mean, cov
+        # The chain goes on through a confident match by overlap; any other
+        # match starts a new one if the detection could have started a track.
+        chain = self._chain[rows]
+        goes_on = (chain > 0) & ~by_distance[rows] & (conf >= s.high_threshold)
+        starts = (conf >= s.new_track_threshold).astype(np.int64)
+        self._chain[rows] = np.where(goes_on, chain + 1, starts)
+        self._hits[rows] += 1
+        self._last_seen[rows] = frame_time
+
     def _match(
         self,
-        boxes: npt.NDArray[np.float64],
-        is_high: npt.NDArray[np.bool_],
-        is_low: npt.NDArray[np.bool_],
+        boxes: FloatArray,
+        is_high: BoolArray,
+        is_low: BoolArray,
+        class_id: IntArray,
         frame_time: float,
-    ) -> IntArray:
-        """Steps 2, 3 and 5: the detection each track matches, -1 for none.
+    ) -> _Matches:
+        """Steps 2 to 5: the detection each track matches, -1 for none.
 
-        The stages differ in their tracks, detections, gate and buffer, but
-        all compare the predicted track boxes with the detection boxes, so
-        the candidate pairs and their IoU are computed once, with each pair's
-        own buffer, and each stage takes its share of them.
+        The overlap stages differ in their tracks, detections, gate and
+        buffer, but all compare the predicted track boxes with the detection
+        boxes, so the candidate pairs and their IoU are computed once, with
+        each pair's own buffer, and each stage takes its share of them. The
+        distance stages see only what the overlap stages left.
         """
         s = self.settings
-        det_of_track = np.full(len(self._keys), -1, dtype=np.int64)
-        if len(self._keys) == 0 or len(boxes) == 0:
-            return det_of_track
+        n_tracks = len(self._keys)
+        found = _Matches(
+            np.full(n_tracks, -1, dtype=np.int64),
+            np.zeros(n_tracks, dtype=bool),
+            np.zeros(len(boxes), dtype=bool),
+        )
+        if n_tracks == 0 or len(boxes) == 0:
+            return found
         status = self._status
-        tracked, tentative = status == TRACKED, status == TENTATIVE
-        # Step 2's buffer: a lost track's box is widened with the time it has
-        # been unseen.
-        frames_lost = (frame_time - self._last_seen) * s.fps - 1
-        growth = np.clip(frames_lost * s.lost_box_growth_per_frame, 0, s.lost_box_growth_max)
-        growth[status != LOST] = 0.0
-        growth += s.match_box_buffer
+        tentative = status == TENTATIVE
+        # A track's prediction grows less certain with every frame unseen.
+        frames_unseen = (frame_time - self._last_seen) * s.fps - 1
+        growth = np.clip(frames_unseen * s.lost_box_growth_per_frame, 0, s.lost_box_growth_max)
+        # Confirmed tracks' boxes are buffered against high detections, a lost
+        # track's further with that time; a tentative track's box only by
+        # that time, so one seen in the last frame compares by plain IoU.
+        buffer = np.where(status == LOST, growth, 0.0) + s.match_box_buffer
+        buffer[tentative] = growth[tentative]
         track_boxes = kalman.xyah_to_xyxy(self._mean[:, :4])
 
         # Candidate pairs: with every gate above zero, a pair whose buffered
         # boxes do not overlap (IoU 0) can never match, so only pairs that may
         # overlap under some stage's buffer need their IoU.
         if min(s.match_iou, s.low_match_iou, s.tentative_match_iou) > 0:
-            max_buffer = float(np.abs(growth).max())
-            rows, cols = overlap_candidates(track_boxes, growth, boxes, max_buffer)
+            max_buffer = float(np.abs(buffer).max())
+            rows, cols = overlap_candidates(track_boxes, buffer, boxes, max_buffer)
         else:
             rows, cols = all_pairs(len(track_boxes), len(boxes))
+        wanted = (is_high | is_low)[cols]
+        rows, cols = rows[wanted], cols[wanted]
         high_pair = is_high[cols]
-        wanted = high_pair | (is_low[cols] & tracked[rows])
-        rows, cols, high_pair = rows[wanted], cols[wanted], high_pair[wanted]
-        buffered = high_pair & ~tentative[rows]  # step 2's pairs; the others use plain IoU
-        iou = pair_iou(track_boxes, boxes, rows, cols, np.where(buffered, growth[rows], 0.0))
+        buffered = high_pair | tentative[rows]  # low pairs of confirmed tracks: plain IoU
+        iou = pair_iou(track_boxes, boxes, rows, cols, np.where(buffered, buffer[rows], 0.0))
 
-        # Step 2: confirmed tracks against high detections, buffered IoU.
-        sel = buffered & (iou >= s.match_iou)
-        r, c = assign_pairs(rows[sel], cols[sel], iou[sel])
-        det_of_track[r] = c
+        def by_overlap(sel: BoolArray) -> None:
+            sel &= (found.det[rows] < 0) & ~found.taken[cols]
+            r, c = assign_pairs(rows[sel], cols[sel], iou[sel])
+            found.add(r, c, by_distance=False)
 
-        # Step 3: still unmatched tracked tracks against low detections
-        # (most frames have none: skip the masks then).
-        if not high_pair.all():
-            sel = ~high_pair & (iou >= s.low_match_iou) & (det_of_track[rows] < 0)
-            r3, c3 = assign_pairs(rows[sel], cols[sel], iou[sel])
-            det_of_track[r3] = c3
+        lost = (status == LOST)[rows]
+        seen_once = self._hits == 1
+        low_pairs = not high_pair.all()  # most frames have none: skip those masks then
+        # Step 2: confirmed tracks, and tentative tracks seen more than once,
+        # against high detections in one assignment (buffered IoU for the
+        # confirmed ones); lost tracks against low detections too.
+        step2 = high_pair & ~tentative[rows] & (iou >= s.match_iou)
+        step2 |= (tentative & ~seen_once)[rows] & high_pair & (iou >= s.tentative_match_iou)
+        if low_pairs:
+            step2 |= lost & ~high_pair & (iou >= s.low_match_iou)
+        by_overlap(step2)
+        # Step 3: confirmed tracks left against low detections left.
+        if low_pairs:
+            by_overlap(~high_pair & ~tentative[rows] & (iou >= s.low_match_iou))
+        # Step 4: confirmed tracks left against high detections left, by
+        # distance within a share of the track's own motion since last seen,
+        # counted at most one box diagonal per frame.
+        elapsed = frames_unseen + 1
+        diagonal = self._mean[:, 3] * np.hypot(self._mean[:, 2], 1.0)  # (w, h) = (a h, h)
+        speed = np.hypot(self._mean[:, 4], self._mean[:, 5])
+        motion = np.minimum(speed, diagonal) * elapsed
+        if s.match_distance > 0:
+            radius = s.match_distance * motion
+            self._by_distance(found, ~tentative & (found.det < 0), radius, boxes, is_high, class_id)
+        if not tentative.any():
+            return found
 
-        # Step 5: tentative tracks against the high detections left.
-        if tentative.any():
-            taken = np.zeros(len(boxes), dtype=bool)
-            taken[c] = True
-            sel = high_pair & tentative[rows] & (iou >= s.tentative_match_iou) & ~taken[cols]
-            r5, c5 = assign_pairs(rows[sel], cols[sel], iou[sel])
-            det_of_track[r5] = c5
-        return det_of_track
+        # Step 5: tentative tracks against the detections left: high by IoU,
+        # low by IoU, then high or low by distance as in step 4 (a track seen
+        # once has no velocity yet: its motion is taken at the most counted
+        # there); last, tracks seen once at ``new_track_threshold`` or more
+        # against high detections within the birth gate for each frame since.
+        by_overlap(tentative[rows] & high_pair & (iou >= s.tentative_match_iou))
+        if low_pairs:
+            by_overlap(tentative[rows] & ~high_pair & (iou >= s.low_match_iou))
+        waiting = tentative & (found.det < 0)
+        if s.match_distance > 0:
+            radius = s.match_distance * np.where(seen_once, diagonal * elapsed, motion)
+            self._by_distance(found, waiting, radius, boxes, is_high | is_low, class_id)
+        if s.birth_distance > 0:
+            radius = s.birth_distance * diagonal * elapsed
+            strong = waiting & seen_once & (self._chain > 0) & (found.det < 0)
+            self._by_distance(found, strong, radius, boxes, is_high, class_id)
+        return found
+
+    def _by_distance(
+        self,
+        found: _Matches,
+        track_ok: BoolArray,
+        radius: FloatArray,
+        boxes: FloatArray,
+        det_ok: BoolArray,
+        class_id: IntArray,
+    ) -> None:
+        """The distance stage of steps 4 and 5: tracks and free detections
+        whose centres lie within the track's ``radius`` (pixels) of its
+        predicted centre, of its class and of a size within
+        ``max_size_ratio``; the closer to the prediction, the better."""
+        s = self.settings
+        tracks = track_ok.nonzero()[0]
+        dets = (det_ok & ~found.taken).nonzero()[0]
+        if tracks.size == 0 or dets.size == 0:
+            return
+        mean = self._mean[tracks]
+        t_centre = mean[:, :2]
+        t_diag = mean[:, 3] * np.hypot(mean[:, 2], 1.0)  # (w, h) = (a h, h)
+        radius = radius[tracks]
+        b = boxes[dets]
+        d_centre = (b[:, :2] + b[:, 2:]) / 2
+        d_diag = np.hypot(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])
+        r, c = near_pairs(t_centre, radius, d_centre)
+        dist = np.hypot(d_centre[c, 0] - t_centre[r, 0], d_centre[c, 1] - t_centre[r, 1])
+        ratio = d_diag[c] / np.maximum(t_diag[r], 1e-6)
+        track_class = self._votes[tracks].argmax(axis=1)
+        ok = (dist <= radius[r]) & (track_class[r] == class_id[dets[c]])
+        ok &= (ratio <= s.max_size_ratio) & (ratio * s.max_size_ratio >= 1)
+        r, c, closeness = r[ok], c[ok], 1.0 - dist[ok] / np.maximum(radius[r[ok]], 1e-6)
+        r, c = assign_pairs(r, c, closeness)
+        found.add(tracks[r], dets[c], by_distance=True)
 
     def _vote(
         self, rows: IntArray, class_ids: IntArray, confidence: npt.NDArray[np.float32]
@@ -297,17 +502,22 @@ class Tracker:
         # a plain fancy-indexed += needs no np.add.at.
         self._votes[rows, class_ids] += confidence.astype(np.float64)
 
-    def _keep(self, mask: npt.NDArray[np.bool_]) -> None:
+    def _keep(self, mask: BoolArray) -> None:
         self._keys = self._keys[mask]
         self._ids = self._ids[mask]
         self._status = self._status[mask]
         self._hits = self._hits[mask]
+        self._chain = self._chain[mask]
         self._last_seen = self._last_seen[mask]
         self._mean = self._mean[mask]
         self._cov = self._cov[mask]
         self._votes = self._votes[mask]
 
-    def _start(self, detections: Detections, rows: IntArray, frame_time: float) -> None:
+    def _start(
+        self, detections: Detections, rows: IntArray, strong: BoolArray, frame_time: float
+    ) -> None:
+        """Tentative tracks from ``detections[rows]``; the ``strong`` ones
+        (at ``new_track_threshold`` or more) start a chain."""
         n = rows.size
         mean, cov = kalman.initiate_blocks(kalman.xyxy_to_xyah(detections.xyxy[rows]))
         self._keys = np.concatenate([self._keys, np.arange(self._next_key, self._next_key + n)])
@@ -315,6 +525,7 @@ class Tracker:
         self._ids = np.concatenate([self._ids, np.zeros(n, dtype=np.int64)])
         self._status = np.concatenate([self._status, np.full(n, TENTATIVE, dtype=np.int8)])
         self._hits = np.concatenate([self._hits, np.ones(n, dtype=np.int64)])
+        self._chain = np.concatenate([self._chain, strong.astype(np.int64)])
         self._last_seen = np.concatenate([self._last_seen, np.full(n, frame_time)])
         self._mean = np.concatenate([self._mean, mean])
         self._cov = np.concatenate([self._cov, cov])
@@ -326,10 +537,9 @@ class Tracker:
             detections.confidence[rows],
         )
 
-    def _confirm_new(self, n: int) -> None:
-        rows = np.arange(len(self._keys) - n, len(self._keys))
-        self._ids[rows] = np.arange(self._next_id, self._next_id + n)
-        self._next_id += n
+    def _confirm(self, rows: IntArray) -> None:
+        self._ids[rows] = np.arange(self._next_id, self._next_id + rows.size)
+        self._next_id += int(rows.size)
         self._status[rows] = TRACKED
 
     def snapshot(self) -> TrackerState:
@@ -347,6 +557,7 @@ class Tracker:
             cov=kalman.blocks_to_full(self._cov),
             class_votes=self._votes.copy(),
             settings=self.settings,
+            chain=self._chain.copy(),
         )
 
     def restore(self, state: TrackerState) -> None:
@@ -361,6 +572,9 @@ class Tracker:
         self._ids = state.ids.copy()
         self._status = state.status.copy()
         self._hits = state.hits.copy()
+        # Before chains were saved, a tentative track was dropped at its first
+        # miss and fed only confident overlaps: its chain was its hit count.
+        self._chain = (state.hits if state.chain is None else state.chain).copy()
         self._last_seen = state.last_seen.copy()
         self._mean = state.mean.copy()
         self._cov = kalman.full_to_blocks(state.cov)

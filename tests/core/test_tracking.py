@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import pickle
+from dataclasses import fields
+
 import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
 from camcount import assignment, kalman
-from camcount.assignment import assign, iou_matrix, overlap_candidates
+from camcount.assignment import assign, iou_matrix, near_pairs, overlap_candidates
+from camcount.config import TrackerConfig
 from camcount.detections import Detections
-from camcount.tracking import Tracker, TrackerSettings, TrackFrame
+from camcount.tracking import TENTATIVE, Tracker, TrackerSettings, TrackerState, TrackFrame
 
 
 def box(x: float, y: float, w: float = 20, h: float = 50) -> list[float]:
@@ -123,9 +127,81 @@ def test_time_going_backwards_is_refused():
         t.update(Detections.empty(), 1, 0.5)
 
 
-def test_invalid_settings_name_the_value():
-    with pytest.raises(ValueError, match="min_hits"):
-        TrackerSettings(min_hits=0)
+@pytest.mark.parametrize(
+    ("bad", "name"),
+    [
+        ({"min_hits": 0}, "min_hits"),
+        ({"weak_min_hits": 0}, "weak_min_hits"),
+        ({"tentative_max_misses": -1}, "tentative_max_misses"),
+        ({"match_distance": -0.5}, "match_distance"),
+        ({"birth_distance": -1.0}, "birth_distance"),
+        ({"max_size_ratio": 0.9}, "max_size_ratio"),
+    ],
+)
+def test_invalid_settings_name_the_value(bad, name):
+    with pytest.raises(ValueError, match=name):
+        TrackerSettings(**bad)
+
+
+def test_every_tracker_setting_but_fps_is_configurable_with_the_same_default():
+    names = {f.name for f in fields(TrackerSettings)} - {"fps"}
+    assert set(TrackerConfig.model_fields) == names
+    assert TrackerSettings(**TrackerConfig().model_dump()) == TrackerSettings()
+
+
+def fast_weak_and_flickering(i: int) -> list[tuple[float, float, float, int]]:
+    """A frame of tracks in every state a snapshot can catch: a car seen
+    once, then matched by distance; people with scores below
+    new_track_threshold; sightings missed now and then."""
+    rows = [(30 + 120 * i, 300, 0.9, 1)]  # 120 px/frame: no overlap from frame to frame
+    if i % 4 != 2:
+        rows.append((50 + 4 * i, 100, 0.55, 0))  # weak: confirms after weak_min_hits
+    if i % 5 != 1:
+        rows.append((400 - 3 * i, 200, 0.9 if i % 2 else 0.35, 0))
+    return rows
+
+
+def test_snapshot_restore_mid_chain_gives_identical_output():
+    """A tracker restored from any frame, through pickle as checkpoints
+    store it, confirms the same tracks at the same frames with the same ids."""
+    frames = [fast_weak_and_flickering(i) for i in range(10)]
+    reference = walk(Tracker(), frames)
+    assert {int(t) for o in reference for t in o.detections.tracker_id} == {1, 2, 3}
+    for cut in range(1, len(frames)):
+        a = Tracker()
+        walk(a, frames[:cut])
+        state = pickle.loads(pickle.dumps(a.snapshot(), protocol=5))
+        assert state.chain is not None
+        b = Tracker.from_state(state)
+        np.testing.assert_array_equal(b.snapshot().chain, state.chain)
+        for i in range(cut, len(frames)):
+            ob = b.update(dets(frames[i]), i, i / 10)
+            np.testing.assert_array_equal(
+                ob.detections.tracker_id, reference[i].detections.tracker_id
+            )
+            np.testing.assert_allclose(ob.detections.xyxy, reference[i].detections.xyxy)
+
+
+def test_a_state_saved_before_chains_existed_still_loads():
+    """States of the earlier format have no chain, and settings pickled
+    without the fields added since. A tentative track of that format was
+    fed confident overlaps only, so its chain is its hit count, and it
+    confirms when it would have."""
+    tracker = Tracker(TrackerSettings(min_hits=3))
+    walk(tracker, [[(50 + 5 * i, 100, 0.9, 0)] for i in range(2)])
+    state = tracker.snapshot()
+    assert state.status.tolist() == [TENTATIVE] and state.hits.tolist() == [2]
+    old_settings = TrackerSettings.__new__(TrackerSettings)
+    old_settings.__setstate__(state.settings.__getstate__()[:12])  # the fields up to fps
+    assert old_settings == TrackerSettings(min_hits=3)
+    old = object.__new__(TrackerState)
+    old.__dict__.update({k: v for k, v in vars(state).items() if k != "chain"})
+    object.__setattr__(old, "settings", old_settings)
+    loaded = pickle.loads(pickle.dumps(old, protocol=5))
+    assert loaded.chain is None
+    restored = Tracker.from_state(loaded)
+    out = restored.update(dets([(60, 100, 0.9, 0)]), 2, 0.2)
+    assert out.detections.tracker_id.tolist() == [1]
 
 
 # ------------------------------------------------- the fast paths vs the plain ones
@@ -156,6 +232,14 @@ def test_block_kalman_matches_the_matrix_form():
     np.testing.assert_array_equal(kalman.blocks_to_full(kalman.full_to_blocks(cov)) == 0, cov == 0)
 
 
+def test_a_track_started_from_two_sightings_predicts_the_third():
+    first = kalman.xyxy_to_xyah(np.array([[0.0, 0.0, 60.0, 30.0]]))
+    second = kalman.xyxy_to_xyah(np.array([[400.0, 20.0, 460.0, 50.0]]))  # two frames later
+    mean, cov = kalman.initiate_moving_blocks(first, second, [2.0])
+    mean, _ = kalman.predict_blocks(mean, cov, 1.0)
+    np.testing.assert_allclose(kalman.xyah_to_xyxy(mean[:, :4]), [[600.0, 30.0, 660.0, 60.0]])
+
+
 def test_iou_of_known_boxes():
     a = np.array([[0.0, 0.0, 10.0, 10.0]])
     b = np.array([[0.0, 0.0, 10.0, 10.0], [5.0, 0.0, 15.0, 10.0], [20.0, 0.0, 30.0, 10.0]])
@@ -182,6 +266,20 @@ def test_overlap_candidates_contain_every_overlapping_pair(monkeypatch):
             positive = iou_matrix(a, b, k) > 0
             assert not (positive & ~found).any()
         assert found.sum() < found.size / 4  # and it does prune
+
+
+def test_near_pairs_contain_every_pair_within_the_radius(monkeypatch):
+    monkeypatch.setattr(assignment, "ALL_PAIRS_UP_TO", 0)  # always the sweep
+    rng = np.random.default_rng(6)
+    for _ in range(20):
+        a, b = rng.uniform(0, 500, size=(70, 2)), rng.uniform(0, 500, size=(60, 2))
+        radius = rng.uniform(0, 60, size=len(a))
+        rows, cols = near_pairs(a, radius, b)
+        found = np.zeros((len(a), len(b)), dtype=bool)
+        found[rows, cols] = True
+        near = np.hypot(*(a[:, None] - b[None]).transpose(2, 0, 1)) <= radius[:, None]
+        assert not (near & ~found).any()
+        assert found.sum() < found.size / 4
 
 
 def test_assign_is_the_best_matching_over_the_gated_pairs():
