@@ -120,11 +120,13 @@ def _floats(text: str, n: int | None = None) -> list[float]:
 
 
 def _line_arg(text: str) -> list[float]:
+    from camcount.config import distinct_ends
+
     values = _floats(text, 4)
-    if values[:2] == values[2:]:
-        raise argparse.ArgumentTypeError(
-            f"the two points of a line must differ, got ({values[0]:g}, {values[1]:g}) twice"
-        )
+    try:
+        distinct_ends(((values[0], values[1]), (values[2], values[3])))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return values
 
 

@@ -40,6 +40,13 @@ def simple_polygon(points: tuple[Coordinate, ...]) -> tuple[Coordinate, ...]:
     return points
 
 
+def distinct_ends(points: tuple[Coordinate, Coordinate]) -> tuple[Coordinate, Coordinate]:
+    """A line whose two points differ: one of a single point has no sides."""
+    if points[0] == points[1]:
+        raise ValueError(f"the two points of a line must differ, got {points[0]} twice")
+    return points
+
+
 class LineConfig(_Model):
     """A counting segment; walking from the first to the second point,
     crossing from left to right is ``in``."""
@@ -53,9 +60,7 @@ class LineConfig(_Model):
     @field_validator("points")
     @classmethod
     def _not_degenerate(cls, v: tuple[Coordinate, Coordinate]) -> tuple[Coordinate, Coordinate]:
-        if v[0] == v[1]:
-            raise ValueError(f"the two points of a line must differ, got {v[0]} twice")
-        return v
+        return distinct_ends(v)
 
 
 class ZoneConfig(_Model):
