@@ -157,14 +157,7 @@ class CameraActor:
         self._queue_size = queue_size
         self._keep_off_model = ModelCoreAvoider()
         self._preview_gate = PreviewGate()
-        self._preview_frame: PreviewFrame | None = None
-        self._preview_jpeg: tuple[PreviewFrame, bytes] | None = None
-        self._dead_letters: list[DeadLetter] = []
-        self._gaps: deque[Gap] = deque(maxlen=10)
-        self._fps_window: deque[float] = deque(maxlen=50)
-        self._skipped = 0
-        self._rejected = 0
-        self._detector_errors = 0
+        self._new_identity()
         self._reset(aggregator, sender_id, restore)
         self._m_processed = metrics.Counter(
             "camcount_frames_processed", "frames tracked and counted", ("camera",)
@@ -194,6 +187,19 @@ class CameraActor:
             self._m_queue,
         ):
             m.set_default_tags(tags)
+
+    def _new_identity(self) -> None:
+        """What this process keeps about the camera it is across its runs:
+        empty for a new camera (a new process, or the spare taking one
+        over)."""
+        self._preview_frame: PreviewFrame | None = None
+        self._preview_jpeg: tuple[PreviewFrame, bytes] | None = None
+        self._dead_letters: list[DeadLetter] = []
+        self._gaps: deque[Gap] = deque(maxlen=10)
+        self._fps_window: deque[float] = deque(maxlen=50)
+        self._skipped = 0
+        self._rejected = 0
+        self._detector_errors = 0
 
     def _reset(self, aggregator: Any, sender_id: str, restore: CameraState | None) -> None:
         """Everything a run of the camera counts from: empty, or a
@@ -269,10 +275,7 @@ class CameraActor:
         if camera is not None:  # a spare taking a camera over: nothing of before
             self.camera = CameraConfig.model_validate(camera)
             self._tag_metrics()
-            self._dead_letters, self._preview_frame, self._preview_jpeg = [], None, None
-            self._gaps.clear()
-            self._fps_window.clear()
-            self._skipped = self._rejected = self._detector_errors = 0
+            self._new_identity()
         if max_in_flight is not None:
             self._max_in_flight = max_in_flight
         self._reset(aggregator, sender_id, restore)

@@ -336,8 +336,7 @@ class Controller:
     def _spawn(self, cfg: CameraConfig, state: CameraState | None, cameras: int) -> Any:
         """Create the camera's next incarnation; its process starts (seconds)
         while the caller does other work. It sends nothing before ``_begin``."""
-        n = self._incarnation.get(cfg.id, -1) + 1
-        self._incarnation[cfg.id] = n
+        n = self._next_incarnation(cfg.id)
         self._cameras[cfg.id] = cfg
         actor = CameraActor.options(name=None, runtime_env=CAMERA_RUNTIME_ENV).remote(
             cfg.model_dump(mode="json"),
@@ -348,9 +347,18 @@ class Controller:
             max_in_flight=self._frames_in_flight(cameras),
             restore=state,
         )
+        self._install(cfg, actor, n)
+        return actor
+
+    def _next_incarnation(self, camera_id: str) -> int:
+        return self._incarnation.get(camera_id, -1) + 1
+
+    def _install(self, cfg: CameraConfig, actor: Any, incarnation: int) -> None:
+        """``actor`` is camera ``cfg`` from now on, as ``incarnation``
+        (its sender id, which its shard registers), watched for its death."""
+        self._incarnation[cfg.id] = incarnation
         self._actors[cfg.id] = actor
         self._watch(("camera", cfg.id), actor)
-        return actor
 
     async def _register(self, cfg: CameraConfig) -> None:
         """The camera's current incarnation is an input of its shard (earlier
@@ -678,7 +686,7 @@ class Controller:
         one (a new process takes seconds to start)."""
         actor = self._actors.get(cfg.id)
         if actor is not None and not dead:
-            n = self._incarnation[cfg.id] + 1
+            n = self._next_incarnation(cfg.id)
             try:
                 await asyncio.wait_for(
                     actor.rewind.remote(self._shard_of(cfg), f"{cfg.id}#{n}", state),
@@ -721,14 +729,13 @@ class Controller:
     async def _take_spare(self, cfg: CameraConfig, state: CameraState | None) -> Any:
         """The spare as ``cfg``'s next incarnation, or None (no spare ready,
         or it failed); a new spare starts in its place."""
-        spare, ready = self._spare, self._spare_ready
-        if spare is None or ready is None or not ready.done():
-            return None
-        if ready.cancelled() or ready.exception() is not None:
-            self._start_spare()  # the spare died while starting
+        spare, state_of_spare = self._spare, self._spare_state()
+        if state_of_spare != "ready":
+            if spare is not None and state_of_spare == "none":
+                self._start_spare()  # the spare died while starting
             return None
         self._spare = self._spare_ready = None
-        n = self._incarnation.get(cfg.id, -1) + 1
+        n = self._next_incarnation(cfg.id)
         try:
             await asyncio.wait_for(
                 spare.rewind.remote(
@@ -747,9 +754,7 @@ class Controller:
             return None
         finally:
             self._start_spare()
-        self._incarnation[cfg.id] = n
-        self._actors[cfg.id] = spare
-        self._watch(("camera", cfg.id), spare)
+        self._install(cfg, spare, n)
         return spare
 
     def _base_states(
@@ -868,7 +873,8 @@ class Controller:
 
     def _spare_state(self) -> str:
         """``ready`` (a dead camera is taken over at once), ``starting``,
-        or ``none`` (off, or the run has not started)."""
+        or ``none`` (off, the run has not started, or the spare died while
+        starting)."""
         ready = self._spare_ready
         if self._spare is None or ready is None:
             return "none"
