@@ -41,6 +41,7 @@ import ray
 from ray.util import metrics
 
 from actors.cores import ModelCoreAvoider
+from actors.lifetime import end_with
 from camcount.aggregation import Aggregator, AggregatorState, GroupSpec, Output, ShardCheckpoint
 from camcount.channels import Envelope
 from camcount.events import DeadLetter, WindowRow, group_by_type, to_arrow
@@ -69,7 +70,10 @@ class AggregatorActor:
         storage_root: str | None = None,
         keep_checkpoints: int = 3,
         restore: AggregatorState | None = None,
+        owner: Any = None,
     ) -> None:
+        """With ``owner`` (its controller) the shard ends once the owner is
+        gone for good (actors/lifetime.py)."""
         self.shard_id = shard_id
         self._keep_off_model = ModelCoreAvoider()
         self._settings = (sizes_s, allowed_lateness_s, idle_timeout_s, groups)
@@ -128,6 +132,7 @@ class AggregatorActor:
             self._m_fenced,
         ):
             m.set_default_tags(tags)
+        end_with(owner)
 
     def _new_aggregator(self) -> Aggregator:
         sizes_s, allowed_lateness_s, idle_timeout_s, groups = self._settings
@@ -164,7 +169,16 @@ class AggregatorActor:
             if not future.done():
                 future.set_exception(RuntimeError("shard restored"))
         self._outcomes = {}
+        # A commit held at a crash point is of the state before: it goes on
+        # to find the restore and is dropped, and the commits after it run.
+        for point in list(self._holds):
+            self.let_go(point)
         self._sink_epoch = await self._sink.epoch.remote() if self._sink is not None else None
+
+    def senders(self) -> dict[str, str]:
+        """Each camera's registered incarnation: a restarted controller
+        numbers the next ones after these, so none is used twice."""
+        return {camera: sender for sender, camera in self._agg.senders().items()}
 
     def register(
         self, camera_id: str, sender: str, site: str = "", tags: dict[str, str] | None = None

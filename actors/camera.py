@@ -40,6 +40,7 @@ import ray
 from ray.util import metrics
 
 from actors.cores import ModelCoreAvoider
+from actors.lifetime import end_with
 from camcount.affinity import current_cores
 from camcount.capture import Capture, CaptureStats, EndOfSource, SourceState
 from camcount.channels import Barrier, Counted, EndOfStream, Progress, Sender
@@ -141,11 +142,13 @@ class CameraActor:
         frames_per_batch: int = 8,
         queue_size: int = 4,
         restore: CameraState | None = None,
+        owner: Any = None,
     ) -> None:
         """``queue_size`` frames wait decoded at full size (6 MB each at
         1080p) besides the ``max_in_flight`` at the detector: a few are
         enough to keep the detector fed, and memory per camera is what
-        bounds cameras per node."""
+        bounds cameras per node. With ``owner`` (its controller) the
+        process ends once the owner is gone for good (actors/lifetime.py)."""
         self.camera = CameraConfig.model_validate(camera)
         self.tracker = TrackerConfig.model_validate(tracker)
         _without_pandas()
@@ -176,6 +179,7 @@ class CameraActor:
             "camcount_decode_queue", "frames waiting in the decode queue", ("camera",)
         )
         self._tag_metrics()
+        end_with(owner)
 
     def _tag_metrics(self) -> None:
         tags = {"camera": self.camera.id}
@@ -244,6 +248,16 @@ class CameraActor:
         """For the controller: this process has started (a spare is
         ready to take a camera over)."""
         return self.camera.id
+
+    def identity(self) -> dict[str, Any]:
+        """For a restarted controller finding its parts: the camera this
+        process is (its config may have changed since the run's), as which
+        incarnation (``sender``); ``camera`` is None for an idle spare."""
+        spare = self._aggregator is None
+        return {
+            "camera": None if spare else self.camera.model_dump(mode="json"),
+            "sender": self._sender.sender_id,
+        }
 
     async def rewind(
         self,

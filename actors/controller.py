@@ -29,9 +29,10 @@ region had sent after the checkpoint is made again, identically; the
 warehouse keeps one row per identity, so nothing is counted twice, and
 nothing before the checkpoint is lost. When the sink dies (Ray restarts
 it), every region rolls back, since rows it held in memory are gone. The
-hub restarts itself and numbers on. A controller that dies takes the
-actors it made with it; Ray restarts it, and it restores everything from
-the newest complete checkpoint on the first call it gets.
+hub restarts itself and numbers on. The parts outlive a controller that
+dies (actors/lifetime.py): Ray restarts it, it finds them, and every
+region rolls back in place, as after a sink loss; parts lost with it are
+made again.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from actors.aggregator import AggregatorActor
 from actors.camera import MIN_FRAMES_PER_REQUEST, CameraActor
 from actors.cores import ModelCoreAvoider
 from actors.hub import LiveHub
+from actors.lifetime import detached, parts_of
 from camcount.aggregation import AggregatorState, GroupSpec, resplit, shard_router
 from camcount.checkpoints import CheckpointStore, Manifest, PartInfo
 from camcount.checkpoints.states import CameraState
@@ -101,7 +103,14 @@ class Controller:
         self._n_shards = max(1, shards)
         self._health_interval_s = health_interval_s
         self._sink = sink
-        self._reconstructed = ray.get_runtime_context().was_current_actor_reconstructed
+        context = ray.get_runtime_context()
+        self._reconstructed = context.was_current_actor_reconstructed
+        self._me = context.current_actor
+        self._run_id = context.get_actor_id() or "driver"
+        # The parts a restarted controller finds (actors/lifetime.py).
+        self._survivors: dict[str, list[Any]] = (
+            parts_of(self._run_id) if self._reconstructed else {}
+        )
         self._born = time.monotonic()
         self._fresh = fresh and not self._reconstructed
         storage = self.config.storage
@@ -110,7 +119,16 @@ class Controller:
         self._checkpoint_timeout_s = max(
             MIN_CHECKPOINT_TIMEOUT_S, CHECKPOINT_TIMEOUT_INTERVALS * self._interval_s
         )
-        self.hub = LiveHub.remote(storage_root=storage.root)
+        hubs = self._survivors.pop("hub", [])
+        for extra in hubs[1:]:
+            ray.kill(extra, no_restart=True)
+        self.hub = (
+            hubs[0]
+            if hubs
+            else LiveHub.options(**self._detached("hub")).remote(
+                storage_root=storage.root, owner=self._me
+            )
+        )
         w = self.config.windows
         self._groups = [
             (g.id, [(m.camera, m.counter) for m in g.members]) for g in self.config.groups
@@ -174,6 +192,19 @@ class Controller:
         self._m_restarts = metrics.Counter(
             "camcount_part_restarts", "parts restored from a checkpoint", ("part",)
         )
+        self._restore_task: asyncio.Task[None] | None = None
+        if self._reconstructed:  # restore at once, not at the first call
+            self._me.ping.remote()
+
+    def _detached(self, kind: str) -> dict[str, Any]:
+        return detached(self._run_id, kind)
+
+    async def ping(self) -> None:
+        """The parts ask this to learn whether the controller is gone for
+        good (actors/lifetime.py). A restarted controller's first call:
+        it starts restoring the run."""
+        if self._reconstructed and self._started is None and self._restore_task is None:
+            self._restore_task = asyncio.get_running_loop().create_task(self._ensure_started())
 
     # ------------------------------------------------------------ start
 
@@ -207,30 +238,17 @@ class Controller:
             self._initial = await asyncio.to_thread(self._load, manifest)
             self._resumed_from = manifest.checkpoint_id if manifest is not None else None
             self._next_id = await asyncio.to_thread(self._store.next_id)
-            self.shards = [self._new_shard(i, self._initial[0][i]) for i in range(self._n_shards)]
-            # All processes start together: each waits for a worker to spawn
-            # and import its libraries (seconds), so one after another the
-            # first cameras of a large config would finish files before the
-            # last began.
-            n = len(self.config.cameras)
-            spawned = [
-                (c, self._spawn(c, self._initial[1].get(c.id), n)) for c in self.config.cameras
-            ]
-            await asyncio.gather(*(s.ready.remote() for s in self.shards))
-            for i, shard in enumerate(self.shards):
-                self._watch(("shard", str(i)), shard)
-            self._watch(("hub", "hub"), self.hub)
-            if self._sink is not None:
-                self._watch(("sink", "sink"), self._sink)
-            await self._record_cameras(list(self.config.cameras))
-            await asyncio.gather(*(self._register(c) for c, _ in spawned))
-            statuses = await asyncio.gather(*(self._begin(c, a) for c, a in spawned))
+            if self._reconstructed:
+                statuses = await self._adopt()
+            else:
+                statuses = await self._launch_all()
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._watch_loop()),
             loop.create_task(self._checkpoint_loop()),
         ]
-        self._start_spare()
+        if self._spare is None:
+            self._start_spare()
         if self._reconstructed:  # a restart of this actor is a row too
             self._note_restart(
                 "controller",
@@ -240,6 +258,92 @@ class Controller:
             )
             await self._write_restart_letters()
         return list(statuses)
+
+    async def _launch_all(self) -> list[dict[str, Any]]:
+        """A new run's parts, from what it resumes from (or nothing)."""
+        self.shards = [self._new_shard(i, self._initial[0][i]) for i in range(self._n_shards)]
+        # All processes start together: each waits for a worker to spawn
+        # and import its libraries (seconds), so one after another the
+        # first cameras of a large config would finish files before the
+        # last began.
+        n = len(self.config.cameras)
+        spawned = [(c, self._spawn(c, self._initial[1].get(c.id), n)) for c in self.config.cameras]
+        await asyncio.gather(*(s.ready.remote() for s in self.shards))
+        self._watch_shared_parts()
+        await self._record_cameras(list(self.config.cameras))
+        await asyncio.gather(*(self._register(c) for c, _ in spawned))
+        return list(await asyncio.gather(*(self._begin(c, a) for c, a in spawned)))
+
+    def _watch_shared_parts(self) -> None:
+        for i, shard in enumerate(self.shards):
+            self._watch(("shard", str(i)), shard)
+        self._watch(("hub", "hub"), self.hub)
+        if self._sink is not None:
+            self._watch(("sink", "sink"), self._sink)
+
+    async def _adopt(self) -> list[dict[str, Any]]:
+        """A restarted controller's start: the parts that outlived it roll
+        back in place to the newest complete checkpoint, as after a sink
+        loss (everything after it is made again, identically); parts lost
+        with it are made again from the checkpoint. Cameras added or
+        updated while the run went keep what they had become."""
+        found, self._survivors = self._survivors, {}
+        self.shards = []
+        kept_shards = 0
+        for i in range(self._n_shards):
+            same = found.pop(f"shard{i}", [])
+            kept_shards += bool(same)
+            self.shards.append(same[0] if same else self._new_shard(i, None))
+            _kill(same[1:])
+        configs = {c.id: c for c in self.config.cameras}
+        survivors: dict[str, tuple[int, Any]] = {}
+        candidates = found.pop("camera", [])
+        identities = await asyncio.gather(*(_answer(a.identity.remote()) for a in candidates))
+        for actor, identity in zip(candidates, identities, strict=True):
+            if identity is None or identity["camera"] is None:
+                if identity is not None and self._spare is None:
+                    self._spare = actor  # an idle spare: still the spare
+                    self._spare_ready = asyncio.ensure_future(actor.ready.remote())
+                else:
+                    _kill([actor])
+                continue
+            cfg = CameraConfig.model_validate(identity["camera"])
+            n = _incarnation_of(identity["sender"])
+            kept = survivors.get(cfg.id)
+            if kept is not None and kept[0] >= n:
+                _kill([actor])
+                continue
+            if kept is not None:
+                _kill([kept[1]])
+            survivors[cfg.id] = (n, actor)
+            configs[cfg.id] = cfg
+        for leftover in found.values():  # shards of more shards than now
+            _kill(leftover)
+        self._cameras.update(configs)
+        for camera_id, (n, actor) in survivors.items():
+            self._install(configs[camera_id], actor, n)
+        # The shards' registered incarnations: a camera lost with the
+        # controller is numbered after its last, never as one in flight.
+        registered = await asyncio.gather(*(_answer(s.senders.remote()) for s in self.shards))
+        for senders in registered:
+            for camera_id, sender in (senders or {}).items():
+                n = max(self._incarnation.get(camera_id, -1), _incarnation_of(sender))
+                self._incarnation[camera_id] = n
+        await asyncio.gather(*(s.ready.remote() for s in self.shards))
+        self._watch_shared_parts()
+        cameras = list(configs.values())
+        await self._record_cameras(cameras)
+        log.warning(
+            "controller restarted: %s of %s cameras and %s of %s shards outlived it",
+            len(survivors),
+            len(cameras),
+            kept_shards,
+            self._n_shards,
+        )
+        await self._roll_back(
+            list(range(self._n_shards)), cameras, None, set(configs) - set(survivors)
+        )
+        return [self._last_status.get(c.id, {"camera_id": c.id}) for c in cameras]
 
     def _load(
         self, manifest: Manifest | None
@@ -288,7 +392,7 @@ class Controller:
 
     def _new_shard(self, index: int, state: AggregatorState | None) -> Any:
         storage = self.config.storage
-        return AggregatorActor.remote(
+        return AggregatorActor.options(**self._detached(f"shard{index}")).remote(
             index,
             *self._window_args,
             self._groups,
@@ -297,6 +401,7 @@ class Controller:
             storage.root,
             storage.keep_checkpoints,
             state,
+            owner=self._me,
         )
 
     def _shard_index(self, camera: CameraConfig) -> int:
@@ -338,7 +443,9 @@ class Controller:
         while the caller does other work. It sends nothing before ``_begin``."""
         n = self._next_incarnation(cfg.id)
         self._cameras[cfg.id] = cfg
-        actor = CameraActor.options(name=None, runtime_env=CAMERA_RUNTIME_ENV).remote(
+        actor = CameraActor.options(
+            runtime_env=CAMERA_RUNTIME_ENV, **self._detached("camera")
+        ).remote(
             cfg.model_dump(mode="json"),
             self.config.tracker.model_dump(mode="json"),
             self._shard_of(cfg),
@@ -346,6 +453,7 @@ class Controller:
             self._detector_app,
             max_in_flight=self._frames_in_flight(cameras),
             restore=state,
+            owner=self._me,
         )
         self._install(cfg, actor, n)
         return actor
@@ -716,13 +824,14 @@ class Controller:
             return
         template = next(iter(self._cameras.values()))
         self._spare = CameraActor.options(
-            name=None, num_cpus=0, runtime_env=CAMERA_RUNTIME_ENV
+            num_cpus=0, runtime_env=CAMERA_RUNTIME_ENV, **self._detached("camera")
         ).remote(
             template.model_dump(mode="json"),
             self.config.tracker.model_dump(mode="json"),
             None,
             "spare",
             self._detector_app,
+            owner=self._me,
         )
         self._spare_ready = asyncio.ensure_future(self._spare.ready.remote())
 
@@ -1011,6 +1120,8 @@ class Controller:
             for shard in self.shards:
                 with contextlib.suppress(RayActorError):
                     await shard.drain.remote()
+            # They would outlive this actor (actors/lifetime.py).
+            _kill([*self.shards, self.hub])
         return {"final_checkpoint": final, "checkpoints": self._checkpoint_status()}
 
 
@@ -1024,3 +1135,23 @@ async def _until_back(call: Any, timeout_s: float = 120.0) -> Any:
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.1)
+
+
+async def _answer(ref: Any, timeout_s: float = 10.0) -> Any:
+    """What an actor answers, or None when it is lost or does not answer."""
+    try:
+        return await asyncio.wait_for(ref, timeout_s)
+    except (RayActorError, TimeoutError):
+        return None
+
+
+def _kill(actors: Iterable[Any]) -> None:
+    for actor in actors:
+        with contextlib.suppress(Exception):
+            ray.kill(actor, no_restart=True)
+
+
+def _incarnation_of(sender: str) -> int:
+    """``camera#3`` is incarnation 3; a spare's id is none (-1)."""
+    _, _, n = sender.rpartition("#")
+    return int(n) if n.isdigit() else -1

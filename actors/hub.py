@@ -20,6 +20,7 @@ from typing import Any
 import ray
 
 from actors.cores import ModelCoreAvoider
+from actors.lifetime import end_with
 from camcount.checkpoints.sequence import SequenceBlocks
 from camcount.errors import CheckpointStoreError
 from camcount.livefeed import Since, UpdateBuffer
@@ -29,12 +30,17 @@ log = logging.getLogger("camcount.hub")
 
 @ray.remote(num_cpus=0, max_restarts=-1)
 class LiveHub:
-    def __init__(self, capacity: int = 10_000, storage_root: str | None = None) -> None:
+    def __init__(
+        self, capacity: int = 10_000, storage_root: str | None = None, owner: Any = None
+    ) -> None:
+        """With ``owner`` (its controller) the hub ends once the owner is
+        gone for good (actors/lifetime.py)."""
         self._blocks = SequenceBlocks(storage_root) if storage_root is not None else None
         last = self._blocks.start() if self._blocks is not None else 0
         self._buffer = UpdateBuffer(capacity, last_seq=last)
         self._changed = asyncio.Condition()
         self._keep_off_model = ModelCoreAvoider()
+        end_with(owner)
 
     async def publish(self, updates: list[tuple[str, str, dict[str, Any]]]) -> int:
         """(kind, camera_id, data) triples; returns the last sequence number."""

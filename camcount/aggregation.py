@@ -202,6 +202,10 @@ class Aggregator:
         self._held: dict[str, deque[Envelope]] = {}
         self.fenced = 0
 
+    def senders(self) -> dict[str, str]:
+        """Sender id to camera, for the senders not fenced off."""
+        return dict(self._sender_camera)
+
     def register(self, camera_id: str, sender: str, site: str = "") -> None:
         """A camera (or a restarted incarnation of it) will send as ``sender``;
         earlier incarnations of it are fenced off from now on."""

@@ -21,10 +21,11 @@ from typing import Any
 import pytest
 import ray
 import yaml
+from ray import serve
 
 from camcount.config import AppConfig
 from camcount.synthetic import generate_scene, write_scene
-from serve_app.app import start_pipeline
+from serve_app.app import DETECTOR_APP, start_pipeline
 from tests.integration.conftest import free_port
 from tests.integration.test_exactly_once import (
     LAYOUT,
@@ -298,3 +299,63 @@ def test_a_restarted_live_camera_records_its_gap(ray_cluster, shared_data, tmp_p
     assert len(rows) == 1 and rows[0]["camera_id"] == "ipcam"
     assert int(rows[0]["from_ms"]) == pytest.approx(gap["from"] * 1000, abs=1)
     assert rows[0]["duration_s"] == pytest.approx(gap["to"] - gap["from"])
+
+
+def run_parts(pipeline: Any) -> set[str]:
+    """The names of the run's parts still on the cluster (actors/lifetime.py)."""
+    from actors.lifetime import PREFIX
+
+    controller_id = pipeline.controller._actor_id.hex()
+    return {
+        name
+        for entry in ray.util.list_named_actors(all_namespaces=True)
+        if (name := entry["name"]).startswith(f"{PREFIX}{controller_id}-")
+    }
+
+
+def test_the_parts_outlive_a_controller_restart_and_not_the_run(
+    ray_cluster, scenes, base, tmp_path
+):
+    """A controller killed with SIGKILL comes back to the same camera and
+    shard processes (they roll back in place, nothing counted twice or
+    lost); a controller gone for good (its driver gone, no stop) takes every
+    part of its run with it."""
+    pipeline = start_pipeline(config_for(scenes, tmp_path), shards=2, api=False)
+    controller = pipeline.controller
+    try:
+        wait_for_frames(pipeline, 100)
+        before = part_processes(pipeline)
+        assert len(run_parts(pipeline)) >= len(before) + 1  # and the hub, the spare
+        os.kill(ray.get(controller.__ray_call__.remote(lambda self: os.getpid())), signal.SIGKILL)
+        pipeline.wait_files()
+        after = part_processes(pipeline)
+        rows, crossings = warehouse_rows(pipeline)
+        totals = pipeline.totals()
+        status = pipeline.status()
+        # Gone for good without a stop, as when its driver ends.
+        ray.kill(controller)
+        deadline = time.monotonic() + 30
+        while left := run_parts(pipeline):
+            assert time.monotonic() < deadline, f"left behind: {sorted(left)}"
+            time.sleep(0.2)
+        assert ray.get(pipeline.sink.epoch.remote())  # the driver's sink is not the run's
+    finally:
+        ray.kill(controller)
+        ray.get(pipeline.sink.close.remote(), timeout=60)
+        ray.kill(pipeline.sink)
+        serve.delete(DETECTOR_APP)
+    same_as(base, rows, crossings)
+    assert totals == base["totals"]
+    assert after == before, "a part did not outlive the controller"
+    assert [r["part"] for r in status["recoveries"]] == ["controller"]
+
+
+def part_processes(pipeline: Any) -> dict[str, int]:
+    """Each camera's and shard's actor id, with its process."""
+    controller = pipeline.controller
+    handles = [
+        ray.get(controller.camera_handle.remote(c.id)) for c in pipeline.config.cameras
+    ] + ray.get(controller.shard_handles.remote())
+    return {
+        h._actor_id.hex(): ray.get(h.__ray_call__.remote(lambda self: os.getpid())) for h in handles
+    }
