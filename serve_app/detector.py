@@ -38,7 +38,18 @@ _BATCH_BOUNDARIES = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]
 _LATENCY_BOUNDARIES_S = [0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0]
 
 
-@serve.deployment(name="Detector", max_ongoing_requests=32, max_queued_requests=64)
+#: Serve learns of a lost replica at its next health check (10 s apart by
+#: default) and only then starts another; every camera waits meanwhile.
+#: A check is one small call, so once a second costs nothing.
+HEALTH_CHECK_PERIOD_S = 1.0
+
+
+@serve.deployment(
+    name="Detector",
+    max_ongoing_requests=32,
+    max_queued_requests=64,
+    health_check_period_s=HEALTH_CHECK_PERIOD_S,
+)
 class DetectorDeployment:
     def __init__(self, config: dict[str, Any]) -> None:
         cfg = DetectorConfig.model_validate(config)
