@@ -230,6 +230,11 @@ def kill_and_time(pipeline: Pipeline, part: str, camera: str) -> float:
         frames = int(state.get("frames_processed") or 0)
         if state.get("state") == "streaming" and frames > prev:
             return time.monotonic() - t0
+        if state.get("state") in ("finished", "failed"):
+            raise RuntimeError(
+                f"camera {camera} {state['state']} before it counted again: "
+                "give the paced videos more --frames"
+            )
         prev = frames
 
 
