@@ -27,7 +27,13 @@ class ConfigError(CamcountError):
 
 
 class GeometryError(CamcountError, ValueError):
-    """A line or polygon cannot be used (degenerate, too few points...)."""
+    """A line or polygon cannot be used (degenerate, too few points, outside
+    the frame). ``loc`` says where in a camera's config, when known, so the
+    REST API names the field as it does for any invalid value."""
+
+    def __init__(self, message: str, loc: tuple[str | int, ...] = ()) -> None:
+        super().__init__(message)
+        self.loc = loc
 
 
 class SourceError(CamcountError):

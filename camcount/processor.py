@@ -62,28 +62,30 @@ class CameraProcessor:
             LineCounter(
                 camera.id,
                 line.id,
-                shapes.segment(f"line {line.id!r}", line.points, line.band_px),
+                shapes.segment(
+                    f"line {line.id!r}", line.points, line.band_px, ("lines", i, "points")
+                ),
                 self.class_names,
                 anchor=line.anchor,
                 classes=line.classes,
                 frame_size=frame_size,
             )
-            for line in camera.lines
+            for i, line in enumerate(camera.lines)
         ]
         self.zones = [
             ZoneCounter(
                 camera.id,
                 zone.id,
-                shapes.polygon(f"zone {zone.id!r}", zone.polygon),
+                shapes.polygon(f"zone {zone.id!r}", zone.polygon, ("zones", i, "polygon")),
                 self.class_names,
                 anchor=zone.anchor,
                 classes=zone.classes,
                 band_px=zone.band_px,
                 sample_every_s=zone.sample_every_s,
             )
-            for zone in camera.zones
+            for i, zone in enumerate(camera.zones)
         ]
-        self._roi = shapes.polygon("roi", camera.roi) if camera.roi else None
+        self._roi = shapes.polygon("roi", camera.roi, ("roi",)) if camera.roi else None
         wanted = camera.classes or self.class_names
         self._class_ok = np.array([c in wanted for c in self.class_names], dtype=bool)
         self.last_frame_index = -1
@@ -174,33 +176,42 @@ class _Shapes:
         self.frame_size = frame_size
         self.normalized = camera.coordinates == "normalized"
 
-    def _refuse(self, what: str, problem: str) -> GeometryError:
+    def _refuse(self, what: str, problem: str, loc: tuple[str | int, ...]) -> GeometryError:
         w, h = self.frame_size
-        return GeometryError(f"camera {self.camera.id!r}, {what} ({w}x{h} frame): {problem}")
+        return GeometryError(f"camera {self.camera.id!r}, {what} ({w}x{h} frame): {problem}", loc)
 
-    def segment(self, what: str, points: Sequence[Sequence[float]], band_px: float) -> Segment:
+    def segment(
+        self,
+        what: str,
+        points: Sequence[Sequence[float]],
+        band_px: float,
+        loc: tuple[str | int, ...],
+    ) -> Segment:
         start, end = to_pixels(points, self.frame_size, self.normalized)
         try:
             segment = Segment(start, end, band_px=band_px)
         except GeometryError as exc:
-            raise self._refuse(what, str(exc)) from None
+            raise self._refuse(what, str(exc), loc) from None
         if segment.length_within(self.frame_size) <= 0:
             raise self._refuse(
                 what,
                 f"the line from {format_point(start)} to {format_point(end)} "
                 "lies wholly outside the frame",
+                loc,
             )
         return segment
 
-    def polygon(self, what: str, points: Sequence[Sequence[float]]) -> Polygon:
+    def polygon(
+        self, what: str, points: Sequence[Sequence[float]], loc: tuple[str | int, ...]
+    ) -> Polygon:
         vertices = tuple(to_pixels(points, self.frame_size, self.normalized))
         try:
             polygon = Polygon(vertices)
         except GeometryError as exc:
-            raise self._refuse(what, str(exc)) from None
+            raise self._refuse(what, str(exc), loc) from None
         if polygon.area_within(self.frame_size) <= 0:
             corners = ", ".join(format_point(v) for v in vertices)
-            raise self._refuse(what, f"the polygon {corners} lies wholly outside the frame")
+            raise self._refuse(what, f"the polygon {corners} lies wholly outside the frame", loc)
         return polygon
 
 

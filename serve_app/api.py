@@ -50,7 +50,7 @@ from camcount.apischema import (
     wanted,
 )
 from camcount.config import ApiConfig, CameraConfig
-from camcount.errors import RequestError
+from camcount.errors import GeometryError, RequestError
 from camcount.live_protocol import RateLimiter
 from serve_app.auth import Guard, TokenCheck, json_error
 
@@ -259,6 +259,10 @@ class ApiService:
             await self.pipeline.call("update_camera", cfg.model_dump(mode="json"))
         except KeyError:
             raise RequestError("not_found", f"no camera {cam_id!r}", 404) from None
+        except GeometryError as exc:  # valid alone, not in this camera's frame
+            loc = [str(p) for p in exc.loc]
+            detail = [{"loc": loc, "msg": str(exc), "type": "geometry"}]
+            raise RequestError("invalid", str(exc), 422, detail) from None
         except ValueError as exc:
             raise RequestError("conflict", str(exc), 409) from None
         log.info("camera %s updated", cam_id)

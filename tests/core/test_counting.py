@@ -236,32 +236,37 @@ def test_a_region_of_interest_on_the_frame_keeps_boxes_cut_by_its_edge():
 
 
 @pytest.mark.parametrize(
-    ("camera", "message"),
+    ("camera", "message", "loc"),
     [
         (
             {"lines": [{"id": "door", "points": [[1300, 0], [1400, 720]]}]},
             r"camera 'cam', line 'door' \(1280x720 frame\): the line from \(1300, 0\) to "
             r"\(1400, 720\) lies wholly outside the frame",
+            ("lines", 0, "points"),
         ),
         (
             # pixels given where normalised coordinates were declared
             {"coordinates": "normalized", "lines": [{"id": "door", "points": [[0, 2], [1, 2]]}]},
             r"camera 'cam', line 'door' \(1280x720 frame\).*outside the frame",
+            ("lines", 0, "points"),
         ),
         (
             {"zones": [{"id": "queue", "polygon": [[0, -50], [100, -50], [100, -10]]}]},
             r"camera 'cam', zone 'queue' \(1280x720 frame\): the polygon .* lies wholly outside",
+            ("zones", 0, "polygon"),
         ),
         (
             {"roi": [[-30, 0], [-10, 0], [-10, 720]]},
             r"camera 'cam', roi \(1280x720 frame\): .*outside the frame",
+            ("roi",),
         ),
     ],
 )
-def test_geometry_wholly_outside_the_frame_is_refused_when_the_camera_starts(camera, message):
+def test_geometry_wholly_outside_the_frame_is_refused_when_the_camera_starts(camera, message, loc):
     config = CameraConfig.model_validate({"id": "cam", "source": "v.mp4", **camera})
-    with pytest.raises(GeometryError, match=message):
+    with pytest.raises(GeometryError, match=message) as refused:
         CameraProcessor(config, TrackerConfig(), CLASSES, FRAME, fps=10.0)
+    assert refused.value.loc == loc  # where in the config, for the REST API's 422
 
 
 def test_geometry_partly_in_the_frame_is_kept():

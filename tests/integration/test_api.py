@@ -273,6 +273,12 @@ def test_cameras_round_trip_while_running_and_counts_history(api: Api) -> None:
             p = await c.patch("/cameras/rest-a", json={"lines": lines})
             assert p.status_code == 200, p.text
             assert [ln["id"] for ln in p.json()["config"]["lines"]] == ["line-main", "line-2"]
+            # valid alone, wholly outside this camera's frame: the field named
+            away = {"id": "line-3", "points": [[5000, 0], [6000, 10]]}
+            out = await c.patch("/cameras/rest-a", json={"lines": [*lines, away]})
+            assert out.status_code == 422 and out.json()["error"] == "invalid", out.text
+            assert [d["loc"] for d in out.json()["detail"]] == [["lines", "2", "points"]]
+            assert "line 'line-3'" in out.json()["message"]
             bad = await c.patch("/cameras/rest-a", json={"source": "/elsewhere.mp4"})
             assert bad.status_code == 422 and bad.json()["error"] == "immutable"
             listed = (await c.get("/cameras")).json()["cameras"]
