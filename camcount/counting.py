@@ -76,6 +76,8 @@ class LineCounter:
     def update(self, frame: TrackFrame) -> list[Crossing]:
         dets = frame.detections
         events: list[Crossing] = []
+        if len(frame.born_ids):
+            self._remember_births(frame)
         if len(dets):
             pts = anchor_points(dets.xyxy, self.anchor)
             sides = self.segment.sides(pts, self._band_a, self._band_b)
@@ -130,6 +132,24 @@ class LineCounter:
             self._points[slot[known]] = where[decided[known]]
             self._remember_new(ids[~known], now[~known], where[decided[~known]])
         return events
+
+    def _remember_births(self, frame: TrackFrame) -> None:
+        """Tracks confirmed in this frame start from where they were first
+        seen: one that crossed while still tentative (fast, or first seen
+        close to the line) then counts in this frame's step, as one that
+        crossed later would."""
+        boxes = frame.born_xyxy
+        known = np.isfinite(boxes).all(axis=1)  # NaN: a state saved before this was kept
+        if not known.any():
+            return
+        boxes, ids = boxes[known], np.asarray(frame.born_ids, dtype=np.int64)[known]
+        pts = anchor_points(boxes, self.anchor)
+        sides = self.segment.sides(pts, self._band_a, self._band_b)
+        where = pts
+        if self._edges is not None:
+            sides, where = self._edges.decide(sides, pts, boxes)
+        decided = sides != 0
+        self._remember_new(ids[decided], sides[decided], where[decided])
 
     def _remember_new(
         self,

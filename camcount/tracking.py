@@ -158,6 +158,10 @@ class TrackFrame:
     for row, the detector's own box each track matched (None: the same as
     the smoothed ones): whether the frame edge cuts an object shows there,
     while the smoothed box of one coming in from the edge lags inside it.
+    ``born_ids`` are the tracks confirmed in this frame and ``born_xyxy``
+    the detector's box where each was first seen: a track is confirmed only
+    after a few sightings, and one that crossed a line meanwhile (fast, or
+    first seen close to it) must still count.
     """
 
     frame_index: int
@@ -166,6 +170,10 @@ class TrackFrame:
     lost_ids: IntArray
     removed_ids: IntArray
     observed_xyxy: npt.NDArray[np.float32] | None = None
+    born_ids: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    born_xyxy: npt.NDArray[np.float32] = field(
+        default_factory=lambda: np.zeros((0, 4), dtype=np.float32)
+    )
 
     @property
     def observed(self) -> npt.NDArray[np.float32]:
@@ -177,9 +185,11 @@ class TrackFrame:
 class TrackerState:
     """A copy of the tracker's state; plain arrays and numbers only.
 
-    ``chain`` was added after the first release of this format: a state
-    saved before it has none (None here), and ``Tracker.restore`` rebuilds
-    it from ``hits``, which is what every tentative track's chain was then.
+    ``chain`` and ``first_xyxy`` were added after the first release of this
+    format: a state saved before them has none (None here). ``Tracker.restore``
+    rebuilds the chain from ``hits``, which is what every tentative track's
+    chain was then, and knows no first sighting (NaN) of the tracks then
+    tentative.
     """
 
     format_version: int
@@ -196,6 +206,7 @@ class TrackerState:
     class_votes: FloatArray
     settings: TrackerSettings = field(default_factory=TrackerSettings)
     chain: IntArray | None = None
+    first_xyxy: npt.NDArray[np.float32] | None = None
 
 
 @dataclass(slots=True)
@@ -231,6 +242,7 @@ class Tracker:
         self._mean = np.zeros((0, 8))
         self._cov = np.zeros((0, 3, 4))  # kalman's block form
         self._votes = np.zeros((0, 1))
+        self._first = np.zeros((0, 4), dtype=np.float32)  # where first seen
 
     @property
     def track_count(self) -> int:
@@ -273,6 +285,9 @@ class Tracker:
             self._next_id += int(newly.size)
             self._status[matched[~tentative]] = TRACKED
             self._status[newly] = TRACKED
+            born_ids, born_xyxy = self._ids[newly], self._first[newly]
+        else:
+            born_ids, born_xyxy = self._ids[:0], self._first[:0]
 
         # Step 6, the unmatched: confirmed tracks are lost; drop the expired
         # ones and the tentative tracks unseen for too many frames.
@@ -322,7 +337,9 @@ class Tracker:
                 observed = np.concatenate([observed, detections.xyxy[fresh]])
 
         # Fancy indexing above already made these copies of the state.
-        return TrackFrame(frame_index, frame_time, output, lost_ids, removed_ids, observed)
+        return TrackFrame(
+            frame_index, frame_time, output, lost_ids, removed_ids, observed, born_ids, born_xyxy
+        )
 
     def _matched(
         self,
@@ -512,6 +529,7 @@ class Tracker:
         self._mean = self._mean[mask]
         self._cov = self._cov[mask]
         self._votes = self._votes[mask]
+        self._first = self._first[mask]
 
     def _start(
         self, detections: Detections, rows: IntArray, strong: BoolArray, frame_time: float
@@ -531,6 +549,7 @@ class Tracker:
         self._cov = np.concatenate([self._cov, cov])
         votes = np.zeros((n, self._votes.shape[1]))
         self._votes = np.concatenate([self._votes, votes])
+        self._first = np.concatenate([self._first, detections.xyxy[rows].astype(np.float32)])
         self._vote(
             np.arange(len(self._keys) - n, len(self._keys)),
             detections.class_id[rows],
@@ -558,6 +577,7 @@ class Tracker:
             class_votes=self._votes.copy(),
             settings=self.settings,
             chain=self._chain.copy(),
+            first_xyxy=self._first.copy(),
         )
 
     def restore(self, state: TrackerState) -> None:
@@ -579,6 +599,11 @@ class Tracker:
         self._mean = state.mean.copy()
         self._cov = kalman.full_to_blocks(state.cov)
         self._votes = state.class_votes.copy()
+        self._first = (
+            np.full((len(state.keys), 4), np.nan, dtype=np.float32)
+            if state.first_xyxy is None
+            else state.first_xyxy.copy()
+        )
 
     @classmethod
     def from_state(cls, state: TrackerState) -> Tracker:

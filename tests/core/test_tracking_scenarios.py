@@ -183,8 +183,8 @@ PERSON_BOX = (50.0, 120.0)
 FAST = [
     # (name, speed px/frame, box, class, sampling fps, line x). Boxes that no
     # longer overlap from one frame to the next: the first match is by
-    # distance, and such a track confirms at its third sighting, so the line
-    # lies past that (at 300 px/frame, 600 px on from the first sighting).
+    # distance, and such a track confirms at its third sighting (lines
+    # crossed before that: the test after this one).
     ("car at 100 px/frame", 100.0, CAR_BOX, CAR, 10.0, 640.0),
     ("car at 200 px/frame", 200.0, CAR_BOX, CAR, 10.0, 640.0),
     ("car at 300 px/frame", 300.0, CAR_BOX, CAR, 10.0, 900.0),
@@ -226,12 +226,19 @@ def test_two_fast_cars_in_neighbouring_lanes_keep_their_lanes():
     assert all(len(v) == 1 for v in identities(cars, outcome).values())
 
 
-def test_a_fast_object_crossing_before_its_third_sighting_is_not_counted():
-    """Unsupported on purpose: two sightings that do not overlap may be two
-    things, so the track confirms at the third, and a line crossed before
-    it was never seen crossed by a confirmed track."""
-    car = Mover((65.0, 400.0), (300.0, 0.0), CAR_BOX, CAR)
-    assert run([car], [vertical_line(500.0)], 5).counts == (0, 0)
+@pytest.mark.parametrize("line_x", [200.0, 500.0], ids=["after 1st sighting", "after 2nd"])
+@pytest.mark.parametrize("direction", [1, -1], ids=["rightwards", "leftwards"])
+def test_a_fast_object_crossing_before_its_track_is_confirmed_counts_once(line_x, direction):
+    """Sightings that do not overlap confirm a track only at the third; it
+    starts for the lines where it was first seen, so a line crossed before
+    that (between the first and second sightings, or the second and third)
+    counts once, in its direction, in the frame the track is confirmed."""
+    start_x = 65.0 if direction > 0 else HD[0] - 65.0
+    line = line_x if direction > 0 else HD[0] - line_x
+    car = Mover((start_x, 400.0), (direction * 300.0, 0.0), CAR_BOX, CAR)
+    outcome = run([car], [vertical_line(line)], 5)
+    assert outcome.counts == ((0, 1) if direction > 0 else (1, 0))
+    assert [c.frame_index for c in outcome.crossings] == [2]
 
 
 # ------------------------------------------------------------------ missed frames
