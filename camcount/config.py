@@ -9,7 +9,9 @@ same models.
 
 from __future__ import annotations
 
+import difflib
 import json
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -17,7 +19,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from camcount.errors import ConfigError, GeometryError
+from camcount.detectors import check_model_name
+from camcount.errors import ConfigError, DetectorError, GeometryError
 from camcount.geometry import Anchor, Polygon
 from camcount.tracking import TrackerSettings
 
@@ -27,6 +30,11 @@ _TRACKER = TrackerSettings()
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _did_you_mean(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def simple_polygon(points: tuple[Coordinate, ...]) -> tuple[Coordinate, ...]:
@@ -230,6 +238,15 @@ class DetectorConfig(_Model):
     )
     options: dict[str, Any] = Field(default_factory=dict, description="backend specific settings")
 
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, model: str) -> str:
+        try:
+            check_model_name(model)
+        except DetectorError as exc:
+            raise ValueError(str(exc)) from None
+        return model
+
     def reserved_cores(self) -> int:
         """How many cores a replica reserves: ``auto`` protects a real model
         on CPU, where the model is what every camera waits for; a GPU replica
@@ -365,6 +382,31 @@ class AppConfig(_Model):
         if dupes:
             raise ValueError(f"camera ids must be unique: {dupes}")
         return cameras
+
+    @model_validator(mode="after")
+    def _groups_name_what_exists(self) -> AppConfig:
+        """A group member naming a camera, line or zone the config does not
+        have would add nothing to the group's rows, silently."""
+        counters = {
+            c.id: [*(ln.id for ln in c.lines), *(z.id for z in c.zones)] for c in self.cameras
+        }
+        problems = []
+        for group in self.groups:
+            for m in group.members:
+                if m.camera not in counters:
+                    problems.append(
+                        f"group {group.id!r} names camera {m.camera!r}, which the config "
+                        f"does not have{_did_you_mean(m.camera, counters)}"
+                    )
+                elif m.counter not in counters[m.camera]:
+                    problems.append(
+                        f"group {group.id!r} names counter {m.counter!r} of camera "
+                        f"{m.camera!r}, which has no such line or zone"
+                        f"{_did_you_mean(m.counter, counters[m.camera])}"
+                    )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     def camera(self, camera_id: str) -> CameraConfig:
         for c in self.cameras:

@@ -121,3 +121,45 @@ def test_every_number_in_the_file_must_be_finite():
         "line 4: detector.score_threshold: Input should be a finite number",
         "line 2: tracker.lost_track_buffer_s: Input should be a finite number",
     ]
+
+
+@pytest.mark.parametrize(
+    ("members", "message"),
+    [
+        (
+            "[{camera: gates, counter: entrance}]",
+            "group 'north' names camera 'gates', which the config does not have "
+            "(did you mean 'gate'?)",
+        ),
+        (
+            "[{camera: gate, counter: entrence}]",
+            "group 'north' names counter 'entrence' of camera 'gate', which has no such "
+            "line or zone (did you mean 'entrance'?)",
+        ),
+    ],
+)
+def test_a_group_names_only_cameras_and_counters_that_exist(members, message):
+    text = f"{GOOD}groups:\n  - id: north\n    members: {members}\n"
+    with pytest.raises(ConfigError, match=r"line 1:.*") as exc:
+        parse_config(text, "cfg.yaml")
+    assert message in str(exc.value)
+    # a zone is a counter too
+    assert parse_config(text.replace(members, "[{camera: gate, counter: queue}]"), "cfg.yaml")
+
+
+@pytest.mark.parametrize(
+    ("model", "hint"),
+    [
+        ("ssdlite", "did you mean 'ssdlite-person'?"),
+        (
+            "torchvison:fasterrcnn_resnet50_fpn",
+            "did you mean 'torchvision:fasterrcnn_resnet50_fpn'?",
+        ),
+        ("yolo-magic", "choose oracle, noisy, ssdlite-person"),
+        ("onnx:", "needs a name after the colon"),
+    ],
+)
+def test_an_unknown_detector_is_refused_where_the_config_is_read(model, hint):
+    with pytest.raises(ConfigError, match=r"detector\.model") as exc:
+        parse_config(f"{GOOD}detector:\n  model: \"{model}\"\n", "cfg.yaml")
+    assert hint in str(exc.value)
