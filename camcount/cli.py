@@ -29,6 +29,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from camcount import __version__
 from camcount.errors import CamcountError
 
 if TYPE_CHECKING:
@@ -51,9 +52,33 @@ def _progress() -> Progress:
     )
 
 
+class _DefaultsShown(argparse.HelpFormatter):
+    """Help shows an option's default where it has one worth saying (not
+    None, not an off switch), even where the help text is empty."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            "%(default)" in text
+            or default is None
+            or default is False
+            or default is argparse.SUPPRESS
+            or not action.option_strings
+        ):
+            return action.help
+        return f"{text} (default: %(default)s)".lstrip()
+
+
 class _Parser(argparse.ArgumentParser):
     """Bad arguments end like every other bad input: one line on stderr
     naming the argument, and status 2 (argparse would print the usage too)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Every command's help shows its defaults (subcommands are made
+        # with this class too).
+        kwargs.setdefault("formatter_class", _DefaultsShown)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -823,6 +848,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="camcount", description="Count people and vehicles in camera streams.")
+    parser.add_argument("--version", action="version", version=f"camcount {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("synth", help="render a synthetic scene with exact truth beside it")

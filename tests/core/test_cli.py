@@ -236,3 +236,13 @@ def test_warehouse_dead_letters_with_a_bad_config_says_why(tmp_path: Path):
     out = camcount("warehouse", "dead-letters", str(config), "--replay")
     assert out.returncode == 2
     assert "chdb://" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_version_and_defaults_in_help():
+    from camcount import __version__
+
+    version = camcount("--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"camcount {__version__}"
+    shown = camcount("replay", "--help").stdout
+    assert "aggregator shards (default: 1)" in " ".join(shown.split())
+    assert "(default: None)" not in shown
