@@ -38,7 +38,9 @@ if TYPE_CHECKING:
     from camcount.config import AppConfig, CameraConfig
     from camcount.detectors import Detector
 
-err = Console(stderr=True)
+# Messages are one line each, whatever the width of stderr (a log file, a
+# pipe): rich would wrap them at 80 columns where it is not a terminal.
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _progress() -> Progress:
@@ -506,7 +508,7 @@ def cmd_warehouse_dead_letters(args: argparse.Namespace) -> int:
         table.add_column(col, justify="right" if col == "rows" else "left")
     for b in listed:
         table.add_row(b["state"], b["kind"], str(b["rows"]), b["reason"], b["detail"][:80])
-    err.print(table)
+    Console().print(table)  # the answer, on stdout; what to do next, on stderr
     if replayed is not None:
         err.print(f"replayed {replayed} rows into {warehouse.url}")
     elif any(b["state"] == "dead" for b in listed):

@@ -202,9 +202,13 @@ def test_warehouse_dead_letters_lists_and_replays_refused_batches(tmp_path: Path
     ]
     assert json.loads(listed.stdout)["replayed_rows"] is None
 
+    table = camcount("warehouse", "dead-letters", str(config))
+    assert "rejected" in table.stdout and "invalid" in table.stdout  # the answer on stdout
+    assert "fix the cause, then run again with --replay" in table.stderr
     only = camcount("warehouse", "dead-letters", str(config), "--replay", "--reason", "rejected")
     assert only.returncode == 0, only.stderr
-    assert "replayed 1 rows" in only.stderr
+    # one line however long (stderr is a pipe here, as in a log file)
+    assert f"replayed 1 rows into chdb://{tmp_path}/chdb\n" in only.stderr
     left = json.loads(camcount("warehouse", "dead-letters", str(config), "--json").stdout)
     assert [b["reason"] for b in left["batches"]] == ["invalid"]
     again = json.loads(

@@ -161,5 +161,5 @@ def test_a_group_names_only_cameras_and_counters_that_exist(members, message):
 )
 def test_an_unknown_detector_is_refused_where_the_config_is_read(model, hint):
     with pytest.raises(ConfigError, match=r"detector\.model") as exc:
-        parse_config(f"{GOOD}detector:\n  model: \"{model}\"\n", "cfg.yaml")
+        parse_config(f'{GOOD}detector:\n  model: "{model}"\n', "cfg.yaml")
     assert hint in str(exc.value)
