@@ -19,7 +19,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from camcount.config import CameraConfig, Coordinate, LineConfig, ZoneConfig
+from camcount.config import (
+    IDENTIFIER_PATTERN,
+    MAX_ID_CHARS,
+    CameraConfig,
+    Coordinate,
+    LineConfig,
+    ZoneConfig,
+)
 from camcount.errors import RequestError
 from camcount.live_protocol import (
     DEFAULT_POLL_TIMEOUT_S,
@@ -32,7 +39,7 @@ from camcount.live_protocol import (
 )
 
 API_VERSION = "1.0.0"
-CAMERA_ID_PATTERN = r"^[A-Za-z0-9_.-]+$"
+CAMERA_ID_PATTERN = IDENTIFIER_PATTERN
 DIRECTIONS = ("in", "out", "enter", "exit", "net")
 MAX_COUNT_ROWS = 10_000
 DEFAULT_COUNT_ROWS = 1000
@@ -108,8 +115,8 @@ def patched_camera(current: CameraConfig, body: Any) -> CameraConfig:
 
 def camera_id(value: str) -> str:
     """A path's camera id; one that no camera could have is simply not found."""
-    if not re.fullmatch(CAMERA_ID_PATTERN, value) or len(value) > 128:
-        raise RequestError("not_found", f"no camera {value[:128]!r}", 404)
+    if not re.fullmatch(CAMERA_ID_PATTERN, value) or len(value) > MAX_ID_CHARS:
+        raise RequestError("not_found", f"no camera {value[:MAX_ID_CHARS]!r}", 404)
     return value
 
 

@@ -25,6 +25,14 @@ from camcount.geometry import Anchor, Polygon
 from camcount.tracking import TrackerSettings
 
 Coordinate = tuple[float, float]
+#: One rule for every id (cameras, lines, zones, groups): ids travel in URL
+#: paths, warehouse keys and live topics, and one any of them refuses could
+#: be created but never read, changed or removed.
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9_.-]+$"
+MAX_ID_CHARS = 128
+Identifier = Annotated[
+    str, Field(min_length=1, max_length=MAX_ID_CHARS, pattern=IDENTIFIER_PATTERN)
+]
 _TRACKER = TrackerSettings()
 
 
@@ -59,7 +67,7 @@ class LineConfig(_Model):
     """A counting segment; walking from the first to the second point,
     crossing from left to right is ``in``."""
 
-    id: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
+    id: Identifier
     points: tuple[Coordinate, Coordinate]
     anchor: Anchor = Anchor.BOTTOM_CENTER
     band_px: Annotated[float, Field(ge=0)] = 8.0
@@ -75,7 +83,7 @@ class ZoneConfig(_Model):
     """A polygon, its points in order around its border (a border that
     crosses itself is refused)."""
 
-    id: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
+    id: Identifier
     polygon: Annotated[tuple[Coordinate, ...], Field(min_length=3)]
     anchor: Anchor = Anchor.BOTTOM_CENTER
     band_px: Annotated[float, Field(ge=0)] = 8.0
@@ -146,7 +154,7 @@ LATEST_START = datetime(2106, 2, 6, tzinfo=UTC)  # a day before DateTime's end
 
 
 class CameraConfig(_Model):
-    id: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
+    id: Identifier
     source: Annotated[
         str, Field(min_length=1, description="file path, rtsp://, http(s):// or webcam index")
     ]
@@ -358,7 +366,7 @@ class GroupConfig(_Model):
     """Counters of several cameras counted together (a site's entrances):
     window rows under ``group:<id>`` with in, out and net (in minus out)."""
 
-    id: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
+    id: Identifier
     members: Annotated[tuple[GroupMember, ...], Field(min_length=1)]
 
 

@@ -163,3 +163,17 @@ def test_an_unknown_detector_is_refused_where_the_config_is_read(model, hint):
     with pytest.raises(ConfigError, match=r"detector\.model") as exc:
         parse_config(f'{GOOD}detector:\n  model: "{model}"\n', "cfg.yaml")
     assert hint in str(exc.value)
+
+
+def test_one_id_rule_for_cameras_lines_zones_and_groups():
+    """At most 128 characters: a longer camera id was created through the API
+    but could never be read, changed or removed (paths stop at 128)."""
+    long = "c" * 129
+    for text in (
+        GOOD.replace("  - id: gate", f"  - id: {long}"),
+        GOOD.replace("      - id: entrance", f"      - id: {long}"),
+        GOOD.replace("      - id: queue", f"      - id: {long}"),
+    ):
+        with pytest.raises(ConfigError, match="at most 128 characters"):
+            parse_config(text, "cfg.yaml")
+    assert parse_config(GOOD.replace("  - id: gate", f"  - id: {'c' * 128}"), "cfg.yaml")
