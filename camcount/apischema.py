@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from camcount.config import CameraConfig, Coordinate, LineConfig, ZoneConfig
+from camcount.config import CameraConfig, Coordinate, LineConfig, SlicingConfig, ZoneConfig
 from camcount.errors import RequestError
 from camcount.live_protocol import (
     DEFAULT_POLL_TIMEOUT_S,
@@ -80,6 +80,7 @@ class CameraPatch(BaseModel):
     coordinates: Literal["pixel", "normalized"] = "pixel"
     site: str = ""
     tags: dict[str, str] = Field(default_factory=dict)
+    slicing: SlicingConfig | None = None  # from the next frame sent to the detector
 
 
 def patched_camera(current: CameraConfig, body: Any) -> CameraConfig:
