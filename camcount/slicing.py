@@ -162,6 +162,19 @@ def region_metas(meta: FrameMeta, regions: Sequence[Region]) -> list[FrameMeta]:
     return [replace(meta, region=None if r == (0, 0, w, h) else r) for r in regions]
 
 
+def frame_regions(
+    frame_bgr: Frame,
+    meta: FrameMeta,
+    settings: SliceSettings,
+    input_size: tuple[int, int] | None,
+    color_order: Literal["rgb", "bgr"],
+) -> tuple[list[Frame], list[FrameMeta]]:
+    """Steps 1 and 2 for one decoded frame: its regions' model inputs and
+    their metas, as a camera sends them and ``detect_sliced`` detects them."""
+    regions = plan_regions(meta.frame_size, settings)
+    return slice_frame(frame_bgr, regions, input_size, color_order), region_metas(meta, regions)
+
+
 # ------------------------------------------------------------------ step 3
 
 
@@ -231,10 +244,12 @@ def detect_sliced(
     item_metas: list[FrameMeta] = []
     counts: list[int] = []
     for frame, meta in zip(frames_bgr, metas, strict=True):
-        regions = plan_regions(meta.frame_size, settings)
-        images.extend(slice_frame(frame, regions, detector.input_size, detector.color_order))
-        item_metas.extend(region_metas(meta, regions))
-        counts.append(len(regions))
+        inputs, input_metas = frame_regions(
+            frame, meta, settings, detector.input_size, detector.color_order
+        )
+        images.extend(inputs)
+        item_metas.extend(input_metas)
+        counts.append(len(inputs))
     found = detector.detect(images, item_metas)
     out, start = [], 0
     for count in counts:
