@@ -138,7 +138,9 @@ class SlicingConfig(_Model):
     objects (camcount.slicing). Each tile is one more model input per frame."""
 
     tile_px: _Pair | None = Field(
-        default=None, description="tile width and height in frame pixels (or give grid)"
+        default=None,
+        description="tile width and height in frame pixels, whatever the camera's "
+        "coordinates (or give grid)",
     )
     grid: _Pair | None = Field(
         default=None,
