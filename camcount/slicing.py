@@ -21,9 +21,11 @@ The contract, in order:
 3. ``merge_detections``: per class, the most confident box first, every
    other box that matches it (IoS by default: a box cut by a tile border
    lies inside the whole one) is folded into it, as SAHI's greedy NMM does
-   (``nmm``: the kept box grows to cover them, so two halves of a person
-   cut by a border become one person) or dropped (``nms``). Boxes of
-   different classes never merge.
+   (``nmm``: the kept box grows to cover them, and what matches the grown
+   box joins too, so the halves of a person cut by a border and the whole
+   frame's box of them become one person) or dropped (``nms``). An object
+   takes at most one box from each region, and boxes of different classes
+   never merge.
 
 ``detect_sliced`` runs the three on an in-process detector (``camcount
 count``); the Serve deployment runs step 3 on what its batches found for
@@ -196,35 +198,57 @@ def match_matrix(xyxy: npt.NDArray[np.float32], metric: MatchMetric) -> npt.NDAr
     return out
 
 
+def _cover(boxes: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """The smallest box that covers every one of ``boxes``."""
+    return np.concatenate([boxes[:, :2].min(axis=0), boxes[:, 2:].max(axis=0)])
+
+
 def merge_detections(parts: Sequence[Detections], settings: SliceSettings) -> Detections:
-    """One frame's detections from its regions' (already in frame pixels);
-    see the module's step 3. The result is ordered by confidence, highest
-    first, and carries no track ids."""
+    """One frame's detections from its regions' (already in frame pixels,
+    one ``Detections`` per region); see the module's step 3. The result is
+    ordered by confidence, highest first, and carries no track ids.
+
+    An object takes at most one box from each region, the one that matches
+    it best: two boxes one region found are two objects to the model (its
+    own NMS kept them apart), such as two people one half hides the other,
+    whose intersection over the smaller box may well pass the threshold.
+    """
     found = Detections.concatenate(parts)
     if len(found) == 0:
         return found
+    region = np.concatenate([np.full(len(p), k, dtype=np.int64) for k, p in enumerate(parts)])
     # Most confident first; a stable sort keeps equal scores in region order.
     order = np.argsort(-found.confidence, kind="stable")
-    xyxy = found.xyxy[order]
-    conf = found.confidence[order]
-    classes = found.class_id[order]
-    matches = match_matrix(xyxy, settings.match_metric) >= settings.match_threshold
-    matches &= classes[:, None] == classes[None, :]
+    xyxy, conf = found.xyxy[order], found.confidence[order]
+    classes, region = found.class_id[order], region[order]
     alive = np.ones(len(order), dtype=bool)
     kept: list[int] = []
     boxes: list[npt.NDArray[np.float32]] = []
     for i in range(len(order)):
         if not alive[i]:
             continue
-        group = alive & matches[i]
-        group[i] = True
-        alive[group] = False
+        alive[i] = False
         kept.append(i)
-        if settings.merge == "nmm":
-            members = xyxy[group]
-            boxes.append(np.concatenate([members[:, :2].min(axis=0), members[:, 2:].max(axis=0)]))
-        else:
-            boxes.append(xyxy[i])
+        box, used = xyxy[i], {int(region[i])}
+        # With nmm the grown box is the object as far as it is known, and a
+        # piece that matches it and not the box it grew from (the lower half
+        # of a person whose upper half a tile found best) is that object too.
+        while True:
+            score = match_matrix(np.vstack([box[None], xyxy]), settings.match_metric)[0, 1:]
+            fits = alive & (classes == classes[i]) & (score >= settings.match_threshold)
+            fits &= ~np.isin(region, list(used))
+            if not fits.any():
+                break
+            best: dict[int, int] = {}
+            for j in np.flatnonzero(fits)[np.argsort(-score[fits], kind="stable")]:
+                best.setdefault(int(region[j]), int(j))
+            taken = np.fromiter(best.values(), dtype=np.int64)
+            alive[taken] = False
+            used.update(best)
+            if settings.merge == "nms":
+                break
+            box = _cover(np.vstack([box[None], xyxy[taken]]))
+        boxes.append(box)
     index = np.asarray(kept, dtype=np.int64)
     return Detections.from_arrays(np.stack(boxes), conf[index], classes[index])
 

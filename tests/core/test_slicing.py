@@ -162,9 +162,19 @@ PERSON = (300.0, 150.0, 340.0, 230.0)  # straddles both borders of a 2 x 2 grid 
         # a person and a car on the same spot are two objects
         ([dets((*PERSON, 0.7, 0)), dets((*PERSON, 0.9, 1))], GRID,
          [(300, 150, 340, 230, 0.9, 1), (300, 150, 340, 230, 0.7, 0)]),
-        # two people side by side, touching: never one
-        ([dets((100, 100, 130, 160, 0.9, 0), (130, 100, 160, 160, 0.8, 0))], GRID,
+        # two people side by side, touching, seen by two tiles: never one
+        ([dets((100, 100, 130, 160, 0.9, 0)), dets((130, 100, 160, 160, 0.8, 0))], GRID,
          [(100, 100, 130, 160, 0.9, 0), (130, 100, 160, 160, 0.8, 0)]),
+        # a tile found the upper half best, another the lower half; the whole frame's box
+        # joins the upper half, and the lower half, no match for the upper one, matches
+        # what they grew into: one person
+        ([dets((101, 73, 144, 203, 0.59, 0)), dets((98, 73, 144, 160, 0.88, 0)), dets(),
+          dets((86, 128, 147, 204, 0.85, 0)), dets()], GRID, [(86, 73, 147, 204, 0.88, 0)]),
+        # two people the whole frame found, one half hidden by the other (IoS 0.65): two
+        # to the model, so two here; the tile's box of the nearer joins only that one
+        ([dets((202, 65, 256, 227, 0.84, 0), (188, 64, 229, 169, 0.68, 0)),
+          dets((200, 64, 258, 228, 0.9, 0))], GRID,
+         [(200, 64, 258, 228, 0.9, 0), (188, 64, 229, 169, 0.68, 0)]),
         # nothing anywhere
         ([dets(), dets()], GRID, []),
     ],
