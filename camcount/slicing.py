@@ -180,19 +180,26 @@ def frame_regions(
 # ------------------------------------------------------------------ step 3
 
 
-def match_matrix(xyxy: npt.NDArray[np.float32], metric: MatchMetric) -> npt.NDArray[np.float64]:
-    """Pairwise overlap of boxes: intersection over union, or over the
-    smaller box's area (1 for a box inside another); 0 where a box has no
-    area."""
-    b = xyxy.astype(np.float64)
-    area = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-    w = np.minimum(b[:, None, 2], b[None, :, 2]) - np.maximum(b[:, None, 0], b[None, :, 0])
-    h = np.minimum(b[:, None, 3], b[None, :, 3]) - np.maximum(b[:, None, 1], b[None, :, 1])
+def _area(boxes: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    wh = np.clip(boxes[:, 2:] - boxes[:, :2], 0, None)
+    return wh[:, 0] * wh[:, 1]
+
+
+def match_matrix(
+    xyxy: npt.NDArray[np.float32],
+    metric: MatchMetric,
+    others: npt.NDArray[np.float32] | None = None,
+) -> npt.NDArray[np.float64]:
+    """Overlap of every box with every one of ``others`` (default: with each
+    other): intersection over union, or over the smaller box's area (1 for
+    a box inside another); 0 where a box has no area."""
+    a = xyxy.astype(np.float64)
+    b = a if others is None else others.astype(np.float64)
+    w = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
+    h = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
     inter = np.clip(w, 0, None) * np.clip(h, 0, None)
-    if metric == "iou":
-        denominator = area[:, None] + area[None, :] - inter
-    else:
-        denominator = np.minimum(area[:, None], area[None, :])
+    area_a, area_b = _area(a)[:, None], _area(b)[None, :]
+    denominator = area_a + area_b - inter if metric == "iou" else np.minimum(area_a, area_b)
     out = np.zeros_like(inter)
     np.divide(inter, denominator, out=out, where=denominator > 0)
     return out
@@ -222,6 +229,7 @@ def merge_detections(parts: Sequence[Detections], settings: SliceSettings) -> De
     xyxy, conf = found.xyxy[order], found.confidence[order]
     classes, region = found.class_id[order], region[order]
     alive = np.ones(len(order), dtype=bool)
+    used = np.zeros(len(parts), dtype=bool)  # regions the object being formed took a box from
     kept: list[int] = []
     boxes: list[npt.NDArray[np.float32]] = []
     for i in range(len(order)):
@@ -229,22 +237,26 @@ def merge_detections(parts: Sequence[Detections], settings: SliceSettings) -> De
             continue
         alive[i] = False
         kept.append(i)
-        box, used = xyxy[i], {int(region[i])}
+        box = xyxy[i]
+        used[:] = False
+        used[region[i]] = True
         # With nmm the grown box is the object as far as it is known, and a
         # piece that matches it and not the box it grew from (the lower half
         # of a person whose upper half a tile found best) is that object too.
         while True:
-            score = match_matrix(np.vstack([box[None], xyxy]), settings.match_metric)[0, 1:]
-            fits = alive & (classes == classes[i]) & (score >= settings.match_threshold)
-            fits &= ~np.isin(region, list(used))
+            candidates = np.flatnonzero(alive & (classes == classes[i]) & ~used[region])
+            if not len(candidates):
+                break
+            score = match_matrix(box[None], settings.match_metric, xyxy[candidates])[0]
+            fits = score >= settings.match_threshold
             if not fits.any():
                 break
             best: dict[int, int] = {}
-            for j in np.flatnonzero(fits)[np.argsort(-score[fits], kind="stable")]:
+            for j in candidates[fits][np.argsort(-score[fits], kind="stable")]:
                 best.setdefault(int(region[j]), int(j))
             taken = np.fromiter(best.values(), dtype=np.int64)
             alive[taken] = False
-            used.update(best)
+            used[region[taken]] = True
             if settings.merge == "nms":
                 break
             box = _cover(np.vstack([box[None], xyxy[taken]]))
