@@ -391,7 +391,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
         model = detector or load()
         metas = [FrameMeta(source, f.index, size) for f in batch]
         if slicing is not None:
-            found = detect_sliced(model, [f.image for f in batch], metas, slicing)
+            images = [f.image for f in batch]
+            found = detect_sliced(model, images, metas, slicing, args.batch_size)
         else:
             found = model.detect([model.prepare(f.image) for f in batch], metas)
         for frame, dets in zip(batch, found, strict=True):

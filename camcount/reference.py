@@ -73,7 +73,8 @@ def count_video(
         def run(batch: list[DecodedFrame]) -> None:
             metas = [FrameMeta(camera.source, f.index, video.frame_size) for f in batch]
             if slicing is not None:
-                dets = detect_sliced(detector, [f.image for f in batch], metas, slicing)
+                images = [f.image for f in batch]
+                dets = detect_sliced(detector, images, metas, slicing, batch_size)
             else:
                 dets = detector.detect([detector.prepare(f.image) for f in batch], metas)
             for frame, d in zip(batch, dets, strict=True):

@@ -1,11 +1,11 @@
 """Slicing: small, distant objects found in overlapping tiles of a frame.
 
 A detector sees a frame shrunk to its input (300x300 for the person
-SSDLite): a person 40 px tall in an 854x480 street seen from above is 25 px
-there, about where the model stops finding people. Slicing also shows the
-model overlapping tiles of the frame, each shrunk less, and merges what the
-tiles and the whole frame found into one frame's detections, as
-supervision's ``InferenceSlicer`` and SAHI do. It costs one model input per
+SSDLite): on an 854x480 street seen from above, a person 90 px tall and 30
+wide is 56 by 11 px there, and in a crowd the model misses most such
+people. Slicing also shows the model overlapping tiles of the frame, each
+shrunk less, and merges what the tiles and the whole frame found into one
+frame's detections, as supervision's ``InferenceSlicer`` and SAHI do. It costs one model input per
 region, so it is set per camera and off by default.
 
 The contract, in order:
@@ -273,9 +273,13 @@ def detect_sliced(
     frames_bgr: Sequence[Frame],
     metas: Sequence[FrameMeta],
     settings: SliceSettings,
+    batch_size: int | None = None,
 ) -> list[Detections]:
-    """Detections per decoded frame, every region of every frame in one
-    ``detect`` call (one batch, as the Serve deployment forms them)."""
+    """Detections per decoded frame, the regions of all frames detected
+    ``batch_size`` to a ``detect`` call (all at once with None), as the
+    Serve deployment batches them up to its ``max_batch_size``: on a CPU
+    the person SSDLite took 1.6 times as long per input in batches of 40 as
+    in batches of 8."""
     images: list[Frame] = []
     item_metas: list[FrameMeta] = []
     counts: list[int] = []
@@ -286,7 +290,10 @@ def detect_sliced(
         images.extend(inputs)
         item_metas.extend(input_metas)
         counts.append(len(inputs))
-    found = detector.detect(images, item_metas)
+    step = batch_size or max(len(images), 1)
+    found: list[Detections] = []
+    for lo in range(0, len(images), step):
+        found.extend(detector.detect(images[lo : lo + step], item_metas[lo : lo + step]))
     out, start = [], 0
     for count in counts:
         out.append(merge_detections(found[start : start + count], settings))
