@@ -21,10 +21,14 @@ of slicing (camcount.slicing) for the person SSDLite in this process, on
 every 10th frame of the busy street clip ``ahmetozlu_cutl.mp4`` (854x480),
 side by side with the whole frame alone: ms and frames/s per frame, from the
 decoded frame to merged detections (resizing and cropping included, batches
-of ``--frames-per-batch`` frames as ``camcount count`` forms them), model
+of ``--frames-per-batch`` frames and model calls of as many inputs, as
+``camcount count`` forms them), model
 inputs per frame, and the people found per frame at the score threshold and
-at the tracker's stages (0.5 is matched first, 0.6 starts a track).
-Settings alternate in rounds as above; the best round counts.
+at the tracker's stages (0.5 is matched first, a track started at 0.6
+confirms soonest). Each
+batch of frames is timed in every setting back to back, and the cost is the
+median over batches of the ratio to the whole frame on the same batch (see
+``bench_slicing``), so a shared machine's passing load touches both sides.
 
 Both torch sides and onnxruntime use the same thread count (``--threads``,
 default 1), passed as the detector option ``torch_threads`` and as
@@ -319,8 +323,8 @@ def table(rows: Sequence[Row]) -> str:
 
 
 #: The tracker's score stages (its defaults): a detection at ``high`` or more
-#: is matched first, one below it only keeps a track going, and only one at
-#: ``new_track`` or more starts a track.
+#: is matched first and may start a track, one below it only keeps a track
+#: going, and a track started at ``new_track`` or more confirms soonest.
 TRACKER_STAGES = {
     "high": TrackerSettings().high_threshold,
     "new_track": TrackerSettings().new_track_threshold,
@@ -348,12 +352,20 @@ def detect_frames(
         if slicing is None:
             out.extend(detector.detect([detector.prepare(f) for f in chunk], chunk_metas))
         else:
-            out.extend(detect_sliced(detector, chunk, chunk_metas, slicing))
+            out.extend(detect_sliced(detector, chunk, chunk_metas, slicing, batch))
     return out
 
 
 def bench_slicing(args: argparse.Namespace) -> dict[str, Any]:
-    """Each setting in turn per round, over the same frames; see the module's ``--slicing``."""
+    """Every setting on one batch of frames, back to back, batch after batch
+    and round after round; see the module's ``--slicing``.
+
+    A shared machine's load comes and goes in seconds, so a setting timed
+    alone over all frames (a sliced pass takes many times a whole one) meets
+    other load than the whole frame's pass. Here each batch is timed in every
+    setting within a second or two, in an order that turns each round, and
+    the cost against the whole frame is the median over batches of the
+    ratio on the same batch."""
     detector = build_detector(
         MODEL,
         DetectorSettings(
@@ -365,31 +377,45 @@ def bench_slicing(args: argparse.Namespace) -> dict[str, Any]:
         size = video.frame_size
     metas = [FrameMeta(str(STREET), i, size) for i in range(len(frames))]
     say(f"{len(frames)} frames of {STREET.name} ({size[0]}x{size[1]}), {args.threads} threads")
-    rounds: dict[str, list[float]] = {name: [] for name, _ in SLICINGS}
-    found: dict[str, list[Detections]] = {}
-    for name, slicing in SLICINGS:  # warm-up, and the detections (the same every round)
-        found[name] = detect_frames(detector, frames, metas, slicing, args.frames_per_batch)
+    step = args.frames_per_batch
+    batches = [(s, min(s + step, len(frames))) for s in range(0, len(frames), step)]
+    per_frame_s: dict[str, list[float]] = {name: [] for name, _ in SLICINGS}
+    ratios: dict[str, list[float]] = {name: [] for name, _ in SLICINGS}
+    found: dict[str, list[Detections]] = {name: [] for name, _ in SLICINGS}
+    for _, slicing in SLICINGS:  # warm-up: first calls allocate
+        detect_frames(detector, frames[:step], metas[:step], slicing, step)
     for r in range(args.rounds):
-        for name, slicing in SLICINGS:
-            started = time.perf_counter()
-            detect_frames(detector, frames, metas, slicing, args.frames_per_batch)
-            rounds[name].append((time.perf_counter() - started) / len(frames))
-            time.sleep(0.3)
-        times = ", ".join(f"{n} {v[-1] * 1000:.0f} ms" for n, v in rounds.items())
-        say(f"  round {r + 1}: {times}")
-    whole_s = min(rounds[SLICINGS[0][0]])
+        for b, (lo, hi) in enumerate(batches):
+            taken: dict[str, float] = {}
+            turn = (r + b) % len(SLICINGS)
+            for name, slicing in SLICINGS[turn:] + SLICINGS[:turn]:
+                started = time.perf_counter()
+                out = detect_frames(detector, frames[lo:hi], metas[lo:hi], slicing, step)
+                taken[name] = time.perf_counter() - started
+                per_frame_s[name].append(taken[name] / (hi - lo))
+                if r == 0:
+                    found[name].extend(out)
+            for name in taken:
+                ratios[name].append(taken[name] / taken[SLICINGS[0][0]])
+        medians = ", ".join(
+            f"{n} {statistics.median(v) * 1000:.0f} ms" for n, v in per_frame_s.items()
+        )
+        say(f"  after round {r + 1}, median per frame: {medians}")
     rows = []
     for name, slicing in SLICINGS:
-        best = min(rounds[name])
+        median = statistics.median(per_frame_s[name])
         people = found[name]
         rows.append(
             {
                 "setting": name,
                 "inputs_per_frame": len(plan_regions(size, slicing)) if slicing else 1,
-                "ms_per_frame": round(best * 1000, 1),
-                "frames_per_s": round(1 / best, 2),
-                "cost_over_whole": round(best / whole_s, 2),
-                "ms_per_frame_rounds": [round(v * 1000, 1) for v in rounds[name]],
+                "ms_per_frame": round(median * 1000, 1),
+                "frames_per_s": round(1 / median, 2),
+                "cost_over_whole": round(statistics.median(ratios[name]), 2),
+                "cost_over_whole_quartiles": [
+                    round(q, 2) for q in statistics.quantiles(ratios[name], n=4)
+                ],
+                "ms_per_frame_best": round(min(per_frame_s[name]) * 1000, 1),
                 "people_per_frame": round(sum(len(d) for d in people) / len(frames), 2),
                 **{
                     f"people_per_frame_at_{stage}": round(
@@ -404,7 +430,8 @@ def bench_slicing(args: argparse.Namespace) -> dict[str, Any]:
         "frames": len(frames),
         "frame_size": list(size),
         "score_threshold": args.threshold,
-        "frames_per_batch": args.frames_per_batch,
+        "frames_per_batch": step,
+        "timed_batches_per_setting": len(batches) * args.rounds,
         "rows": rows,
     }
 
@@ -412,7 +439,8 @@ def bench_slicing(args: argparse.Namespace) -> dict[str, Any]:
 def slicing_table(result: dict[str, Any]) -> str:
     stages = " | ".join(f"people/frame >= {v} ({k})" for k, v in TRACKER_STAGES.items())
     lines = [
-        f"| setting | model inputs/frame | ms/frame | frames/s | cost vs whole | "
+        f"| setting | model inputs/frame | ms/frame (median) | frames/s | "
+        f"cost vs whole (median ratio per batch) | "
         f"people/frame >= {result['score_threshold']} | {stages} |",
         "|---|---:|---:|---:|---:|---:|" + "---:|" * len(TRACKER_STAGES),
     ]
@@ -420,7 +448,8 @@ def slicing_table(result: dict[str, Any]) -> str:
         found = " | ".join(f"{r[f'people_per_frame_at_{k}']:.1f}" for k in TRACKER_STAGES)
         lines.append(
             f"| {r['setting']} | {r['inputs_per_frame']} | {r['ms_per_frame']:.1f} | "
-            f"{r['frames_per_s']:.2f} | {r['cost_over_whole']:.2f}x | "
+            f"{r['frames_per_s']:.2f} | {r['cost_over_whole']:.2f}x "
+            f"({r['cost_over_whole_quartiles'][0]:.2f}-{r['cost_over_whole_quartiles'][2]:.2f}) | "
             f"{r['people_per_frame']:.1f} | {found} |"
         )
     return "\n".join(lines)
