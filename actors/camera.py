@@ -9,11 +9,13 @@ size and colour order come from the deployment's ``spec``.
 
 Frames go to the detector a few per request (``detect_many``), at most
 ``max_in_flight`` frames deep, and their results are applied in frame
-order. When the detector refuses a request (back-pressure), a file source
-waits and resends it (nothing is lost); a live source drops its frames and
-counts the drops. A request lost with its detector replica is sent again
-until a replica answers: its frames are applied once, in order, when it
-does.
+order. A camera with ``slicing`` sends each frame as its regions, the whole
+frame and its tiles each resized for the model (``detect_sliced``,
+camcount.slicing), and gets one merged result per frame back. When the
+detector refuses a request (back-pressure), a file source waits and resends
+it (nothing is lost); a live source drops its frames and counts the drops.
+A request lost with its detector replica is sent again until a replica
+answers: its frames are applied once, in order, when it does.
 
 Checkpoints (DESIGN, "Checkpoints and exactly-once", step 2): ``barrier(n)``
 is cut between two frames. The camera sends the events of every frame
@@ -51,6 +53,7 @@ from camcount.detectors.base import FrameMeta, InputSpec, prepare_frame
 from camcount.events import DeadLetter, Gap
 from camcount.preview import PreviewFrame, PreviewGate, confirmed_tracks, render
 from camcount.processor import CameraEvent, CameraProcessor
+from camcount.slicing import frame_regions
 from camcount.video import DecodedFrame
 
 log = logging.getLogger("camcount.camera")
@@ -116,10 +119,11 @@ def frames_per_request(max_in_flight: int) -> int:
 
 @dataclass(frozen=True)
 class _Request:
-    """Frames sent to the detector, kept (small, resized) for a resend."""
+    """Frames sent to the detector, kept (small, resized) for a resend:
+    the deployment's method and its arguments."""
 
-    images: list[Any]
-    metas: list[FrameMeta]
+    method: str
+    args: tuple[Any, ...]
     response: Any
 
 
@@ -366,11 +370,26 @@ class CameraActor:
             await self._barriers_due()
 
     def _request(self, frames: list[DecodedFrame]) -> _Request:
+        """One request for the frames; a sliced camera sends each frame as
+        its regions, which the deployment merges back into one result per
+        frame (camcount.slicing)."""
         assert self._spec is not None  # fetched before the first frame
         spec = self._spec
-        images = [prepare_frame(f.image, spec.input_size, spec.color_order) for f in frames]
         metas = [FrameMeta(self.camera.source, f.index, self._frame_size(f)) for f in frames]
-        return _Request(images, metas, self._detector.detect_many.remote(images, metas))
+        args: tuple[Any, ...]
+        if self.camera.slicing is None:
+            images = [prepare_frame(f.image, spec.input_size, spec.color_order) for f in frames]
+            method, args = "detect_many", (images, metas)
+        else:
+            settings = self.camera.slicing.settings()
+            sliced = [
+                frame_regions(f.image, m, settings, spec.input_size, spec.color_order)
+                for f, m in zip(frames, metas, strict=True)
+            ]
+            regions = [inputs for inputs, _ in sliced]
+            region_meta = [input_metas for _, input_metas in sliced]
+            method, args = "detect_sliced", (regions, region_meta, settings)
+        return _Request(method, args, getattr(self._detector, method).remote(*args))
 
     def _frame_size(self, frame: DecodedFrame) -> tuple[int, int]:
         return (frame.image.shape[1], frame.image.shape[0])
@@ -393,8 +412,8 @@ class CameraActor:
         deadline = time.monotonic() + DETECTOR_RETRY_S
         while True:
             try:
-                results: list[Detections] = await self._detector.detect_many.remote(
-                    request.images, request.metas
+                results: list[Detections] = await getattr(self._detector, request.method).remote(
+                    *request.args
                 )
                 return results
             except _backpressure():

@@ -16,6 +16,20 @@ What it measures, in one process invocation, on the same real frames
   (``camcount.detectors.onnx``) against eager torch, same batch sizes,
   same thread count; and their agreement on the reference image.
 
+With ``--slicing``, only this (no Ray, about a minute): the cost per frame
+of slicing (camcount.slicing) for the person SSDLite in this process, on
+every 10th frame of the busy street clip ``ahmetozlu_cutl.mp4`` (854x480),
+side by side with the whole frame alone: ms and frames/s per frame, from the
+decoded frame to merged detections (resizing and cropping included, batches
+of ``--frames-per-batch`` frames and model calls of as many inputs, as
+``camcount count`` forms them), model
+inputs per frame, and the people found per frame at the score threshold and
+at the tracker's stages (0.5 is matched first, a track started at 0.6
+confirms soonest). Each
+batch of frames is timed in every setting back to back, and the cost is the
+median over batches of the ratio to the whole frame on the same batch (see
+``bench_slicing``), so a shared machine's passing load touches both sides.
+
 Both torch sides and onnxruntime use the same thread count (``--threads``,
 default 1), passed as the detector option ``torch_threads`` and as
 ``threads`` for onnxruntime. One thread is what Ray gives the replica by
@@ -38,6 +52,7 @@ Run::
     python bench/detector.py            # about 3-4 minutes on 2 cores
     python bench/detector.py --threads 2 --skip-onnx
     python bench/detector.py --json     # the table on stderr, one JSON object on stdout
+    python bench/detector.py --slicing  # slicing's cost per frame only, no Ray
 
 Video: "Sample videos by Intel IoT Developer Kit
 (github.com/intel-iot-devkit/sample-videos), licensed under Creative Commons
@@ -65,12 +80,16 @@ from typing import Any
 import cv2
 import numpy as np
 
+from camcount.detections import Detections
 from camcount.detectors import DetectorSettings, FrameMeta, build_detector
 from camcount.detectors.base import Detector, Frame
+from camcount.slicing import SliceSettings, detect_sliced, plan_regions
+from camcount.tracking import TrackerSettings
 from camcount.video import VideoFile
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 VIDEO = DATA / "videos" / "intel_one-by-one-person-detection.mp4"
+STREET = DATA / "videos" / "ahmetozlu_cutl.mp4"
 IMAGE = DATA / "images" / "ssdlite_example.jpg"
 MODEL = "ssdlite-person"
 BATCH_WAIT_TIMEOUT_S = 0.02
@@ -303,6 +322,139 @@ def table(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
+#: The tracker's score stages (its defaults): a detection at ``high`` or more
+#: is matched first and may start a track, one below it only keeps a track
+#: going, and a track started at ``new_track`` or more confirms soonest.
+TRACKER_STAGES = {
+    "high": TrackerSettings().high_threshold,
+    "new_track": TrackerSettings().new_track_threshold,
+}
+#: (name, settings): the whole frame alone, then slicings an operator would try.
+SLICINGS: tuple[tuple[str, SliceSettings | None], ...] = (
+    ("whole frame", None),
+    ("grid 2x2", SliceSettings(grid=(2, 2))),
+    ("grid 3x2", SliceSettings(grid=(3, 2))),
+    ("tiles 300x300 (the model's input)", SliceSettings(tile_px=(300, 300))),
+)
+
+
+def detect_frames(
+    detector: Detector,
+    frames: Sequence[Frame],
+    metas: Sequence[FrameMeta],
+    slicing: SliceSettings | None,
+    batch: int,
+) -> list[Detections]:
+    """Decoded BGR frames to one frame's detections each, as ``camcount count`` runs them."""
+    out: list[Detections] = []
+    for start in range(0, len(frames), batch):
+        chunk, chunk_metas = frames[start : start + batch], metas[start : start + batch]
+        if slicing is None:
+            out.extend(detector.detect([detector.prepare(f) for f in chunk], chunk_metas))
+        else:
+            out.extend(detect_sliced(detector, chunk, chunk_metas, slicing, batch))
+    return out
+
+
+def bench_slicing(args: argparse.Namespace) -> dict[str, Any]:
+    """Every setting on one batch of frames, back to back, batch after batch
+    and round after round; see the module's ``--slicing``.
+
+    A shared machine's load comes and goes in seconds, so a setting timed
+    alone over all frames (a sliced pass takes many times a whole one) meets
+    other load than the whole frame's pass. Here each batch is timed in every
+    setting within a second or two, in an order that turns each round, and
+    the cost against the whole frame is the median over batches of the
+    ratio on the same batch."""
+    detector = build_detector(
+        MODEL,
+        DetectorSettings(
+            score_threshold=args.threshold, device="cpu", options={"torch_threads": args.threads}
+        ),
+    )
+    with VideoFile(STREET) as video:
+        frames = [f.image for f in video if f.index % 10 == 0]
+        size = video.frame_size
+    metas = [FrameMeta(str(STREET), i, size) for i in range(len(frames))]
+    say(f"{len(frames)} frames of {STREET.name} ({size[0]}x{size[1]}), {args.threads} threads")
+    step = args.frames_per_batch
+    batches = [(s, min(s + step, len(frames))) for s in range(0, len(frames), step)]
+    per_frame_s: dict[str, list[float]] = {name: [] for name, _ in SLICINGS}
+    ratios: dict[str, list[float]] = {name: [] for name, _ in SLICINGS}
+    found: dict[str, list[Detections]] = {name: [] for name, _ in SLICINGS}
+    for _, slicing in SLICINGS:  # warm-up: first calls allocate
+        detect_frames(detector, frames[:step], metas[:step], slicing, step)
+    for r in range(args.rounds):
+        for b, (lo, hi) in enumerate(batches):
+            taken: dict[str, float] = {}
+            turn = (r + b) % len(SLICINGS)
+            for name, slicing in SLICINGS[turn:] + SLICINGS[:turn]:
+                started = time.perf_counter()
+                out = detect_frames(detector, frames[lo:hi], metas[lo:hi], slicing, step)
+                taken[name] = time.perf_counter() - started
+                per_frame_s[name].append(taken[name] / (hi - lo))
+                if r == 0:
+                    found[name].extend(out)
+            for name in taken:
+                ratios[name].append(taken[name] / taken[SLICINGS[0][0]])
+        medians = ", ".join(
+            f"{n} {statistics.median(v) * 1000:.0f} ms" for n, v in per_frame_s.items()
+        )
+        say(f"  after round {r + 1}, median per frame: {medians}")
+    rows = []
+    for name, slicing in SLICINGS:
+        median = statistics.median(per_frame_s[name])
+        people = found[name]
+        rows.append(
+            {
+                "setting": name,
+                "inputs_per_frame": len(plan_regions(size, slicing)) if slicing else 1,
+                "ms_per_frame": round(median * 1000, 1),
+                "frames_per_s": round(1 / median, 2),
+                "cost_over_whole": round(statistics.median(ratios[name]), 2),
+                "cost_over_whole_quartiles": [
+                    round(q, 2) for q in statistics.quantiles(ratios[name], n=4)
+                ],
+                "ms_per_frame_best": round(min(per_frame_s[name]) * 1000, 1),
+                "people_per_frame": round(sum(len(d) for d in people) / len(frames), 2),
+                **{
+                    f"people_per_frame_at_{stage}": round(
+                        sum(int((d.confidence >= score).sum()) for d in people) / len(frames), 2
+                    )
+                    for stage, score in TRACKER_STAGES.items()
+                },
+            }
+        )
+    return {
+        "video": STREET.name,
+        "frames": len(frames),
+        "frame_size": list(size),
+        "score_threshold": args.threshold,
+        "frames_per_batch": step,
+        "timed_batches_per_setting": len(batches) * args.rounds,
+        "rows": rows,
+    }
+
+
+def slicing_table(result: dict[str, Any]) -> str:
+    stages = " | ".join(f"people/frame >= {v} ({k})" for k, v in TRACKER_STAGES.items())
+    lines = [
+        f"| setting | model inputs/frame | ms/frame (median) | frames/s | "
+        f"cost vs whole (median ratio per batch) | "
+        f"people/frame >= {result['score_threshold']} | {stages} |",
+        "|---|---:|---:|---:|---:|---:|" + "---:|" * len(TRACKER_STAGES),
+    ]
+    for r in result["rows"]:
+        found = " | ".join(f"{r[f'people_per_frame_at_{k}']:.1f}" for k in TRACKER_STAGES)
+        lines.append(
+            f"| {r['setting']} | {r['inputs_per_frame']} | {r['ms_per_frame']:.1f} | "
+            f"{r['frames_per_s']:.2f} | {r['cost_over_whole']:.2f}x "
+            f"({r['cost_over_whole_quartiles'][0]:.2f}-{r['cost_over_whole_quartiles'][2]:.2f}) | "
+            f"{r['people_per_frame']:.1f} | {found} |"
+        )
+    return "\n".join(lines)
+
+
 def machine() -> dict[str, Any]:
     import onnxruntime
     import ray
@@ -331,7 +483,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--skip-onnx", action="store_true")
     p.add_argument("--access-log", action="store_true", help="keep Serve's per-request log")
     p.add_argument("--json", action="store_true", help="print JSON on stdout (tables to stderr)")
+    p.add_argument(
+        "--slicing", action="store_true", help="only slicing's cost per frame (no Ray, no onnx)"
+    )
+    p.add_argument("--threshold", type=float, default=0.3, help="score threshold (--slicing)")
+    p.add_argument("--frames-per-batch", type=int, default=8, help="frames per call (--slicing)")
     args = p.parse_args(argv)
+    if args.slicing:
+        return main_slicing(args, argv)
     batches = [int(b) for b in args.batches.split(",")]
     if not VIDEO.is_file():
         say(f"real data not found at {VIDEO}")
@@ -396,6 +555,34 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"max box diff {onnx_info['max_box_diff_px']} px, "
             f"max score diff {onnx_info['max_score_diff']}"
         )
+    out(f"elapsed {doc['elapsed_s']} s, load average {info['load_average_start']} -> "
+        f"{info['load_average_end']}")  # fmt: skip
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    return 0
+
+
+def main_slicing(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    if not STREET.is_file():
+        say(f"real data not found at {STREET}")
+        return 2
+    started = time.perf_counter()
+    info = machine()
+    result = bench_slicing(args)
+    info["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
+    doc = {
+        "benchmark": "detector-slicing",
+        "date": dt.date.today().isoformat(),
+        "command": " ".join(["python", "bench/detector.py", *(argv or sys.argv[1:])]),
+        "model": MODEL,
+        "threads": args.threads,
+        "rounds": args.rounds,
+        "machine": info,
+        **result,
+        "elapsed_s": round(time.perf_counter() - started, 1),
+    }
+    out: Callable[[str], None] = say if args.json else print
+    out(slicing_table(result))
     out(f"elapsed {doc['elapsed_s']} s, load average {info['load_average_start']} -> "
         f"{info['load_average_end']}")  # fmt: skip
     if args.json:

@@ -25,6 +25,7 @@ from camcount.config import (
     CameraConfig,
     Coordinate,
     LineConfig,
+    SlicingConfig,
     ZoneConfig,
 )
 from camcount.errors import RequestError
@@ -87,6 +88,7 @@ class CameraPatch(BaseModel):
     coordinates: Literal["pixel", "normalized"] = "pixel"
     site: str = ""
     tags: dict[str, str] = Field(default_factory=dict)
+    slicing: SlicingConfig | None = None  # from the next frame sent to the detector
 
 
 def patched_camera(current: CameraConfig, body: Any) -> CameraConfig:

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from camcount.detectors import check_model_name
 from camcount.errors import ConfigError, DetectorError, GeometryError
 from camcount.geometry import Anchor, Polygon
+from camcount.slicing import MAX_REGIONS, SliceSettings
 from camcount.tracking import TrackerSettings
 
 Coordinate = tuple[float, float]
@@ -144,6 +145,73 @@ class TrackerConfig(_Model):
         return self
 
 
+_SLICE = SliceSettings(grid=(2, 2))
+_Pair = tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]]
+
+
+class SlicingConfig(_Model):
+    """Detect in overlapping tiles of the frame too, for small, distant
+    objects (camcount.slicing). Each tile is one more model input per frame."""
+
+    tile_px: _Pair | None = Field(
+        default=None,
+        description="tile width and height in frame pixels, whatever the camera's "
+        "coordinates (or give grid)",
+    )
+    grid: _Pair | None = Field(
+        default=None,
+        description=f"tile columns and rows, sized to cover the frame with the overlap "
+        f"(default 2 x 2 when tile_px is not given); at most {MAX_REGIONS} regions a frame",
+    )
+    overlap: Annotated[float, Field(ge=0, lt=1)] = Field(
+        default=_SLICE.overlap, description="share of a tile its neighbour covers too"
+    )
+    whole_frame: bool = Field(
+        default=_SLICE.whole_frame,
+        description="detect in the whole frame as well, for objects larger than a tile",
+    )
+    merge: Literal["nmm", "nms"] = Field(
+        default=_SLICE.merge,
+        description="nmm: matching boxes fold into the most confident one, grown to cover "
+        "them (a person cut by a tile border is one box); nms: they are dropped",
+    )
+    match_metric: Literal["ios", "iou"] = Field(
+        default=_SLICE.match_metric,
+        description="how boxes of one class match: intersection over the smaller box (a "
+        "piece cut by a border matches its whole) or over their union",
+    )
+    match_threshold: Annotated[float, Field(gt=0, le=1)] = _SLICE.match_threshold
+
+    @model_validator(mode="after")
+    def _one_tiling(self) -> SlicingConfig:
+        if self.tile_px is not None and self.grid is not None:
+            raise ValueError("give tile_px or grid, not both")
+        if self.grid is not None and self.grid[0] * self.grid[1] + self.whole_frame > MAX_REGIONS:
+            raise ValueError(
+                f"a {self.grid[0]} x {self.grid[1]} grid is more than {MAX_REGIONS} regions a frame"
+            )
+        if self.tile_px is not None:
+            step = min(self.tile_px) * (1 - self.overlap)
+            if step < 1:
+                raise ValueError(
+                    f"tiles of {list(self.tile_px)} px overlapping by {self.overlap} "
+                    f"would step by {step:.2f} px; use larger tiles or less overlap"
+                )
+        return self
+
+    def settings(self) -> SliceSettings:
+        grid = self.grid if self.grid is not None or self.tile_px is not None else _SLICE.grid
+        return SliceSettings(
+            tile_px=self.tile_px,
+            grid=grid,
+            overlap=self.overlap,
+            whole_frame=self.whole_frame,
+            merge=self.merge,
+            match_metric=self.match_metric,
+            match_threshold=self.match_threshold,
+        )
+
+
 def _as_utc(t: datetime) -> datetime:
     """A start time without a zone is UTC."""
     return t if t.tzinfo else t.replace(tzinfo=UTC)
@@ -179,6 +247,11 @@ class CameraConfig(_Model):
     )
     tracker: TrackerConfig | None = Field(
         default=None, description="this camera's tracker settings, instead of the global ones"
+    )
+    slicing: SlicingConfig | None = Field(
+        default=None,
+        description="detect in overlapping tiles as well as the whole frame, for small, "
+        "distant objects; off (null) by default, each tile costs one more model input",
     )
     decode_threads: Annotated[int, Field(ge=0, le=64)] = Field(
         default=1,

@@ -36,6 +36,11 @@ class GeometryError(CamcountError, ValueError):
         self.loc = loc
 
 
+class SlicingError(CamcountError, ValueError):
+    """A slicing setting cannot cut a frame into tiles (a tile of no size,
+    an overlap of a whole tile or more, a match threshold outside (0, 1])."""
+
+
 class SourceError(CamcountError):
     """A video source cannot be opened or read."""
 

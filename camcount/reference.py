@@ -14,6 +14,7 @@ from camcount.config import AppConfig, CameraConfig
 from camcount.detectors import Detector, FrameMeta
 from camcount.events import Crossing, WindowRow, ZoneSample, ZoneTransition, ZoneVisit
 from camcount.processor import CameraEvent, CameraProcessor, CountRow
+from camcount.slicing import detect_sliced
 from camcount.video import DecodedFrame, VideoFile
 from camcount.windows import WatermarkClock, WindowCounts
 
@@ -67,9 +68,15 @@ def count_video(
             camera.fps or video.native_fps,
         )
 
+        slicing = camera.slicing.settings() if camera.slicing is not None else None
+
         def run(batch: list[DecodedFrame]) -> None:
             metas = [FrameMeta(camera.source, f.index, video.frame_size) for f in batch]
-            dets = detector.detect([detector.prepare(f.image) for f in batch], metas)
+            if slicing is not None:
+                images = [f.image for f in batch]
+                dets = detect_sliced(detector, images, metas, slicing, batch_size)
+            else:
+                dets = detector.detect([detector.prepare(f.image) for f in batch], metas)
             for frame, d in zip(batch, dets, strict=True):
                 events = processor.process(d, frame.index, frame.time)
                 _window(events, windows, result)

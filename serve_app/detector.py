@@ -3,8 +3,11 @@
 The model is loaded once per replica. ``detect`` takes one frame (already
 resized by the camera) and awaits the batched method, which Serve fills
 with frames from all cameras up to ``max_batch_size`` or until
-``batch_wait_timeout_s``. Inference runs in a worker thread so the replica
-keeps accepting requests (and forming the next batch) meanwhile.
+``batch_wait_timeout_s``. A sliced camera's frame arrives as its regions
+(``detect_sliced``): each region is one batch item like another camera's
+frame, and the frame's regions are merged here before it goes back.
+Inference runs in a worker thread so the replica keeps accepting requests
+(and forming the next batch) meanwhile.
 
 On CPU the replica reserves cores of its node for the model (``reserve_cores``,
 camcount.affinity): the model is built and run in one thread pinned to them,
@@ -33,6 +36,7 @@ from camcount.config import DetectorConfig
 from camcount.detections import Detections
 from camcount.detectors import DetectorSettings, FrameMeta, build_detector
 from camcount.detectors.base import Frame, InputSpec
+from camcount.slicing import SliceSettings, merge_detections
 
 _BATCH_BOUNDARIES = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]
 _LATENCY_BOUNDARIES_S = [0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0]
@@ -133,6 +137,30 @@ class DetectorDeployment:
         now = time.monotonic()
         calls = [self._infer((f, m, now)) for f, m in zip(frames, metas, strict=True)]
         return list(await asyncio.gather(*calls))
+
+    async def detect_sliced(
+        self, regions: list[list[Frame]], metas: list[list[FrameMeta]], settings: SliceSettings
+    ) -> list[Detections]:
+        """Frames of one sliced camera, each sent as its regions (the whole
+        frame and its tiles, camcount.slicing): every region is one item of
+        the batches formed across cameras, and each frame's regions come
+        back merged into the one ``Detections`` the camera counts from."""
+        if len(regions) != len(metas) or any(
+            len(r) != len(m) for r, m in zip(regions, metas, strict=False)
+        ):
+            raise ValueError("every frame needs one meta per region")
+        now = time.monotonic()
+        calls = [
+            self._infer((image, meta, now))
+            for images, frame_metas in zip(regions, metas, strict=True)
+            for image, meta in zip(images, frame_metas, strict=True)
+        ]
+        found: list[Detections] = list(await asyncio.gather(*calls))
+        merged, start = [], 0
+        for images in regions:
+            merged.append(merge_detections(found[start : start + len(images)], settings))
+            start += len(images)
+        return merged
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
     async def _infer(self, items: list[tuple[Frame, FrameMeta, float]]) -> list[Detections]:

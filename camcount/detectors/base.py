@@ -4,7 +4,9 @@ A camera resizes each frame once to ``input_size`` in ``color_order`` and
 sends uint8 arrays; the backend returns boxes in the coordinates of the
 frames it was given, and ``Detector.detect`` scales them back to the
 original frame and applies the score threshold and class filter, so no
-backend repeats that logic.
+backend repeats that logic. A frame may also be one region of a decoded
+frame (a tile, camcount.slicing): its boxes are then moved to where that
+region lies in the frame.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from camcount.errors import DetectorError
 
 Frame = npt.NDArray[np.uint8]
 ColorOrder = Literal["rgb", "bgr"]
+#: A rectangle of a frame in whole pixels: x0, y0, x1, y1 (x1 and y1 exclusive).
+Region = tuple[int, int, int, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +40,7 @@ class FrameMeta:
     source: str
     frame_index: int
     frame_size: tuple[int, int]  # original (width, height)
+    region: Region | None = None  # the part of the frame this image shows; None: all of it
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +88,14 @@ class Detector(ABC):
         for frame, meta, dets in zip(frames, metas, raw, strict=True):
             h, w = frame.shape[:2]
             ow, oh = meta.frame_size
-            if (w, h) != (ow, oh) and len(dets):
+            if meta.region is not None and len(dets):
+                x0, y0, x1, y1 = meta.region
+                scale = np.array([(x1 - x0) / w, (y1 - y0) / h] * 2, dtype=np.float32)
+                offset = np.array([x0, y0, x0, y0], dtype=np.float32)
+                dets = Detections(
+                    dets.xyxy * scale + offset, dets.confidence, dets.class_id, dets.tracker_id
+                )
+            elif (w, h) != (ow, oh) and len(dets):
                 scale = np.array([ow / w, oh / h, ow / w, oh / h], dtype=np.float32)
                 dets = Detections(
                     dets.xyxy * scale, dets.confidence, dets.class_id, dets.tracker_id

@@ -69,11 +69,25 @@ class OracleDetector(Detector):
     def _scaled(dets: Detections, frame: Frame, meta: FrameMeta) -> Detections:
         # Truth is in original pixels; the base class expects frame pixels.
         h, w = frame.shape[:2]
+        x0, y0 = 0, 0
         ow, oh = meta.frame_size
-        if len(dets) == 0 or (w, h) == (ow, oh):
+        if meta.region is not None and len(dets):
+            # A tile sees what lies in it, objects cut by its border cut too,
+            # as a model would.
+            x0, y0, x1, y1 = meta.region
+            ow, oh = x1 - x0, y1 - y0
+            xyxy = dets.xyxy.copy()
+            xyxy[:, [0, 2]] = np.clip(xyxy[:, [0, 2]], x0, x1)
+            xyxy[:, [1, 3]] = np.clip(xyxy[:, [1, 3]], y0, y1)
+            seen = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
+            dets = Detections(xyxy, dets.confidence, dets.class_id, dets.tracker_id)[seen]
+        if len(dets) == 0 or ((w, h) == (ow, oh) and not (x0 or y0)):
             return dets
+        offset = np.array([x0, y0, x0, y0], dtype=np.float32)
         scale = np.array([w / ow, h / oh, w / ow, h / oh], dtype=np.float32)
-        return Detections(dets.xyxy * scale, dets.confidence, dets.class_id, dets.tracker_id)
+        return Detections(
+            (dets.xyxy - offset) * scale, dets.confidence, dets.class_id, dets.tracker_id
+        )
 
 
 class NoisyDetector(OracleDetector):

@@ -63,6 +63,9 @@ def test_a_new_camera_is_validated_with_the_config_schema() -> None:
         ({"min_confidence": 0.4}, lambda c: c.min_confidence == 0.4 and c.lines[0].id == "door"),
         ({"roi": None}, lambda c: c.roi is None),
         ({"source": "/videos/gate.mp4"}, lambda c: c.source == "/videos/gate.mp4"),  # unchanged
+        # slicing turned on, then off, while the camera runs
+        ({"slicing": {"grid": [3, 2]}}, lambda c: c.slicing.grid == (3, 2)),
+        ({"slicing": None}, lambda c: c.slicing is None),
     ],
 )
 def test_patches_that_apply(patch: dict, check) -> None:
@@ -100,6 +103,10 @@ def test_patches_that_are_refused(patch: object, code: str) -> None:
          ["zones", "0", "polygon"], "crosses itself at (5, 5)"),
         (b'{"roi": [[0, 0], [10, 0], [0, -1e999]]}', ["roi", "2", "1"], "finite number"),
         (b'{"roi": [[0, 0], [10, 10], [10, 0], [0, 10]]}', ["roi"], "crosses itself at (5, 5)"),
+        (b'{"slicing": {"grid": [2, 0]}}', ["slicing", "grid", "1"], "greater than or equal to 1"),
+        (b'{"slicing": {"grid": [2, 2], "overlap": 1}}', ["slicing", "overlap"], "less than 1"),
+        (b'{"slicing": {"grid": [2, 2], "tile_px": [300, 300]}}', ["slicing"], "not both"),
+        (b'{"slicing": {"merge": "average"}}', ["slicing", "merge"], "'nmm' or 'nms'"),
     ],
 )  # fmt: skip
 def test_camera_geometry_that_cannot_count_is_refused_naming_the_field(

@@ -103,6 +103,10 @@ def test_a_start_time_the_warehouse_cannot_store_is_refused(start: str):
          "cameras.0.roi", "crosses itself at (0.5, 0.5)"),
         ("[[10, 10], [100, 10], [100, 100]]", "[[10, 10], [50, 50], [100, 100]]", 11,
          "cameras.0.zones.0.polygon", "zero area"),
+        ("    site: north", "    site: north\n    slicing: {tile_px: [4, 4], overlap: 0.9}", 6,
+         "cameras.0.slicing", "step by 0.40 px"),
+        ("    site: north", "    site: north\n    slicing:\n      match_threshold: .nan", 7,
+         "cameras.0.slicing.match_threshold", "finite number"),
     ],
 )  # fmt: skip
 def test_geometry_that_cannot_count_is_refused(old, new, line, field, message):

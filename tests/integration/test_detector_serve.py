@@ -13,6 +13,7 @@ from ray import serve
 
 from camcount.config import DetectorConfig
 from camcount.detectors import FrameMeta, build_detector
+from camcount.slicing import SliceSettings, detect_sliced, frame_regions
 from camcount.synthetic import generate_scene, write_scene
 from serve_app.detector import detector_app
 
@@ -87,3 +88,35 @@ def test_a_full_queue_refuses_with_backpressure(serve_instance, scene):
             errors.append(type(exc).__name__)
     assert "BackPressureError" in errors
     assert len(errors) < 10  # the ones in flight and queued were served
+
+
+def test_a_sliced_frame_is_batched_region_by_region_and_comes_back_merged(serve_instance, scene):
+    """A sliced camera's regions join the batches that other cameras' frames
+    fill, and each frame comes back as one Detections, the same the core's
+    in-process slicing gives (camcount count)."""
+    config = DetectorConfig(
+        model="oracle", max_batch_size=16, batch_wait_timeout_s=0.05, options={"latency_s": 0.02}
+    )
+    handle = serve.run(detector_app(config), name="detector-test", route_prefix=None)
+    reference = build_detector("oracle")
+    settings = SliceSettings(grid=(2, 2))
+    full = np.zeros((360, 640, 3), dtype=np.uint8)  # the oracle reads the truth, not pixels
+    metas = [FrameMeta(str(scene), i, (640, 360)) for i in range(40, 60)]
+    sliced = [
+        frame_regions(full, m, settings, reference.input_size, reference.color_order) for m in metas
+    ]
+    response = handle.detect_sliced.remote(
+        [inputs for inputs, _ in sliced], [metas for _, metas in sliced], settings
+    )
+    others = [handle.detect.remote(f, m) for f, m in frames_for(scene, list(range(100, 120)))]
+    got = response.result(timeout_s=60)
+    for r in others:
+        r.result(timeout_s=60)
+    want = detect_sliced(reference, [full] * len(metas), metas, settings)
+    assert len(got) == len(metas)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g.xyxy, w.xyxy, atol=1e-3)
+        np.testing.assert_array_equal(g.class_id, w.class_id)
+    stats = handle.stats.remote().result()
+    assert stats["frames"] == 5 * len(metas) + len(others)  # every region one batch item
+    assert max(stats["batch_sizes"]) == 16, stats
