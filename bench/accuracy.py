@@ -9,14 +9,16 @@ detections:
   frame, exactly as ``camcount count VIDEO --line ...`` does (the config's
   defaults: detector threshold 0.3, tracker settings, 8 px band, bottom
   centre anchor); a timed ``count_video`` run must give the same totals;
-- the peer loop most users would write: ``trackers.ByteTrackTracker`` (where
-  ByteTrack lives since supervision 0.26; supervision 0.31 has none) and one
+- the peer loop most users would write: ``trackers.ByteTrackTracker``
+  (roboflow's ``trackers`` package; supervision 0.31 has no ByteTrack) and one
   ``supervision.LineZone`` per line with the bottom-centre anchor, once with
   settings matched to ours wherever one corresponds, once with its own
   defaults (only the frame rate given).
 
 Per clip it prints the truth, both sides' counts and their count error
-(sum over directions of |counted - true|), then totals, and frames/s of our
+(sum over directions of |counted - true|), the true crossings each side
+missed and the crossings it counted that match none (by line, direction
+and the truth's frames), then totals, and frames/s of our
 whole counting path (decode, detect, track, count: ``count_video``) with and
 without slicing (small people found in tiles of the frame), where this code
 base has slicing. Frames/s of tracking and counting alone, both sides, are
@@ -55,6 +57,7 @@ import numpy.typing as npt
 from camcount.config import AppConfig, CameraConfig, LineConfig
 from camcount.detections import Detections
 from camcount.detectors import Detector, FrameMeta
+from camcount.events import Crossing
 from camcount.processor import CameraProcessor
 from camcount.truth import ClipTruth, LineTruth, load_truth_file
 from camcount.video import DecodedFrame, VideoFile
@@ -68,6 +71,7 @@ BATCH_SIZE = 8  # camcount count's default
 DIRECTIONS: tuple[Literal["in", "out"], ...] = ("in", "out")
 
 Counts = dict[tuple[str, str], int]  # (line id, direction) -> count
+Counted = list[tuple[str, str, int]]  # (line id, direction, frame index) per crossing counted
 
 # ------------------------------------------------------------ detections
 
@@ -229,17 +233,21 @@ def cached_detections(
 
 def run_ours(
     config: AppConfig, camera: CameraConfig, class_names: Sequence[str], dets: ClipDetections
-) -> tuple[Counts, float]:
+) -> tuple[Counts, Counted, float]:
     """Our tracker and counters on cached detections, as ``count_video``
     feeds them (same processor, same frame indices and event times)."""
     processor = CameraProcessor(camera, config.tracker, class_names, dets.frame_size, dets.fps)
     frames = list(dets.frames())
+    events = []
     gc.collect()
     started = time.perf_counter()
     for index, frame_time, d in frames:
-        processor.process(d, index, frame_time)
+        events.extend(processor.process(d, index, frame_time))
     seconds = time.perf_counter() - started
-    return _row_counts(processor.totals()), seconds
+    counted = [
+        (e.counter_id, str(e.direction), e.frame_index) for e in events if isinstance(e, Crossing)
+    ]
+    return _row_counts(processor.totals()), counted, seconds
 
 
 def _row_counts(rows: Sequence[Any]) -> Counts:
@@ -301,7 +309,7 @@ def _sv_zone(start: tuple[float, float], end: tuple[float, float]) -> Any:
 
 def run_peer(
     lines: Sequence[LineTruth], dets: ClipDetections, settings: dict[str, Any]
-) -> tuple[Counts, float]:
+) -> tuple[Counts, Counted, float]:
     import supervision as sv
     from trackers import ByteTrackTracker
 
@@ -311,18 +319,23 @@ def run_peer(
         sv.Detections(xyxy=d.xyxy.astype(np.float64), confidence=d.confidence, class_id=d.class_id)
         for _, _, d in dets.frames()
     ]
+    crossed: list[list[tuple[Any, Any]]] = []
     gc.collect()
     started = time.perf_counter()
     for d in frames:
         tracked = tracker.update(d)
-        for zone in zones:
-            zone.trigger(tracked)
+        crossed.append([zone.trigger(tracked) for zone in zones])
     seconds = time.perf_counter() - started
     counts: Counts = {}
     for line, zone in zip(lines, zones, strict=True):
         counts[(line.id, "in")] = int(zone.in_count)
         counts[(line.id, "out")] = int(zone.out_count)
-    return counts, seconds
+    counted: Counted = []
+    for index, per_zone in zip(dets.index, crossed, strict=True):
+        for line, (went_in, went_out) in zip(lines, per_zone, strict=True):
+            counted += [(line.id, "in", int(index))] * int(np.count_nonzero(went_in))
+            counted += [(line.id, "out", int(index))] * int(np.count_nonzero(went_out))
+    return counts, counted, seconds
 
 
 # ------------------------------------------------------------ per clip
@@ -332,6 +345,8 @@ def run_peer(
 class Side:
     counts: dict[str, int]  # "line/direction" -> count
     error: int
+    missed: int  # true crossings no counted crossing matches
+    extra: int  # counted crossings that match no true crossing
     track_count_fps: float | None = None
 
 
@@ -361,6 +376,27 @@ class ClipResult:
 
 def count_error(truth: Counts, counts: Counts) -> int:
     return sum(abs(counts.get(k, 0) - v) for k, v in truth.items())
+
+
+def match_crossings(clip: ClipTruth, counted: Counted) -> tuple[int, int]:
+    """(missed, extra): each counted crossing is matched, one to one, to a
+    true crossing of its line and direction whose frames (widened by the
+    truth's tolerance) hold its frame, the nearest first. A right total can
+    hide a miss and a false count that cancel; these two cannot."""
+    tol = clip.frame_tolerance
+    free = [
+        (line.id, c.direction, c.frames[0] - tol, c.frames[1] + tol)
+        for line in clip.lines
+        for c in line.crossings
+    ]
+    extra = 0
+    for line_id, direction, frame in sorted(counted, key=lambda c: c[2]):
+        fits = [t for t in free if t[:2] == (line_id, direction) and t[2] <= frame <= t[3]]
+        if not fits:
+            extra += 1
+            continue
+        free.remove(min(fits, key=lambda t: abs((t[2] + t[3]) / 2 - frame)))
+    return len(free), extra
 
 
 def truth_counts(clip: ClipTruth) -> Counts:
@@ -397,15 +433,29 @@ def run_variant(
 
     truth = truth_counts(clip)
     dets = cached_detections(cache, config, camera, detector, log)
-    ours, ours_s = run_ours(config, camera, detector.class_names, dets)
-    peer, peer_s = run_peer(clip.lines, dets, peer_settings(config, dets.fps, matched=True))
-    plain, _ = run_peer(clip.lines, dets, peer_settings(config, dets.fps, matched=False))
+    ours, ours_seen, ours_s = run_ours(config, camera, detector.class_names, dets)
+    peer, peer_seen, peer_s = run_peer(
+        clip.lines, dets, peer_settings(config, dets.fps, matched=True)
+    )
+    plain, plain_seen, _ = run_peer(
+        clip.lines, dets, peer_settings(config, dets.fps, matched=False)
+    )
     variant = Variant(
         name,
         round(len(dets.xyxy) / max(1, len(dets)), 2),
-        Side(_flat(ours), count_error(truth, ours), len(dets) / ours_s),
-        Side(_flat(peer), count_error(truth, peer), len(dets) / peer_s),
-        Side(_flat(plain), count_error(truth, plain)),
+        Side(
+            _flat(ours),
+            count_error(truth, ours),
+            *match_crossings(clip, ours_seen),
+            len(dets) / ours_s,
+        ),
+        Side(
+            _flat(peer),
+            count_error(truth, peer),
+            *match_crossings(clip, peer_seen),
+            len(dets) / peer_s,
+        ),
+        Side(_flat(plain), count_error(truth, plain), *match_crossings(clip, plain_seen)),
         detect_fps=len(dets) / dets.detect_s,
     )
     if timed:
@@ -452,54 +502,49 @@ def _print_report(results: Sequence[ClipResult], pending: str | None, stderr: bo
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=180, stderr=stderr)
+    console = Console(width=230, stderr=stderr)
     for name in dict.fromkeys(v.name for r in results for v in r.variants):
         acc = Table(
             title=f"Line counts on real clips, {name} detections (error = sum |counted - true|)"
         )
         for col in ("clip", "true in/out", "ours in/out", "peer in/out", "err ours", "err peer",
-                    "peer defaults in/out", "err peer defaults"):  # fmt: skip
+                    "missed/extra ours", "missed/extra peer", "peer defaults in/out",
+                    "err peer defaults", "missed/extra peer defaults"):  # fmt: skip
             acc.add_column(col, justify="left" if col == "clip" else "right")
-        totals = {"truth": 0, "ours": 0, "peer": 0, "plain": 0}
+        truth_total = 0
+        sides: dict[str, list[Side]] = {"ours": [], "peer": [], "plain": []}
         for r in results:
             v = next((v for v in r.variants if v.name == name), None)
             if v is None:
                 continue
-
-            def io(counts: dict[str, int]) -> str:
-                return "/".join(
-                    str(sum(n for k, n in counts.items() if k.endswith("/" + d)))
-                    for d in DIRECTIONS
-                )
-
+            truth_total += r.crossings
+            for key, side in (("ours", v.ours), ("peer", v.peer), ("plain", v.peer_defaults)):
+                sides[key].append(side)
             acc.add_row(
                 Path(r.video).name,
-                io(r.truth),
-                io(v.ours.counts),
-                io(v.peer.counts),
+                _in_out(r.truth),
+                _in_out(v.ours.counts),
+                _in_out(v.peer.counts),
                 str(v.ours.error),
                 str(v.peer.error),
-                io(v.peer_defaults.counts),
+                f"{v.ours.missed}/{v.ours.extra}",
+                f"{v.peer.missed}/{v.peer.extra}",
+                _in_out(v.peer_defaults.counts),
                 str(v.peer_defaults.error),
+                f"{v.peer_defaults.missed}/{v.peer_defaults.extra}",
             )
-            totals["truth"] += r.crossings
-            totals["ours"] += v.ours.error
-            totals["peer"] += v.peer.error
-            totals["plain"] += v.peer_defaults.error
+
         acc.add_row(
-            "total",
-            str(totals["truth"]),
-            "",
-            "",
-            f"{totals['ours']} ({totals['ours'] / max(1, totals['truth']):.0%})",
-            f"{totals['peer']} ({totals['peer'] / max(1, totals['truth']):.0%})",
-            "",
-            f"{totals['plain']} ({totals['plain'] / max(1, totals['truth']):.0%})",
-        )
+            "total", str(truth_total), "", "",
+            _error(sides["ours"], truth_total), _error(sides["peer"], truth_total),
+            _missed_extra(sides["ours"]), _missed_extra(sides["peer"]), "",
+            _error(sides["plain"], truth_total), _missed_extra(sides["plain"]),
+        )  # fmt: skip
         console.print(acc)
     speed = Table(title="Frames/s: our counting path (decode, detect, track, count) and parts")
     for col in ("clip", "detections", "dets/frame", "count_video fps", "same totals",
-                "detect fps", "track+count fps ours", "track+count fps peer"):  # fmt: skip
+                "detect fps (cache pass)", "track+count fps ours",
+                "track+count fps peer"):  # fmt: skip
         speed.add_column(col, justify="left" if col in ("clip", "detections") else "right")
     for r in results:
         for v in r.variants:
@@ -516,6 +561,21 @@ def _print_report(results: Sequence[ClipResult], pending: str | None, stderr: bo
     console.print(speed)
     if pending:
         console.print(f"with slicing: pending ({pending})")
+
+
+def _error(sides: Sequence[Side], truth_total: int) -> str:
+    n = sum(side.error for side in sides)
+    return f"{n} ({n / max(1, truth_total):.0%})"
+
+
+def _missed_extra(sides: Sequence[Side]) -> str:
+    return f"{sum(s.missed for s in sides)}/{sum(s.extra for s in sides)}"
+
+
+def _in_out(counts: dict[str, int]) -> str:
+    return "/".join(
+        str(sum(n for k, n in counts.items() if k.endswith("/" + d))) for d in DIRECTIONS
+    )
 
 
 def check(results: Sequence[ClipResult]) -> tuple[bool, str]:
