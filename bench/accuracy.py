@@ -490,9 +490,7 @@ def _skip_reason(clip: ClipTruth, video: Path, class_names: Sequence[str]) -> st
     if not clip.lines:
         return "its truth is zone visits, not line crossings"
     if clip.class_ not in class_names:
-        return (
-            f"no detector here sees {clip.class_}s (ssdlite-person sees {', '.join(class_names)})"
-        )
+        return f"the detector sees no {clip.class_}s (it sees {', '.join(class_names)})"
     if not video.is_file():
         return f"{video} not found"
     return None
