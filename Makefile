@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install demo serve test lint typecheck bench bench-deps models clean
+.PHONY: install demo serve test lint typecheck bench bench-accuracy bench-deps models clean
 
 install: $(STAMP)
 
@@ -43,6 +43,11 @@ bench-deps: install
 
 bench: bench-deps
 	$(PY) bench/tracking.py
+
+# Real clips with counted truth (tests/data/truth.yaml); runs the person
+# detector once per clip (cached under /tmp/camcount-accuracy).
+bench-accuracy: bench-deps models
+	$(PY) bench/accuracy.py
 
 clean:
 	rm -rf var .pytest_cache .hypothesis
