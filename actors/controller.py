@@ -107,10 +107,6 @@ class Controller:
         self._reconstructed = context.was_current_actor_reconstructed
         self._me = context.current_actor
         self._run_id = context.get_actor_id() or "driver"
-        # The parts a restarted controller finds (actors/lifetime.py).
-        self._survivors: dict[str, list[Any]] = (
-            parts_of(self._run_id) if self._reconstructed else {}
-        )
         self._born = time.monotonic()
         self._fresh = fresh and not self._reconstructed
         storage = self.config.storage
@@ -119,7 +115,10 @@ class Controller:
         self._checkpoint_timeout_s = max(
             MIN_CHECKPOINT_TIMEOUT_S, CHECKPOINT_TIMEOUT_INTERVALS * self._interval_s
         )
-        hubs = self._survivors.pop("hub", [])
+        # A restarted controller keeps the hub that outlived it (its
+        # handle is in the API's replicas); the other parts are found at
+        # the start (actors/lifetime.py).
+        hubs = parts_of(self._run_id).get("hub", []) if self._reconstructed else []
         for extra in hubs[1:]:
             ray.kill(extra, no_restart=True)
         self.hub = (
@@ -203,8 +202,8 @@ class Controller:
         """The parts ask this to learn whether the controller is gone for
         good (actors/lifetime.py). A restarted controller's first call:
         it starts restoring the run."""
-        if self._reconstructed and self._started is None and self._restore_task is None:
-            self._restore_task = asyncio.get_running_loop().create_task(self._ensure_started())
+        if self._reconstructed and self._restore_task is None:
+            self._restore_task = asyncio.get_running_loop().create_task(self._restore())
 
     # ------------------------------------------------------------ start
 
@@ -213,20 +212,38 @@ class Controller:
         start every camera of the config, together."""
         if self._started is not None:
             return await asyncio.shield(self._started)
-        self._started = asyncio.get_running_loop().create_future()
+        started = self._started = asyncio.get_running_loop().create_future()
         try:
             statuses = await self._start()
         except BaseException as exc:
-            self._started.set_exception(exc)
+            started.set_exception(exc)
+            started.exception()  # retrieved: those waiting on it have it
+            self._started = None  # the next call tries again
             raise
-        self._started.set_result(statuses)
+        started.set_result(statuses)
         return statuses
 
     async def _ensure_started(self) -> None:
-        """A controller that Ray restarted restores itself on its first call."""
-        if self._started is None and self._reconstructed:
-            log.warning("controller restarted: restoring from the newest checkpoint")
-            await self.start()
+        """A controller that Ray restarted restores itself on its first
+        call, and every call waits until it has."""
+        if self._reconstructed and (self._started is None or not self._started.done()):
+            if self._restore_task is None:
+                self._restore_task = asyncio.get_running_loop().create_task(self._restore())
+            await asyncio.shield(self._restore_task)
+
+    async def _restore(self) -> None:
+        """A restore that fails (a part it needs is itself restarting: the
+        sink after a node loss, say) is tried again until it works."""
+        log.warning("controller restarted: restoring from the newest checkpoint")
+        delay = 0.5
+        while True:
+            try:
+                await self.start()
+                return
+            except Exception:
+                log.exception("restoring the run failed; trying again in %.1f s", delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
     async def _start(self) -> list[dict[str, Any]]:
         async with self._lock:
@@ -287,7 +304,12 @@ class Controller:
         loss (everything after it is made again, identically); parts lost
         with it are made again from the checkpoint. Cameras added or
         updated while the run went keep what they had become."""
-        found, self._survivors = self._survivors, {}
+        # Found again on every try: a failed one may have made some.
+        found = await asyncio.to_thread(parts_of, self._run_id)
+        found.pop("hub", None)  # taken when this actor was made
+        self._spare = self._spare_ready = None  # found again below
+        if self._sink is not None:  # lost with the controller's node, say
+            await _until_back(lambda: self._sink.epoch.remote())
         self.shards = []
         kept_shards = 0
         for i in range(self._n_shards):
