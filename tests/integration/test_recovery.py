@@ -359,3 +359,25 @@ def part_processes(pipeline: Any) -> dict[str, int]:
     return {
         h._actor_id.hex(): ray.get(h.__ray_call__.remote(lambda self: os.getpid())) for h in handles
     }
+
+
+def test_the_controller_and_the_sink_lost_together(ray_cluster, scenes, base, tmp_path):
+    """As when the node holding both goes: the restarted controller finds
+    the sink itself restarting, waits for it (and tries again if its restore
+    fails meanwhile), and the warehouse ends as without the loss."""
+    pipeline = start_pipeline(config_for(scenes, tmp_path), shards=2, api=False)
+    try:
+        wait_for_frames(pipeline, 100)
+        pids = [
+            ray.get(h.__ray_call__.remote(lambda self: os.getpid()))
+            for h in (pipeline.controller, pipeline.sink)
+        ]
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        pipeline.wait_files()
+        rows, crossings = warehouse_rows(pipeline)
+        totals = pipeline.totals()
+    finally:
+        pipeline.stop(checkpoint=False)
+    same_as(base, rows, crossings)
+    assert totals == base["totals"]
