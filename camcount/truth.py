@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from camcount.config import Coordinate, distinct_ends, simple_polygon
+from camcount.config import Coordinate, Identifier, distinct_ends, simple_polygon
 from camcount.errors import ConfigError
 from camcount.geometry import Polygon, Segment
 
@@ -50,7 +50,7 @@ class SeenCrossing(_Model):
 class LineTruth(_Model):
     """A line's counts per direction and the crossings they are made of."""
 
-    id: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
+    id: Identifier
     points: tuple[Coordinate, Coordinate]
     counts: dict[Literal["in", "out"], Annotated[int, Field(ge=0)]]
     crossings: tuple[SeenCrossing, ...]
@@ -84,7 +84,7 @@ class SeenVisit(_Model):
 class ZoneTruth(_Model):
     """A zone's number of visits and the visits it is made of."""
 
-    id: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
+    id: Identifier
     polygon: Annotated[tuple[Coordinate, ...], Field(min_length=3)]
     count: Annotated[int, Field(ge=0)]
     visits: tuple[SeenVisit, ...]
