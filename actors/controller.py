@@ -202,8 +202,8 @@ class Controller:
         """The parts ask this to learn whether the controller is gone for
         good (actors/lifetime.py). A restarted controller's first call:
         it starts restoring the run."""
-        if self._reconstructed and self._restore_task is None:
-            self._restore_task = asyncio.get_running_loop().create_task(self._restore())
+        if self._reconstructed:
+            self._restoring_run()
 
     # ------------------------------------------------------------ start
 
@@ -227,9 +227,13 @@ class Controller:
         """A controller that Ray restarted restores itself on its first
         call, and every call waits until it has."""
         if self._reconstructed and (self._started is None or not self._started.done()):
-            if self._restore_task is None:
-                self._restore_task = asyncio.get_running_loop().create_task(self._restore())
-            await asyncio.shield(self._restore_task)
+            await asyncio.shield(self._restoring_run())
+
+    def _restoring_run(self) -> asyncio.Task[None]:
+        """The one restore of a restarted controller, begun at its first call."""
+        if self._restore_task is None:
+            self._restore_task = asyncio.get_running_loop().create_task(self._restore())
+        return self._restore_task
 
     async def _restore(self) -> None:
         """A restore that fails (a part it needs is itself restarting: the
