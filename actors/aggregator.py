@@ -11,7 +11,7 @@ milliseconds of its CPU whatever its size), sent when ``SINK_BATCH_ROWS``
 rows wait, when the oldest has waited ``SINK_MAX_DELAY_S`` (checked on
 every push and tick), and always on ``flush`` and ``drain``.
 
-At a checkpoint (DESIGN, "Checkpoints and exactly-once", steps 3 and 4)
+At a checkpoint (docs/checkpoints.md, step 3)
 the core aligns the cameras' barriers and hands out the shard's snapshot
 with its cameras'; the shard then
 
@@ -273,7 +273,7 @@ class AggregatorActor:
         if generation != self._generation:
             raise RuntimeError("the shard was restored during this checkpoint")
 
-    # Crash points (DESIGN: "Two crash points need their own tests"). A
+    # Crash points (docs/checkpoints.md): each has its own test. A
     # test holds the protocol at one, kills a part, and lets it go on.
 
     async def hold_at(self, point: str) -> None:

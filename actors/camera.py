@@ -17,7 +17,7 @@ it (nothing is lost); a live source drops its frames and counts the drops.
 A request lost with its detector replica is sent again until a replica
 answers: its frames are applied once, in order, when it does.
 
-Checkpoints (DESIGN, "Checkpoints and exactly-once", step 2): ``barrier(n)``
+Checkpoints (docs/checkpoints.md, step 2): ``barrier(n)``
 is cut between two frames. The camera sends the events of every frame
 counted so far, snapshots its processor and the position after the last
 frame counted (``CameraState``), and sends ``Barrier(n)`` carrying that

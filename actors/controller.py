@@ -5,7 +5,7 @@ camera from the config; adds, removes and updates cameras while running;
 drives checkpoints; and restores any part that dies from the newest
 complete checkpoint.
 
-Checkpoint ``n`` (DESIGN, "Checkpoints and exactly-once"), every
+Checkpoint ``n`` (docs/checkpoints.md), every
 ``storage.checkpoint_interval_s``:
 
 1. ask every camera for ``Barrier(n)`` (``CameraActor.barrier``);

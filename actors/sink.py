@@ -8,7 +8,7 @@ writer's.
 
 Calls from one caller run in order (the default concurrency group has
 one thread), so ``flush()`` covers every ``write`` sent before it: a
-checkpoint barrier calls it (DESIGN, checkpoints, step 4). Queries and
+checkpoint barrier calls it (docs/checkpoints.md, step 3). Queries and
 stats run in their own group so a reader never waits behind a long queue
 of writes.
 

@@ -13,7 +13,7 @@ close. Beside each camera's own keys it counts derived keys:
 Cameras of one site or group are routed to the same shard, so a derived key
 sees all its inputs under one watermark: that is the stream join.
 
-Checkpoints align on barriers (DESIGN, "Checkpoints and exactly-once"):
+Checkpoints align on barriers (docs/checkpoints.md):
 
 1. A camera's ``Barrier(n)`` arrives in its ordered stream, carrying the
    camera's own snapshot.

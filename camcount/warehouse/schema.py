@@ -1,7 +1,7 @@
 """Tables, their DDL, versioned migrations, and server feature detection.
 
 Every table is a ``ReplacingMergeTree`` whose sorting key holds the row's
-identity (DESIGN, "Events and identity"), so a row written twice is one
+identity (docs/architecture.md, "Events and identity"), so a row written twice is one
 row after a merge, and every documented query reads with ``FINAL`` so it
 is one row before the merge too. Event times are deterministic functions
 of identity (the frame's timestamp), so the copies of a row always share

@@ -11,7 +11,7 @@ Invariants:
   counted twice.
 - ``flush()`` returns only when every row accepted before it is in the
   warehouse, spilled, or dead-lettered: what a checkpoint barrier needs
-  (DESIGN, "Checkpoints and exactly-once", step 4). If the store cannot
+  (docs/checkpoints.md, step 3). If the store cannot
   take a spill, ``flush`` raises, so the checkpoint does not complete.
 - The memory buffer is bounded: past ``buffer_max_rows`` the oldest
   batches are spilled.

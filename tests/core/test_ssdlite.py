@@ -258,7 +258,7 @@ def test_video_recall_and_false_positives(detector: SSDLitePerson) -> None:
         f"every {STEP}nd frame, {elapsed:.1f} s ({1000 * elapsed / len(hits):.1f} ms/frame)"
     )
     assert len(hits) == len(wanted)
-    # Measured 0.297 (0.300 on every frame; 0.33 over the full ranges, the "about a
-    # third" of MODELS.md): the model misses people seen from behind, not the port.
+    # Measured 0.297 (0.300 on every frame; 0.33 over the full ranges, about a third,
+    # as the model is known to do): the model misses people seen from behind, not the port.
     assert recall >= 0.25
     assert false_rate < 0.2

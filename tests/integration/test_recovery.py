@@ -1,4 +1,4 @@
-"""Recovery as users meet it: the two sink crash points of DESIGN, a restore
+"""Recovery as users meet it: the two sink crash points (docs/checkpoints.md), a restore
 on another number of shards, Ctrl-C of ``camcount run`` and a run again, and
 ``camcount replay`` surviving a SIGKILL sent from outside, as an operator's
 ``kill -9`` would.
