@@ -548,6 +548,19 @@ def cmd_warehouse_dead_letters(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ token
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """A token an operator keeps (in ``CAMCOUNT_API_TOKENS`` or ``api.tokens``):
+    the one a run makes for itself is gone with the run."""
+    import secrets
+
+    print(secrets.token_urlsafe(32))
+    err.print("give it to the API in CAMCOUNT_API_TOKENS (comma separated) or api.tokens")
+    return 0
+
+
 # ------------------------------------------------------------------ models
 
 
@@ -1036,6 +1049,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("id", type=_at_least_zero, help="the complete checkpoint to go back to")
     c.add_argument("--yes", action="store_true", help="delete the newer checkpoints")
     c.set_defaults(func=cmd_checkpoints_restore)
+
+    p = sub.add_parser("token", help="print a new random API token (see README, API tokens)")
+    p.set_defaults(func=cmd_token)
 
     p = sub.add_parser("models", help="manage detector weights")
     msub = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
