@@ -40,8 +40,8 @@ from typing import Any
 import ray
 from ray.util import metrics
 
-from actors.cores import ModelCoreAvoider
 from actors.lifetime import end_with
+from actors.placement import ModelCoreAvoider
 from camcount.aggregation import Aggregator, AggregatorState, GroupSpec, Output, ShardCheckpoint
 from camcount.channels import Envelope
 from camcount.events import DeadLetter, WindowRow, group_by_type, to_arrow

@@ -41,8 +41,8 @@ import numpy as np
 import ray
 from ray.util import metrics
 
-from actors.cores import ModelCoreAvoider
 from actors.lifetime import end_with
+from actors.placement import ModelCoreAvoider
 from camcount.affinity import current_cores
 from camcount.capture import Capture, CaptureStats, EndOfSource, SourceState
 from camcount.channels import Barrier, Counted, EndOfStream, Progress, Sender

@@ -53,9 +53,9 @@ from ray.util import metrics
 
 from actors.aggregator import AggregatorActor
 from actors.camera import MIN_FRAMES_PER_REQUEST, CameraActor
-from actors.cores import ModelCoreAvoider
 from actors.hub import LiveHub
 from actors.lifetime import detached, parts_of
+from actors.placement import ModelCoreAvoider
 from camcount.aggregation import AggregatorState, GroupSpec, resplit, shard_router
 from camcount.checkpoints import CheckpointStore, Manifest, PartInfo
 from camcount.checkpoints.states import CameraState

@@ -19,8 +19,8 @@ from typing import Any
 
 import ray
 
-from actors.cores import ModelCoreAvoider
 from actors.lifetime import end_with
+from actors.placement import ModelCoreAvoider
 from camcount.checkpoints.sequence import SequenceBlocks
 from camcount.errors import CheckpointStoreError
 from camcount.livefeed import Since, UpdateBuffer

@@ -32,7 +32,7 @@ import pyarrow as pa
 import ray
 from ray.util import metrics
 
-from actors.cores import ModelCoreAvoider
+from actors.placement import ModelCoreAvoider
 from camcount.config import CameraConfig, WarehouseConfig
 from camcount.spill import SpillStore
 from camcount.warehouse import (

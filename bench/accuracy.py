@@ -666,8 +666,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"skipped: the peer loop is not installed ({exc}); run `make bench-deps`")
         return 0
     from camcount.cli import build_detector_from
+    from camcount.detectors.weights import ssdlite_weights_path
     from camcount.errors import CamcountError
-    from camcount.models import ssdlite_weights_path
 
     config = AppConfig()
     if config.detector.model == "ssdlite-person" and not ssdlite_weights_path().exists():

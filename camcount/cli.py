@@ -565,7 +565,7 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_models_fetch(args: argparse.Namespace) -> int:
-    from camcount.models import fetch_ssdlite
+    from camcount.detectors.fetch import fetch_ssdlite
 
     path = fetch_ssdlite(progress=lambda msg: err.print(msg))
     print(path)

@@ -26,7 +26,7 @@ from ray import serve
 
 from actors.camera import CAMERA_CPUS
 from actors.controller import Controller
-from actors.cores import ModelCoreAvoider
+from actors.placement import ModelCoreAvoider
 from actors.sink import start_sink
 from camcount.config import AppConfig, load_config, with_absolute_paths
 from camcount.processor import CountRow

@@ -30,7 +30,7 @@ from typing import Any
 from ray import serve
 from ray.util import metrics
 
-from actors.cores import node_registry
+from actors.placement import node_registry
 from camcount.affinity import keep_off, pin_this_thread, supported
 from camcount.config import DetectorConfig
 from camcount.detections import Detections

@@ -1,6 +1,6 @@
 """Checkpoint storage: parts written once per checkpoint, sealed by a
-``_COMPLETE`` manifest written last (docs/checkpoints.md). No Ray here; actors call this through the controller's
-protocol.
+``_COMPLETE`` manifest written last (docs/checkpoints.md). No Ray here;
+actors call this through the controller's protocol.
 
 Names are imported on first use: camera processes use ``states`` (what a
 camera saves) but never the store, and stay without pyarrow.

