@@ -1,4 +1,4 @@
-"""The live API's logic: filters, messages, per-client outboxes, fan-out, rate limits.
+"""The live API's logic: filters, messages, per-client outboxes, fan-out.
 
 Everything a live replica does between the hub and a socket, without the
 socket: the deployment (``serve_app/live.py``) only moves text in and out.
@@ -21,8 +21,8 @@ import asyncio
 import json
 import math
 import time
-from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from itertools import islice
@@ -254,14 +254,6 @@ def error_message(error: RequestError, ref: str | None = None) -> str:
 def gap_message(after: int, resume_after: int, reason: str = "expired") -> str:
     """Updates in (after, resume_after] are gone: delivery goes on after them."""
     return message("gap", after=after, resume_after=resume_after, reason=reason)
-
-
-def error_body(code: str, text: str, detail: Any = None) -> dict[str, Any]:
-    """The body of every 4xx/5xx of the REST and live HTTP routes."""
-    body: dict[str, Any] = {"error": code, "message": text}
-    if detail is not None:
-        body["detail"] = detail
-    return body
 
 
 def frames(items: Sequence[Item], batch: bool) -> list[str]:
@@ -701,74 +693,3 @@ def poll_body(items: Sequence[Encoded], last_seq: int, gap: bool) -> str:
         + ",".join(text for _, text in items)
         + f'],"last_seq":{last_seq},"gap":{"true" if gap else "false"}}}'
     )
-
-
-# ----------------------------------------------------------------- rate limits
-
-
-class TokenBucket:
-    """``rate_per_s`` on average, up to ``burst`` at once."""
-
-    def __init__(
-        self, rate_per_s: float, burst: int, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        if rate_per_s <= 0 or burst < 1:
-            raise ValueError(f"need rate_per_s > 0 and burst >= 1, got {rate_per_s}, {burst}")
-        self.rate_per_s = rate_per_s
-        self.burst = burst
-        self._clock = clock
-        self._tokens = float(burst)
-        self._at = clock()
-
-    def take(self, cost: float = 1.0) -> float:
-        """0 when allowed (and spent), else the seconds until it would be."""
-        now = self._clock()
-        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate_per_s)
-        self._at = now
-        if self._tokens >= cost:
-            self._tokens -= cost
-            return 0.0
-        return (cost - self._tokens) / self.rate_per_s
-
-
-class RateLimiter:
-    """One bucket per key (a token's label), the least recently used
-    forgotten beyond ``max_keys`` so memory stays bounded."""
-
-    def __init__(
-        self,
-        rate_per_s: float,
-        burst: int,
-        max_keys: int = 10_000,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.rate_per_s = rate_per_s
-        self.burst = burst
-        self._max_keys = max_keys
-        self._clock = clock
-        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
-
-    def take(self, key: str, cost: float = 1.0) -> float:
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = TokenBucket(self.rate_per_s, self.burst, self._clock)
-            self._buckets[key] = bucket
-            if len(self._buckets) > self._max_keys:
-                self._buckets.popitem(last=False)
-        else:
-            self._buckets.move_to_end(key)
-        return bucket.take(cost)
-
-
-# ----------------------------------------------------------------- origins
-
-
-def origin_allowed(origin: str | None, host: str | None, allowed: Sequence[str]) -> bool:
-    """A browser's WebSocket may come from the page's own origin or a
-    configured one; a client without ``Origin`` is not a browser page."""
-    if not origin:
-        return True
-    if "*" in allowed or origin in allowed:
-        return True
-    bare = origin.split("://", 1)[-1]
-    return host is not None and bare == host

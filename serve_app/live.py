@@ -43,6 +43,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from camcount.config import ApiConfig
 from camcount.errors import RequestError
+from camcount.http.cors import origin_allowed
+from camcount.http.limits import RateLimiter
 from camcount.live_protocol import (
     PROTOCOL_VERSION,
     AckMsg,
@@ -51,7 +53,6 @@ from camcount.live_protocol import (
     Fanout,
     Outbox,
     PingMsg,
-    RateLimiter,
     SubscribeMsg,
     Subscriber,
     Subscriptions,
@@ -61,7 +62,6 @@ from camcount.live_protocol import (
     frames,
     int_param,
     message,
-    origin_allowed,
     parse_client_message,
     poll_body,
     poll_query,
