@@ -7,7 +7,7 @@ routes and the detector, thousands of idle listeners never take the slots
 that requests needing an answer now would wait for.
 
 Each replica runs one pump that long-polls the live hub and hands every
-batch to a ``Fanout`` (camcount.live_protocol), which encodes each update
+batch to a ``Fanout`` (camcount.http.live), which encodes each update
 once and appends it to bounded per-client outboxes without ever waiting
 for a client; one writer task per connection drains its outbox. A client
 that falls more than ``api.client_buffer`` updates behind is sent an
@@ -45,7 +45,7 @@ from camcount.config import ApiConfig
 from camcount.errors import RequestError
 from camcount.http.cors import origin_allowed
 from camcount.http.limits import RateLimiter
-from camcount.live_protocol import (
+from camcount.http.live import (
     PROTOCOL_VERSION,
     AckMsg,
     AuthMsg,
