@@ -29,7 +29,7 @@ from camcount.config import (
     ZoneConfig,
 )
 from camcount.errors import RequestError
-from camcount.live_protocol import (
+from camcount.http.live.query import (
     DEFAULT_POLL_TIMEOUT_S,
     ID_PATTERN,
     KINDS,

@@ -51,7 +51,7 @@ from camcount.apischema import (
 )
 from camcount.config import ApiConfig, CameraConfig
 from camcount.errors import GeometryError, RequestError
-from camcount.live_protocol import RateLimiter
+from camcount.http.limits import RateLimiter
 from serve_app.auth import Guard, TokenCheck, json_error
 
 log = logging.getLogger("camcount.api")

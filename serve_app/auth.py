@@ -30,7 +30,8 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from camcount.config import ApiConfig
-from camcount.live_protocol import RateLimiter, error_body
+from camcount.http.errors import error_body
+from camcount.http.limits import RateLimiter
 
 QUERY_TOKEN = "access_token"
 LABEL_CHARS = 8

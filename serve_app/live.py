@@ -7,7 +7,7 @@ routes and the detector, thousands of idle listeners never take the slots
 that requests needing an answer now would wait for.
 
 Each replica runs one pump that long-polls the live hub and hands every
-batch to a ``Fanout`` (camcount.live_protocol), which encodes each update
+batch to a ``Fanout`` (camcount.http.live), which encodes each update
 once and appends it to bounded per-client outboxes without ever waiting
 for a client; one writer task per connection drains its outbox. A client
 that falls more than ``api.client_buffer`` updates behind is sent an
@@ -43,7 +43,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from camcount.config import ApiConfig
 from camcount.errors import RequestError
-from camcount.live_protocol import (
+from camcount.http.cors import origin_allowed
+from camcount.http.limits import RateLimiter
+from camcount.http.live import (
     PROTOCOL_VERSION,
     AckMsg,
     AuthMsg,
@@ -51,7 +53,6 @@ from camcount.live_protocol import (
     Fanout,
     Outbox,
     PingMsg,
-    RateLimiter,
     SubscribeMsg,
     Subscriber,
     Subscriptions,
@@ -61,7 +62,6 @@ from camcount.live_protocol import (
     frames,
     int_param,
     message,
-    origin_allowed,
     parse_client_message,
     poll_body,
     poll_query,

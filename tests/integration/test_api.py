@@ -41,7 +41,7 @@ from camcount.config import (
     WarehouseConfig,
     load_config,
 )
-from camcount.live_protocol import RateLimiter
+from camcount.http.limits import RateLimiter
 from camcount.synthetic import generate_scene, write_scene
 from serve_app.api import ApiService, Pipeline
 from serve_app.app import CONTROLLER_NAME, NAMESPACE, start_pipeline
