@@ -52,6 +52,7 @@ from camcount.apischema import (
 from camcount.config import ApiConfig, CameraConfig
 from camcount.errors import GeometryError, RequestError
 from camcount.live_protocol import RateLimiter
+from camcount.source_rules import camera_source_allowed
 from serve_app.auth import Guard, TokenCheck, json_error
 
 log = logging.getLogger("camcount.api")
@@ -237,6 +238,7 @@ class ApiService:
 
     async def add_camera(self, request: Request) -> JSONResponse:
         cfg = new_camera(parse_json(await request.body()))
+        await asyncio.to_thread(camera_source_allowed, cfg.source, self.settings.sources)
         try:
             await self.pipeline.call("add_camera", cfg.model_dump(mode="json"))
         except ValueError as exc:
