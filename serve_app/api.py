@@ -54,6 +54,7 @@ from camcount.errors import GeometryError, RequestError
 from camcount.live_protocol import RateLimiter
 from camcount.source_rules import camera_source_allowed
 from serve_app.auth import Guard, TokenCheck, json_error
+from serve_app.history import require_known
 
 log = logging.getLogger("camcount.api")
 
@@ -294,6 +295,8 @@ class ApiService:
     async def counts(self, request: Request) -> JSONResponse:
         q = counts_query(_params(request), self.window_sizes)
         rows, source = await self.fetch_counts(q)
+        if not rows:
+            await require_known(self.pipeline, q.camera_id)
         return JSONResponse(counts_answer(q, rows, source))
 
     async def fetch_counts(self, q: CountsQuery) -> tuple[list[dict[str, Any]], str]:
