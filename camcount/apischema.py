@@ -256,6 +256,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
     text = {
         400: "malformed request (bad JSON)",
         401: "missing or wrong bearer token",
+        403: "the token's scope does not allow this (a read token asking to change)",
         404: "no such camera or route",
         409: "conflicts with the current state",
         413: "request body too large",
@@ -283,7 +284,10 @@ def _param(
 
 
 _CAMERA_ID = _param(
-    "camera_id", {"type": "string", "pattern": CAMERA_ID_PATTERN}, "camera id", "path"
+    "camera_id",
+    {"type": "string", "pattern": CAMERA_ID_PATTERN, "maxLength": MAX_ID_CHARS},
+    "camera id",
+    "path",
 )
 _FILTER_PARAMS = [
     _param("cameras", {"type": "string"}, "camera ids, comma separated (default: all)"),
@@ -437,7 +441,8 @@ def openapi_document(window_sizes: Sequence[int] = ()) -> dict[str, Any]:
             "version": API_VERSION,
             "description": (
                 "Cameras, counts and live updates of camcount. Every route but the health "
-                "checks needs `Authorization: Bearer TOKEN`. Live updates also stream over "
+                "checks needs `Authorization: Bearer TOKEN`: a read token reads, changes "
+                "(POST, PATCH, DELETE) need an admin token. Live updates also stream over "
                 "the WebSocket `/live/ws` (see docs/api.md)."
             ),
         },
@@ -496,7 +501,7 @@ def openapi_document(window_sizes: Sequence[int] = ()) -> dict[str, Any]:
                     },
                     "responses": {
                         "201": _json(camera_ref, "added (state may be `failed` with the reason)"),
-                        **_errors(400, 401, 409, 413, 422, 429, 503),
+                        **_errors(400, 401, 403, 409, 413, 422, 429, 503),
                     },
                 },
             },
@@ -519,14 +524,14 @@ def openapi_document(window_sizes: Sequence[int] = ()) -> dict[str, Any]:
                     },
                     "responses": {
                         "200": _json(camera_ref, "updated"),
-                        **_errors(400, 401, 404, 413, 422, 429),
+                        **_errors(400, 401, 403, 404, 413, 422, 429),
                     },
                 },
                 "delete": {
                     "operationId": "removeCamera",
                     "responses": {
                         "200": _json({"type": "object"}, "removed; its final status"),
-                        **_errors(401, 404, 429),
+                        **_errors(401, 403, 404, 429),
                     },
                 },
             },
@@ -578,7 +583,7 @@ def openapi_document(window_sizes: Sequence[int] = ()) -> dict[str, Any]:
                     ],
                     "responses": {
                         "200": _json({"$ref": "#/components/schemas/Counts"}, "rows"),
-                        **_errors(401, 422, 429, 503),
+                        **_errors(401, 404, 422, 429, 503),
                     },
                 }
             },

@@ -12,7 +12,9 @@ the loss is reported instead of half a file counted quietly.
 
 from __future__ import annotations
 
+import ipaddress
 import math
+import socket
 import threading
 import time
 from collections import deque
@@ -20,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import cast
+from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
@@ -69,6 +72,41 @@ def is_live(source: str) -> bool:
         "udp",
         "tcp",
     )
+
+
+def host_not_found(source: str) -> str | None:
+    """Why a stream's host cannot be reached by name, or None.
+
+    OpenCV reports any failed open as a plain failure, so without this an
+    unresolvable host read as "connection refused" forever. Resolving first
+    names the problem and skips FFmpeg's open timeout."""
+    if source.isdigit() or "://" not in source:
+        return None
+    try:
+        host = urlsplit(source).hostname
+    except ValueError:
+        return None
+    if not host:
+        return None
+    try:
+        ipaddress.ip_address(host)
+        return None  # an address needs no lookup
+    except ValueError:
+        pass
+    try:
+        socket.getaddrinfo(host, None)
+    except socket.gaierror as exc:
+        if exc.errno in _NO_SUCH_NAME:
+            return f"host not found: {host}"
+        return f"host name lookup failed for {host}: {exc.strerror}"
+    except (OSError, UnicodeError):
+        return f"host not found: {host}"
+    return None
+
+
+_NO_SUCH_NAME = {
+    getattr(socket, name) for name in ("EAI_NONAME", "EAI_NODATA") if hasattr(socket, name)
+}
 
 
 class Capture:
@@ -300,14 +338,18 @@ class Capture:
                 SourceState.CONNECTING if self._decoded == 0 else SourceState.STALLED,
                 f"connecting to {self.source}",
             )
-            cap = self._connect()
+            unresolved = host_not_found(self.source)
+            cap = self._connect() if unresolved is None else None
             if cap is None:
                 attempts += 1
+                why = unresolved or "connection refused or timed out"
                 if self.max_reconnects is not None and attempts > self.max_reconnects:
-                    raise SourceError(self.source, f"no connection after {attempts} attempts")
+                    raise SourceError(
+                        self.source, f"no connection after {attempts} attempts ({why})"
+                    )
                 self._set(
                     SourceState.CONNECTING if self._decoded == 0 else SourceState.STALLED,
-                    f"connection refused or timed out; retrying in {backoff:.1f} s",
+                    f"{why}; retrying in {backoff:.1f} s",
                 )
                 if self._stop.wait(backoff):
                     break

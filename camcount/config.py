@@ -10,6 +10,7 @@ same models.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -393,15 +394,97 @@ class WarehouseConfig(_Model):
     )
 
 
+TokenScope = Literal["read", "admin"]
+
+
+class TokenConfig(_Model):
+    """A bearer token and what it may do: ``read`` (REST reads and every
+    live stream) or ``admin`` (reads and every change)."""
+
+    token: Annotated[str, Field(min_length=1)]
+    scope: TokenScope = "admin"
+
+
+class SourcesConfig(_Model):
+    """Which camera sources the API may add (docs/api.md, source allow-list).
+
+    A source is opened by the server, with the server's network and files:
+    without a rule, any token could read a local file or reach any address
+    the server can. Cameras of the config file itself are the operator's
+    and are not checked."""
+
+    schemes: tuple[str, ...] = Field(
+        default=("rtsp", "rtsps", "http", "https"),
+        description="URL schemes a camera added through the API may use (file: never; "
+        "local files are allowed by folders)",
+    )
+    hosts: tuple[str, ...] = Field(
+        default=(),
+        description="host names (a leading '*.' matches any subdomain) and networks (CIDR, "
+        "or one address) a URL may name; empty: any host except loopback, link-local and "
+        "unspecified addresses (the server itself, cloud metadata services)",
+    )
+    folders: tuple[str, ...] = Field(
+        default=(),
+        description="absolute local folders whose files (below them, links resolved) may be "
+        "sources; empty: no local file",
+    )
+    webcams: bool = Field(
+        default=False, description="whether a device index (0, 1...) may be a source"
+    )
+
+    @field_validator("schemes")
+    @classmethod
+    def _no_file_scheme(cls, schemes: tuple[str, ...]) -> tuple[str, ...]:
+        lowered = tuple(s.lower() for s in schemes)
+        if "file" in lowered:
+            raise ValueError("file: is not a stream scheme; allow local files with folders")
+        return lowered
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts_parse(cls, hosts: tuple[str, ...]) -> tuple[str, ...]:
+        for host in hosts:
+            try:
+                ipaddress.ip_network(host, strict=False)
+            except ValueError:
+                if "/" in host or not host.strip() or any(c in host for c in " :@?#[]"):
+                    raise ValueError(
+                        f"{host!r} is not a host name, address or network (CIDR such as 10.0.0.0/8)"
+                    ) from None
+        return tuple(h.lower() for h in hosts)
+
+    @field_validator("folders")
+    @classmethod
+    def _absolute_folders(cls, folders: tuple[str, ...]) -> tuple[str, ...]:
+        relative = [f for f in folders if not Path(f).is_absolute()]
+        if relative:
+            raise ValueError(f"folders must be absolute paths: {relative}")
+        return folders
+
+
 class ApiConfig(_Model):
     """The Serve endpoint (docs/api.md). With no token configured, every
     route but health answers 401: the API is never open by accident."""
 
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 8000
-    tokens: tuple[str, ...] = ()
+    tokens: tuple[str | TokenConfig, ...] = Field(
+        default=(),
+        description="bearer tokens: a plain string is an admin token, {token, scope} names "
+        "its scope (read or admin)",
+    )
     tokens_env: str | None = Field(
-        default="CAMCOUNT_API_TOKENS", description="variable holding more tokens, comma separated"
+        default="CAMCOUNT_API_TOKENS",
+        description="variable holding more admin tokens, comma separated",
+    )
+    read_tokens_env: str | None = Field(
+        default="CAMCOUNT_API_READ_TOKENS",
+        description="variable holding more read tokens, comma separated",
+    )
+    sources: SourcesConfig = Field(
+        default_factory=SourcesConfig,
+        description="the sources a camera added through the API may have",
     )
     cors_origins: tuple[str, ...] = ()
     rate_limit_per_s: Annotated[float, Field(gt=0)] = Field(

@@ -52,7 +52,9 @@ from camcount.apischema import (
 from camcount.config import ApiConfig, CameraConfig
 from camcount.errors import GeometryError, RequestError
 from camcount.http.limits import RateLimiter
+from camcount.source_rules import camera_source_allowed
 from serve_app.auth import Guard, TokenCheck, json_error
+from serve_app.history import require_known
 
 log = logging.getLogger("camcount.api")
 
@@ -237,6 +239,7 @@ class ApiService:
 
     async def add_camera(self, request: Request) -> JSONResponse:
         cfg = new_camera(parse_json(await request.body()))
+        await asyncio.to_thread(camera_source_allowed, cfg.source, self.settings.sources)
         try:
             await self.pipeline.call("add_camera", cfg.model_dump(mode="json"))
         except ValueError as exc:
@@ -292,6 +295,8 @@ class ApiService:
     async def counts(self, request: Request) -> JSONResponse:
         q = counts_query(_params(request), self.window_sizes)
         rows, source = await self.fetch_counts(q)
+        if not rows:
+            await require_known(self.pipeline, q.camera_id)
         return JSONResponse(counts_answer(q, rows, source))
 
     async def fetch_counts(self, q: CountsQuery) -> tuple[list[dict[str, Any]], str]:

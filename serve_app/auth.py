@@ -1,14 +1,8 @@
-"""Bearer tokens and per-token rate limits for the REST and live apps.
+"""Bearer tokens, scopes and per-token rate limits for the REST and live apps.
 
-Tokens come from the config (``api.tokens``) and an environment variable
-(``api.tokens_env``, comma separated). The driver turns them into SHA-256
-digests before deploying, so the raw tokens never travel in a deployment's
-arguments, never sit in Serve's state, and can never reach a log: replicas
-hold digests and compare a candidate's digest against every one of them
-with ``hmac.compare_digest``, without stopping at the first match, so the
-time taken says nothing about which token, or how much of one, was right.
-A token is known to logs and rate limits only by its label, a short prefix
-of its digest.
+Which tokens exist, their digests and scopes are ``camcount.http.tokens``'s
+(Ray-free, tested alone); this module applies them to requests: a missing
+or wrong token is 401, a read token asking to change something is 403.
 
 With no token configured every protected route refuses: an API is never
 open by accident.
@@ -16,71 +10,52 @@ open by accident.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
 from ray.util import metrics
-from starlette._utils import get_route_path
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from camcount.config import ApiConfig
 from camcount.http.errors import error_body
 from camcount.http.limits import RateLimiter
+from camcount.http.tokens import (
+    LABEL_CHARS,
+    Caller,
+    TokenCheck,
+    forbidden,
+    resolve_digests,
+    scoped_digest,
+    token_digest,
+)
+
+__all__ = [
+    "LABEL_CHARS",
+    "Caller",
+    "Guard",
+    "TokenCheck",
+    "bearer_token",
+    "json_error",
+    "request_token",
+    "resolve_digests",
+    "route_path",
+    "scoped_digest",
+    "token_digest",
+]
 
 QUERY_TOKEN = "access_token"
-LABEL_CHARS = 8
 
 
-def token_digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def resolve_digests(api: ApiConfig, environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
-    """Digests of every configured token (config file, then the variable)."""
-    env = os.environ if environ is None else environ
-    tokens = [t.strip() for t in api.tokens if t.strip()]
-    if api.tokens_env and env.get(api.tokens_env):
-        tokens += [t.strip() for t in env[api.tokens_env].split(",") if t.strip()]
-    return tuple(sorted({token_digest(t) for t in tokens}))
-
-
-class TokenCheck:
-    """Answers which configured token a candidate is, in constant time."""
-
-    def __init__(self, digests: Sequence[str]) -> None:
-        self._digests = [bytes.fromhex(d) for d in digests]
-
-    @property
-    def configured(self) -> bool:
-        return bool(self._digests)
-
-    def verify(self, candidate: str | None) -> str | None:
-        """The token's label, or None for a missing or wrong token."""
-        if not candidate or not self._digests:
-            return None
-        digest = hashlib.sha256(candidate.encode(errors="replace")).digest()
-        found: bytes | None = None
-        for known in self._digests:
-            if hmac.compare_digest(digest, known):
-                found = known
-        return found.hex()[:LABEL_CHARS] if found is not None else None
-
-    def refusal(self, candidate: str | None) -> tuple[str, str]:
-        """Why a request is refused: (error code, message), token-free."""
-        if not self.configured:
-            return (
-                "auth_not_configured",
-                "no API token is configured: set api.tokens or the api.tokens_env variable",
-            )
-        if not candidate:
-            return ("unauthorized", "a bearer token is required (Authorization: Bearer TOKEN)")
-        return ("unauthorized", "the token is not valid")
+def route_path(scope: Scope) -> str:
+    """The path below the app's mount point (Serve's route prefix arrives
+    as ``root_path``), as the app's routes see it."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
+        path = path[len(root) :]
+    return path or "/"
 
 
 def bearer_token(headers: Headers) -> str | None:
@@ -117,9 +92,11 @@ def json_error(
 
 
 class Guard:
-    """ASGI middleware: the token check and the per-token rate limit for
-    every HTTP route that ``public`` does not name. WebSocket routes do
-    their own (they answer with close codes), so they pass through."""
+    """ASGI middleware: the token check, the token's scope (a read token
+    asking to change something is 403, ``forbidden``) and the per-token
+    rate limit for every HTTP route that ``public`` does not name.
+    WebSocket routes do their own (they answer with close codes, and only
+    read), so they pass through."""
 
     def __init__(
         self,
@@ -144,18 +121,24 @@ class Guard:
         if scope["type"] != "http" or scope["method"] == "OPTIONS":
             await self.app(scope, receive, send)
             return
-        path = get_route_path(scope) or "/"
+        path = route_path(scope)
         if self.public(path):
             await self.app(scope, receive, send)
             return
         token = request_token(scope, self.query_allowed(path))
-        label = self.check.verify(token)
-        if label is None:
+        caller = self.check.identify(token)
+        if caller is None:
             code, text = self.check.refusal(token)
             self._refused.inc(tags={"reason": code})
             response = json_error(401, code, text, headers={"WWW-Authenticate": "Bearer"})
             await response(scope, receive, send)
             return
+        why = forbidden(caller, scope["method"])
+        if why is not None:
+            self._refused.inc(tags={"reason": "forbidden"})
+            await json_error(403, "forbidden", why)(scope, receive, send)
+            return
+        label = caller.label
         wait_s = self.limiter.take(label)
         if wait_s > 0:
             self._refused.inc(tags={"reason": "rate_limited"})

@@ -232,6 +232,16 @@ ORDER BY camera_id""",
             ],
         ),
         _q(
+            "camera_seen",
+            "Whether the warehouse has ever heard of a camera (or group): a row in the "
+            "cameras table, current or removed, or a window count. One row if so, else none.",
+            """
+SELECT camera_id FROM cameras WHERE camera_id = {camera_id:String} LIMIT 1
+UNION ALL
+SELECT camera_id FROM window_counts WHERE camera_id = {camera_id:String} LIMIT 1""",
+            [("camera_id", pa.string())],
+        ),
+        _q(
             "camera_counters",
             "Current lines and zones of the current cameras ('' for every camera).",
             """
@@ -491,6 +501,11 @@ def crossings(
 
 def cameras(backend: Backend) -> pa.Table:
     return run_query(backend, "cameras", {})
+
+
+def camera_seen(backend: Backend, camera_id: str) -> bool:
+    """A camera removed long ago still has its history: it is known here."""
+    return run_query(backend, "camera_seen", {"camera_id": camera_id}).num_rows > 0
 
 
 def camera_counters(backend: Backend, camera_id: str = "") -> pa.Table:

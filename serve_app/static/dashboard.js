@@ -71,7 +71,8 @@
 
   function makeCard(id) {
     const card = el("section", { class: "camera", "data-camera": id });
-    const title = el("h2", {}, id, el("span", { class: "state" }));
+    const title = el("h2", {}, el("span", { class: "camera-id", title: id }, id),
+      el("span", { class: "state" }));
     const img = el("img", { class: "preview", alt: `live preview of ${id}` });
     const total = el("div", {},
       el("span", { class: "total", "data-total": id }, "0"),

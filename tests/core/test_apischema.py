@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from camcount.apischema import (
+    camera_id,
     count_row,
     counts_answer,
     counts_query,
@@ -168,3 +169,27 @@ def test_the_openapi_document_names_every_route_and_its_security() -> None:
     }
     assert doc["paths"]["/healthz"]["get"]["security"] == []
     assert "CameraConfig" in doc["components"]["schemas"]
+
+
+@pytest.mark.parametrize(
+    "cam_id", ["c" * 128, "c" * 129, "a/b", "é", "cam 1", "cam:1", "", "a.b-c_D9", "x\n"]
+)
+def test_a_path_id_is_found_exactly_when_a_new_camera_could_have_it(cam_id: str) -> None:
+    """One rule for both: an id the API accepts in a body can be read,
+    changed and removed by its path, and one it refuses is simply not found."""
+    body = {**CAM.model_dump(mode="json"), "id": cam_id}
+    try:
+        created = new_camera(body).id
+    except RequestError as err:
+        assert (err.status, err.code) == (422, "invalid")
+        assert [d["loc"] for d in err.detail] == [["id"]]
+        created = None
+    try:
+        found = camera_id(cam_id)
+    except RequestError as err:
+        assert (err.status, err.code) == (404, "not_found")
+        found = None
+    assert created == found
+    assert (found is not None) == (cam_id in ("c" * 128, "a.b-c_D9"))
+    param = openapi_document()["paths"]["/cameras/{camera_id}"]["parameters"][0]["schema"]
+    assert param["maxLength"] == 128 and param["pattern"] == r"^[A-Za-z0-9_.-]+$"

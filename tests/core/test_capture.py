@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from camcount.capture import END_OF_FILE, Capture, EndOfSource, SourceState
+from camcount.capture import END_OF_FILE, Capture, EndOfSource, SourceState, host_not_found
 from camcount.synthetic import SceneLayout, generate_scene, write_scene
 from camcount.video import DAMAGED, DecodedFrame, SourcePosition
 
@@ -115,3 +115,36 @@ def test_a_refused_live_source_reports_and_gives_up_when_told():
     _, end = drain(cap)
     assert end is not None and end.state is SourceState.FAILED
     assert "no connection after 2 attempts" in end.reason
+
+
+@pytest.mark.parametrize(
+    "source", ["rtsp://nosuchhost.invalid/stream", "http://viewer:pw@nosuchhost.invalid:8080/x"]
+)
+def test_an_unresolvable_host_is_named_as_such_not_as_a_refused_connection(source: str):
+    cap = Capture(source, reconnect_initial_s=0.05)
+    cap.open()
+    try:
+        deadline = time.monotonic() + 10
+        while "retrying" not in cap.stats().detail and time.monotonic() < deadline:
+            time.sleep(0.02)
+        stats = cap.stats()
+    finally:
+        cap.stop()
+    assert stats.state is SourceState.CONNECTING
+    assert stats.detail.startswith("host not found: nosuchhost.invalid;"), stats.detail
+    assert "pw" not in stats.detail
+
+
+def test_a_source_that_gives_up_on_an_unresolvable_host_says_why():
+    cap = Capture("rtsp://nosuchhost.invalid/s", max_reconnects=0, reconnect_initial_s=0.01)
+    cap.open()
+    _, end = drain(cap)
+    assert end is not None and end.state is SourceState.FAILED
+    assert end.reason == "no connection after 1 attempts (host not found: nosuchhost.invalid)"
+
+
+@pytest.mark.parametrize(
+    "source", ["http://127.0.0.1:9/x", "rtsp://[::1]:9/x", "0", "clip.mp4", "rtsp:///nohost"]
+)
+def test_addresses_paths_and_webcams_need_no_lookup(source: str):
+    assert host_not_found(source) is None

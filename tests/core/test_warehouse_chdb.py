@@ -164,6 +164,7 @@ def answers(backend: Backend, start: float = T0, end: float = T0 + 86400) -> dic
         out[f"{cam}/crossings"] = q.crossings(backend, cam, start, end).to_pylist()
     out["cameras"] = q.cameras(backend).to_pylist()
     out["camera_counters"] = q.camera_counters(backend).to_pylist()
+    out["seen"] = [q.camera_seen(backend, cam) for cam in ("cam-a", "cam-b", "nope")]
     out["dead_letters"] = q.dead_letters(backend, 0, end).to_pylist()
     out["gaps"] = q.gaps(backend, start, end).to_pylist()
     out["cam-a/gaps"] = q.gaps(backend, start, end, camera_id="cam-a").to_pylist()
@@ -366,6 +367,12 @@ def test_camera_versions_lines_and_removal(wh: Warehouse) -> None:
         ("cam-a", "zone-1", "zone"),
     ]
     assert counters[0]["points_x"] == [0.0, 640.0]
+    # cam-b is removed, not forgotten: its history stays readable
+    assert [q.camera_seen(wh.backend, c) for c in ("cam-a", "cam-b", "cam-c")] == [
+        True,
+        True,
+        False,
+    ]
 
 
 def test_a_second_process_is_told_who_holds_the_database(wh: Warehouse, tmp_path: Path) -> None:

@@ -37,7 +37,9 @@ from camcount.config import (
     AppConfig,
     CameraConfig,
     DetectorConfig,
+    SourcesConfig,
     StorageConfig,
+    TokenConfig,
     WarehouseConfig,
     load_config,
 )
@@ -46,12 +48,15 @@ from camcount.synthetic import generate_scene, write_scene
 from serve_app.api import ApiService, Pipeline
 from serve_app.app import CONTROLLER_NAME, NAMESPACE, start_pipeline
 from serve_app.auth import Guard, TokenCheck, resolve_digests, token_digest
+from serve_app.history import camera_known
 from tests.integration.conftest import free_port
 
 pytestmark = pytest.mark.integration
 
 TOKEN = "test-token-7f3a9c"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+READ_TOKEN = "read-token-2b8e41"
+READ = {"Authorization": f"Bearer {READ_TOKEN}"}
 ACK_WINDOW = 64
 CLIENT_BUFFER = 256
 
@@ -89,7 +94,8 @@ def api(ray_cluster: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         detector=DetectorConfig(model="oracle"),
         api=ApiConfig(
             port=free_port(),
-            tokens=(TOKEN,),
+            tokens=(TOKEN, TokenConfig(token=READ_TOKEN, scope="read")),
+            sources=SourcesConfig(folders=(str(root),)),  # the scenes' videos
             ack_window=ACK_WINDOW,
             client_buffer=CLIENT_BUFFER,
             heartbeat_s=1.0,
@@ -241,6 +247,66 @@ def test_tokens_are_compared_as_digests_and_rate_limited_per_token() -> None:
 # ----------------------------------------------------------------- REST
 
 
+def test_a_read_token_reads_everything_and_may_change_nothing(api: Api) -> None:
+    with api.client(headers=READ) as c:
+        assert c.get("/cameras").status_code == 200
+        assert c.get("/status").status_code == 200
+        # a camera the pipeline never had is not found, for any token
+        assert c.get("/counts", params={"camera": "nope"}).status_code == 404
+        assert c.get("/live/poll", params={"timeout": 0}).status_code == 200
+        doc = c.get("/openapi.json").json()
+        writes = [
+            (method.upper(), path.replace("{camera_id}", "cam41"))
+            for path, ops in doc["paths"].items()
+            for method in ops
+            if method in ("post", "patch", "delete", "put")
+        ]
+        assert {m for m, _ in writes} == {"POST", "PATCH", "DELETE"}
+        for method, path in writes:
+            r = c.request(method, path, json=camera_body(api, "cam41", "by-reader"))
+            assert r.status_code == 403, (method, path, r.text)
+            assert r.json()["error"] == "forbidden" and "admin" in r.json()["message"]
+        # refused before anything ran: the camera was never added
+        assert c.get("/cameras/by-reader").status_code == 404
+        with c.stream("GET", "/live/events", params={"cameras": "x"}) as r:
+            assert r.status_code == 200
+            assert r.headers["content-type"].startswith("text/event-stream")
+
+    async def live() -> None:
+        async with websockets.connect(api.ws_url, additional_headers=READ) as ws:
+            assert (await recv_json(ws))["type"] == "hello"
+            await ws.send(json.dumps({"type": "subscribe", "cameras": ["x"]}))
+            assert (await recv_json(ws))["type"] == "subscribed"
+
+    asyncio.run(live())
+
+
+def test_one_id_rule_in_bodies_and_paths_and_sources_only_from_the_allow_list(
+    api: Api,
+) -> None:
+    longest = "c" * 128
+    with api.client(headers=AUTH) as c:
+        r = c.post("/cameras", json=camera_body(api, "cam41", longest))
+        assert r.status_code == 201, r.text
+        assert c.get(f"/cameras/{longest}").json()["config"]["id"] == longest
+        assert c.patch(f"/cameras/{longest}", json={"site": "north"}).status_code == 200
+        assert c.delete(f"/cameras/{longest}").status_code == 200
+        for bad in ("c" * 129, "a/b", "é", "cam 1"):
+            r = c.post("/cameras", json=camera_body(api, "cam41", bad))
+            assert r.status_code == 422, (bad, r.text)
+            assert [d["loc"] for d in r.json()["detail"]] == [["id"]]
+        for source, why in [
+            ("/etc/passwd", "is not below an allowed folder"),
+            ("file:///etc/passwd", "scheme 'file' is not allowed"),
+            (f"http://127.0.0.1:{free_port()}/x.mjpg", "the server itself"),
+            ("0", "webcams are not allowed"),
+        ]:
+            r = c.post("/cameras", json=camera_body(api, "cam41", "outside", source=source))
+            assert r.status_code == 422 and r.json()["error"] == "source_not_allowed", r.text
+            assert r.json()["detail"][0]["loc"] == ["source"] and why in r.json()["message"]
+        assert c.get("/cameras/outside").status_code == 404
+
+
 def test_cameras_round_trip_while_running_and_counts_history(api: Api) -> None:
     async def observe(events: list[dict[str, Any]], stop: asyncio.Event) -> None:
         async with websockets.connect(api.ws_url, additional_headers=AUTH) as ws:
@@ -324,6 +390,14 @@ def test_cameras_round_trip_while_running_and_counts_history(api: Api) -> None:
         assert c.delete("/cameras/rest-a").json()["removed"] is True
         assert c.get("/cameras/rest-a").status_code == 404
         assert c.delete("/cameras/rest-a").json()["error"] == "not_found"
+        # removed, its history stays readable; a camera never seen is not found
+        after = c.get("/counts", params={"camera": "rest-a", "counter": "line-main"})
+        assert after.status_code == 200 and after.json()["rows"] == counts["rows"]
+        for params in ({"camera": "nope"}, {"camera": "nope", "window": 60}):
+            nope = c.get("/counts", params=params)
+            assert nope.status_code == 404 and nope.json()["error"] == "not_found", nope.text
+        nope_alone = asyncio.run(camera_known(alone, "nope"))
+        assert asyncio.run(camera_known(alone, "rest-a")) and not nope_alone
 
 
 def test_a_preview_is_drawn_only_once_someone_watches(api: Api) -> None:

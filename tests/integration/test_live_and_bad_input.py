@@ -104,6 +104,7 @@ def test_bad_sources_fail_clearly_and_the_good_camera_keeps_going(ray_cluster, t
             CameraConfig(id="truncated", source=str(truncated)),
             CameraConfig(id="damaged", source=str(damaged)),
             CameraConfig(id="refused", source=refused),
+            CameraConfig(id="unresolvable", source="rtsp://nosuchhost.invalid/stream"),
         ),
         detector=DetectorConfig(model="oracle"),
         warehouse=WarehouseConfig(enabled=False),
@@ -135,6 +136,9 @@ def test_bad_sources_fail_clearly_and_the_good_camera_keeps_going(ray_cluster, t
         assert states["damaged"]["detail"].endswith(" of 300")
         assert states["refused"]["state"] in ("connecting", "stalled")
         assert "refused" in states["refused"]["detail"] or "retrying" in states["refused"]["detail"]
+        # a name that does not resolve is told apart from a refused connection
+        assert states["unresolvable"]["state"] == "connecting"
+        assert states["unresolvable"]["detail"].startswith("host not found: nosuchhost.invalid")
         assert states["good"]["totals"], "the good camera counted nothing"
     finally:
         pipeline.stop()
