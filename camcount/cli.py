@@ -557,7 +557,13 @@ def cmd_token(args: argparse.Namespace) -> int:
     import secrets
 
     print(secrets.token_urlsafe(32))
-    err.print("give it to the API in CAMCOUNT_API_TOKENS (comma separated) or api.tokens")
+    if args.scope == "read":
+        err.print(
+            "a read token: give it to the API in CAMCOUNT_API_READ_TOKENS (comma separated) "
+            "or as {token: ..., scope: read} in api.tokens"
+        )
+    else:
+        err.print("an admin token: give it to the API in CAMCOUNT_API_TOKENS or api.tokens")
     return 0
 
 
@@ -1051,6 +1057,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_checkpoints_restore)
 
     p = sub.add_parser("token", help="print a new random API token (see README, API tokens)")
+    p.add_argument(
+        "--scope",
+        choices=("admin", "read"),
+        default="admin",
+        help="read: live updates and every GET; admin: also adds, changes and removes cameras",
+    )
     p.set_defaults(func=cmd_token)
 
     p = sub.add_parser("models", help="manage detector weights")
