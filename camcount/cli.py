@@ -346,11 +346,11 @@ def cmd_count(args: argparse.Namespace) -> int:
         print(json.dumps(result.totals, indent=2))
         return 0
     table = Table(title=f"{camera.id}: {result.frames_processed} frames processed")
-    for col in ("counter", "class", "direction", "count"):
+    for col in ("counter_id", "class_name", "direction", "count"):
         table.add_column(col, justify="right" if col == "count" else "left")
     for row in result.totals:
         table.add_row(
-            str(row["counter_id"]), str(row["class"]), str(row["direction"]), str(row["count"])
+            str(row["counter_id"]), str(row["class_name"]), str(row["direction"]), str(row["count"])
         )
     if not result.totals:
         table.add_row("-", "-", "-", "0")
@@ -398,16 +398,16 @@ def cmd_detect(args: argparse.Namespace) -> int:
     def emit(index: int, dets: Detections) -> None:
         rows = [
             {"box": [round(float(v), 1) for v in box], "score": round(float(s), 4),
-             "class": names[c]}
+             "class_name": names[c]}
             for box, s, c in zip(dets.xyxy, dets.confidence, dets.class_id, strict=True)
         ]  # fmt: skip
         for row in rows:
-            tally[row["class"]] = tally.get(row["class"], 0) + 1
+            tally[row["class_name"]] = tally.get(row["class_name"], 0) + 1
         if args.json:
             print(json.dumps({"frame": index, "detections": rows}), flush=True)
         elif rows:
             found = "; ".join(
-                f"{r['class']} {r['score']:.2f} ({', '.join(f'{v:.0f}' for v in r['box'])})"
+                f"{r['class_name']} {r['score']:.2f} ({', '.join(f'{v:.0f}' for v in r['box'])})"
                 for r in rows
             )
             console.print(f"frame {index}: {found}", highlight=False, soft_wrap=True)
@@ -609,7 +609,7 @@ def _status_table(status: dict[str, object]) -> Table:
         table.add_column(col)
     for cam in status["cameras"]:  # type: ignore[attr-defined]
         counts = ", ".join(
-            f"{t['counter_id']}/{t['class']}/{t['direction']}={t['count']}"
+            f"{t['counter_id']}/{t['class_name']}/{t['direction']}={t['count']}"
             for t in cam.get("totals", [])
         )
         table.add_row(
@@ -964,7 +964,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--json",
         action="store_true",
-        help='one JSON line per frame: {"frame", "detections": [{"box", "score", "class"}]}',
+        help='one JSON line per frame: {"frame", "detections": [{"box", "score", "class_name"}]}',
     )
     p.set_defaults(func=cmd_detect)
 

@@ -215,23 +215,28 @@ class _Shapes:
         return polygon
 
 
-CountRow = TypedDict(
-    "CountRow",
-    {"camera_id": str, "counter_id": str, "class": str, "direction": str, "count": int},
-)
+class CountRow(TypedDict):
+    """A count since start, as ``count --json`` and ``replay --json`` print
+    it; ``class_name`` as the warehouse columns and live updates name it."""
+
+    camera_id: str
+    counter_id: str
+    class_name: str
+    direction: str
+    count: int
 
 
 def row_order(row: CountRow) -> tuple[str, str, str, str]:
     """The one order count rows are printed and compared in, whichever
     command made them (``count --json`` and ``replay --json`` agree)."""
-    return (row["camera_id"], row["counter_id"], row["class"], row["direction"])
+    return (row["camera_id"], row["counter_id"], row["class_name"], row["direction"])
 
 
 def _row(camera: str, counter: str, cls: str, direction: str, n: int) -> CountRow:
     return {
         "camera_id": camera,
         "counter_id": counter,
-        "class": cls,
+        "class_name": cls,
         "direction": direction,
         "count": n,
     }

@@ -433,7 +433,7 @@ def scene_truth(scene: Scene) -> dict[str, Any]:
         "objects": [
             {
                 "id": o.obj_id,
-                "class": o.class_name,
+                "class_name": o.class_name,
                 "scenario": o.scenario,
                 "first_frame": o.first_frame,
                 "last_frame": o.last_frame,

@@ -30,12 +30,16 @@ def test_count_json_matches_the_truth(scene: Path):
     assert out.returncode == 0, out.stderr
     rows = json.loads(out.stdout)
     truth = json.loads(scene.with_name("s3.truth.json").read_text())["expected"]
-    got = {(r["class"], r["direction"]): r["count"] for r in rows if r["counter_id"] == "line-main"}
+    got = {
+        (r["class_name"], r["direction"]): r["count"]
+        for r in rows
+        if r["counter_id"] == "line-main"
+    }
     want = {
         (c, d): n for c, dirs in truth["lines"]["line-main"].items() for d, n in dirs.items() if n
     }
     assert got == want
-    assert set(rows[0]) == {"camera_id", "counter_id", "class", "direction", "count"}
+    assert set(rows[0]) == {"camera_id", "counter_id", "class_name", "direction", "count"}
 
 
 def test_count_with_a_line_on_the_command_line(scene: Path):
