@@ -205,7 +205,13 @@ def _validation_line(exc: ValidationError, what: str) -> CamcountError:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
+    from camcount.annotate import is_video_path, video_suffixes
     from camcount.synthetic import SceneLayout, generate_scene, write_scene
+
+    if not is_video_path(args.out):
+        raise CamcountError(
+            f"OUT {args.out}: not a video file name; use one of {', '.join(video_suffixes())}"
+        )
 
     layout = SceneLayout(width=args.width, height=args.height, fps=args.fps, frames=args.frames)
     try:
@@ -319,10 +325,30 @@ def build_detector_from(config: AppConfig) -> Detector:
     return build_detector(d.model, settings)
 
 
+def _check_out(out: str | None, source: str) -> None:
+    """An annotated copy's name, checked before any work: a typo should not
+    cost a whole video's counting, and the source must not be overwritten
+    while it is read."""
+    from camcount.annotate import is_video_path, video_suffixes
+
+    if out is None:
+        return
+    if not is_video_path(out):
+        raise CamcountError(
+            f"--out {out}: not a video file name; use one of {', '.join(video_suffixes())}"
+        )
+    if Path(out).resolve() == Path(source).resolve():
+        raise CamcountError(f"--out {out}: that is the input itself; name another file")
+
+
 def cmd_count(args: argparse.Namespace) -> int:
+    from camcount.annotate import VideoWriter, draw_counted, draw_label
+    from camcount.processor import CameraProcessor
     from camcount.reference import count_video
+    from camcount.video import DecodedFrame
 
     config, camera = _count_config(args)
+    _check_out(args.out, camera.source)
     detector = build_detector_from(config)
     # The bar appears with the first frames counted: a camera refused once
     # its frame size is known (a line outside the picture) leaves one line.
@@ -336,12 +362,46 @@ def cmd_count(args: argparse.Namespace) -> int:
             task = bar.add_task(f"count {Path(camera.source).name}", total=None)
         bar.update(task, completed=done, total=total)
 
+    # The annotated copy opens with the first frame counted: its size and
+    # rate are the source's after sampling, known only then.
+    writer: VideoWriter | None = None
+
+    def annotate(frame: DecodedFrame, processor: CameraProcessor) -> None:
+        nonlocal writer
+        if writer is None:
+            writer = VideoWriter(args.out, processor.fps, processor.frame_size)
+        image = frame.image  # a new array per decoded frame: drawn on in place
+        draw_counted(
+            image,
+            camera,
+            processor.tracks,
+            processor.class_names,
+            processor.totals(),
+            processor.occupancy(),
+        )
+        caption = f"{camera.id}  frame {frame.index}"
+        draw_label(image, caption, (4, image.shape[0]), (40, 40, 40))
+        writer.write(image)
+
     try:
         result = count_video(
-            config, camera, detector, batch_size=args.batch_size, progress=progress
+            config,
+            camera,
+            detector,
+            batch_size=args.batch_size,
+            progress=progress,
+            on_frame=annotate if args.out else None,
         )
     finally:
         bar.stop()
+        if writer is not None:
+            writer.release()  # it holds a frame at least: it was opened to write one
+    if args.out:
+        if writer is None:
+            raise CamcountError(
+                f"--out {args.out}: {Path(camera.source).name} yields no frames; nothing written"
+            )
+        err.print(f"wrote {args.out} ({writer.frames} frames)")
     if args.json:
         print(json.dumps(result.totals, indent=2))
         return 0
@@ -373,7 +433,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from camcount.config import SlicingConfig
     from camcount.detections import Detections
     from camcount.detectors import DetectorSettings, FrameMeta, build_detector
-    from camcount.errors import SourceError
+    from camcount.errors import EmptyOutputError, SourceError
     from camcount.slicing import detect_sliced
     from camcount.video import DecodedFrame, VideoFile
 
@@ -432,34 +492,44 @@ def cmd_detect(args: argparse.Namespace) -> int:
         if decoded is None:
             raise SourceError(source, "OpenCV cannot read it as an image")
         if args.out and not is_image_path(args.out):
-            raise SourceError(args.out, "an image's annotated copy must be an image file")
+            raise CamcountError(
+                f"--out {args.out}: an image's annotated copy must be an image file"
+            )
+        if args.out and Path(args.out).resolve() == Path(source).resolve():
+            raise CamcountError(f"--out {args.out}: that is the input itself; name another file")
         image = np.asarray(decoded, dtype=np.uint8)
         (dets,) = run([DecodedFrame(0, 0.0, image)], (image.shape[1], image.shape[0]))
         frames = 1
         if args.out:
             write_image(args.out, draw_detections(image.copy(), dets, names))
     else:
-        with VideoFile(source, args.fps) as video, _progress() as bar, ExitStack() as stack:
-            writer = (
-                stack.enter_context(
-                    VideoWriter(args.out, args.fps or video.native_fps, video.frame_size)
+        _check_out(args.out, source)
+        try:
+            with VideoFile(source, args.fps) as video, _progress() as bar, ExitStack() as stack:
+                writer = (
+                    stack.enter_context(
+                        VideoWriter(args.out, args.fps or video.native_fps, video.frame_size)
+                    )
+                    if args.out
+                    else None
                 )
-                if args.out
-                else None
-            )
-            load()
-            task = bar.add_task(f"detect {Path(source).name}", total=video.frame_count or None)
-            batch: list[DecodedFrame] = []
-            for frame in chain(video, [None]):
-                if frame is not None:
-                    batch.append(frame)
-                if batch and (frame is None or len(batch) == args.batch_size):
-                    for f, dets in zip(batch, run(batch, video.frame_size), strict=True):
-                        if writer is not None:
-                            writer.write(draw_detections(f.image.copy(), dets, names))
-                    frames += len(batch)
-                    bar.update(task, completed=batch[-1].index + 1)
-                    batch = []
+                load()
+                task = bar.add_task(f"detect {Path(source).name}", total=video.frame_count or None)
+                batch: list[DecodedFrame] = []
+                for frame in chain(video, [None]):
+                    if frame is not None:
+                        batch.append(frame)
+                    if batch and (frame is None or len(batch) == args.batch_size):
+                        for f, dets in zip(batch, run(batch, video.frame_size), strict=True):
+                            if writer is not None:
+                                writer.write(draw_detections(f.image.copy(), dets, names))
+                        frames += len(batch)
+                        bar.update(task, completed=batch[-1].index + 1)
+                        batch = []
+        except EmptyOutputError:
+            raise CamcountError(
+                f"--out {args.out}: {Path(source).name} yields no frames; nothing written"
+            ) from None
     if args.out:
         err.print(f"wrote {args.out}")
     if not args.json:
@@ -887,7 +957,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("synth", help="render a synthetic scene with exact truth beside it")
     p.add_argument(
-        "out", help="output video (.mp4 or .avi); truth and config are written beside it"
+        "out",
+        metavar="OUT",
+        help="output video (.mp4, .avi...); truth and config are written beside it",
     )
     p.add_argument("--seed", type=_at_least_zero, default=0)
     p.add_argument("--frames", type=_at_least_one, default=300)
@@ -934,9 +1006,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--batch-size", type=_at_least_one, default=8)
     p.add_argument(
+        "--out",
+        metavar="FILE.mp4",
+        help="also write the video as counted: every frame (after --fps sampling) with the "
+        "tracked boxes and ids, the lines and zones, each line's in/out counts and each "
+        "zone's occupancy",
+    )
+    p.add_argument(
         "--json",
         action="store_true",
-        help="print one object per (camera, counter, class, direction) with its count",
+        help="print one object per (camera_id, counter_id, class_name, direction) with its count",
     )
     p.set_defaults(func=cmd_count)
 
