@@ -514,7 +514,9 @@ def cmd_detect(args: argparse.Namespace) -> int:
                     else None
                 )
                 load()
-                task = bar.add_task(f"detect {Path(source).name}", total=video.frame_count or None)
+                # The bar appears with the first frames: a video without any
+                # ends in its one line of error.
+                task: TaskID | None = None
                 batch: list[DecodedFrame] = []
                 for frame in chain(video, [None]):
                     if frame is not None:
@@ -524,6 +526,9 @@ def cmd_detect(args: argparse.Namespace) -> int:
                             if writer is not None:
                                 writer.write(draw_detections(f.image.copy(), dets, names))
                         frames += len(batch)
+                        if task is None:
+                            total = video.frame_count or None
+                            task = bar.add_task(f"detect {Path(source).name}", total=total)
                         bar.update(task, completed=batch[-1].index + 1)
                         batch = []
         except EmptyOutputError:
