@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
     from camcount.config import AppConfig, CameraConfig
     from camcount.detectors import Detector
+    from camcount.synthetic import SceneLayout
 
 # Messages are one line each, whatever the width of stderr (a log file, a
 # pipe): rich would wrap them at 80 columns where it is not a terminal.
@@ -233,10 +234,42 @@ def cmd_synth(args: argparse.Namespace) -> int:
     )
     expected = scene.expected()
     if args.json:
-        print(json.dumps(expected, indent=2))
+        print(json.dumps(_synth_summary(video, truth, config, layout, expected), indent=2))
     else:
         err.print(f"expected counts: {json.dumps(expected)}")
     return 0
+
+
+def _synth_summary(
+    video: Path, truth: Path, config: Path, layout: SceneLayout, expected: dict[str, Any]
+) -> dict[str, Any]:
+    """What ``synth --json`` prints: the files written, and the counts a
+    perfect run must print, as rows of ``count --json``'s shape (a zone's
+    visits as its enters and exits), so the two compare as they are."""
+    from camcount.processor import CountRow, row_order
+    from camcount.synthetic import expected_rows
+
+    camera_id = video.stem  # the camera of the config written beside it
+    rows: list[CountRow] = [
+        {
+            "camera_id": camera_id,
+            "counter_id": counter,
+            "class_name": class_name,
+            "direction": direction,
+            "count": n,
+        }
+        for (counter, class_name, direction), n in expected_rows(expected).items()
+        if n
+    ]
+    return {
+        "video": str(video),
+        "truth": str(truth),
+        "config": str(config),
+        "frames": layout.frames,
+        "fps": layout.fps,
+        "frame_size": [layout.width, layout.height],
+        "expected": sorted(rows, key=row_order),
+    }
 
 
 # ------------------------------------------------------------------ count
@@ -972,7 +1005,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--height", type=_at_least_one, default=360)
     p.add_argument("--fps", type=_positive, default=10.0)
     p.add_argument("--objects", type=_at_least_zero, default=12, help="how many scripted objects")
-    p.add_argument("--json", action="store_true", help="print the expected counts as JSON")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print the files written and the expected counts, as rows of `count --json`",
+    )
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("count", help="count one video in this process (the reference run)")

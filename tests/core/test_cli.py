@@ -131,7 +131,12 @@ def test_synth_writes_video_truth_and_config(tmp_path: Path):
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "x.mp4").stat().st_size > 0
     assert (tmp_path / "x.truth.json").exists() and (tmp_path / "x.yaml").exists()
-    assert "lines" in json.loads(out.stdout)
+    summary = json.loads(out.stdout)
+    assert summary["video"] == str(tmp_path / "x.mp4") and summary["frames"] == 40
+    # The expected counts compare as they are with what a perfect detector counts.
+    counted = camcount("count", summary["video"], "--config", summary["config"], "--json")
+    assert counted.returncode == 0, counted.stderr
+    assert summary["expected"] and summary["expected"] == json.loads(counted.stdout)
 
 
 @pytest.mark.parametrize(
