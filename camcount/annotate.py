@@ -1,9 +1,11 @@
 """Drawing detections, tracks, lines and zones on frames, for people to look at.
 
 Kept apart from the counting logic so OpenCV drawing never leaks into it:
-everything here takes finished results (Detections, points) and returns
-pixels. Functions draw in place on the BGR image they are given and return
-it, so calls chain; copy first to keep the original.
+everything here takes finished results (Detections, points, a camera's
+count rows and occupancy) and returns pixels. Functions draw in place on the
+BGR image they are given and return it, so calls chain; copy first to keep
+the original. The dashboard's preview and ``camcount count --out`` draw a
+counted frame with the same ``draw_counted``, so they never disagree.
 """
 
 from __future__ import annotations

@@ -378,7 +378,7 @@ def cmd_count(args: argparse.Namespace) -> int:
     from camcount.annotate import VideoWriter, draw_counted, draw_label
     from camcount.processor import CameraProcessor
     from camcount.reference import count_video
-    from camcount.video import DecodedFrame
+    from camcount.video import DecodedFrame, VideoFile
 
     config, camera = _count_config(args)
     _check_out(args.out, camera.source)
@@ -396,13 +396,16 @@ def cmd_count(args: argparse.Namespace) -> int:
         bar.update(task, completed=done, total=total)
 
     # The annotated copy opens with the first frame counted: its size and
-    # rate are the source's after sampling, known only then.
+    # rate are the source's after sampling, known only then. Sampling above
+    # the source's own rate keeps every frame, at the source's rate.
     writer: VideoWriter | None = None
 
     def annotate(frame: DecodedFrame, processor: CameraProcessor) -> None:
         nonlocal writer
         if writer is None:
-            writer = VideoWriter(args.out, processor.fps, processor.frame_size)
+            with VideoFile(camera.source) as source:
+                fps = min(processor.fps, source.native_fps)
+            writer = VideoWriter(args.out, fps, processor.frame_size)
         image = frame.image  # a new array per decoded frame: drawn on in place
         draw_counted(
             image,

@@ -126,6 +126,21 @@ def test_count_out_writes_the_video_as_counted(scene: Path, tmp_path: Path):
     assert distance(*last, texts["end"]) < 10  # a label at all: a white box reads far off
 
 
+@pytest.mark.parametrize(("fps", "rate"), [("5", 5.0), ("40", 10.0)])
+def test_count_out_keeps_the_sampled_frames_at_their_rate(
+    fps: str, rate: float, scene: Path, tmp_path: Path
+):
+    """``--fps`` above the source's own rate keeps every frame, at its rate."""
+    out = tmp_path / "sampled.avi"
+    config = str(scene.with_suffix(".yaml"))
+    run = camcount("count", str(scene), "--config", config, "--fps", fps, "--out", str(out))
+    assert run.returncode == 0, run.stderr
+    source = load_truth(truth_path(scene))["layout"]
+    written = cv2.VideoCapture(str(out))
+    assert written.get(cv2.CAP_PROP_FPS) == pytest.approx(rate)
+    assert len(frames_of(out)) == source["frames"] * rate / source["fps"]
+
+
 def test_synth_writes_video_truth_and_config(tmp_path: Path):
     out = camcount("synth", str(tmp_path / "x.mp4"), "--seed", "5", "--frames", "40", "--json")
     assert out.returncode == 0, out.stderr
