@@ -251,10 +251,20 @@ def write_image(path: str | Path, image: Image) -> Path:
     out = Path(path)
     if not is_image_path(out):
         raise SourceError(str(out), f"not an image file name: use one of {_IMAGE_SUFFIXES}")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    _make_folder(out)
     if not cv2.imwrite(str(out), image):
         raise SourceError(str(out), "OpenCV could not write it")
     return out
+
+
+def _make_folder(out: Path) -> None:
+    """The folder an output goes in, made if missing; one that cannot be
+    (a file in the way, no permission) is told as the output's problem."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise SourceError(str(out), f"cannot make its folder {out.parent}: {reason}") from None
 
 
 class VideoWriter:
@@ -273,7 +283,7 @@ class VideoWriter:
             )
         if fps <= 0:
             raise SourceError(str(self.path), f"fps must be > 0, got {fps}")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _make_folder(self.path)
         self.frame_size = frame_size
         self._writer = cv2.VideoWriter(
             str(self.path), cv2.VideoWriter.fourcc(*codec), fps, frame_size

@@ -55,6 +55,13 @@ def _progress() -> Progress:
     )
 
 
+def _stop(bar: Progress) -> None:
+    """Stop a bar that may never have started (no frame came): stopping one
+    that did not start would still print an empty line before the error."""
+    if bar.live.is_started:
+        bar.stop()
+
+
 class _DefaultsShown(argparse.HelpFormatter):
     """Help shows an option's default where it has one worth saying (not
     None, not an off switch), even where the help text is empty."""
@@ -224,11 +231,23 @@ def cmd_synth(args: argparse.Namespace) -> int:
             f"a {args.width}x{args.height} frame is too small for the scene; "
             "try 640x360 (the default) or larger"
         ) from None
-    with _progress() as bar:
-        task = bar.add_task(f"render {Path(args.out).name}", total=layout.frames)
-        video, truth, config = write_scene(
-            scene, args.out, progress=lambda done, total: bar.update(task, completed=done)
-        )
+    bar = _progress()
+    task: TaskID | None = None
+
+    def progress(done: int, total: int) -> None:
+        # The bar appears with the first frame written: an output that
+        # cannot be written ends in its one line of error.
+        nonlocal task
+        if task is None:
+            bar.start()
+            task = bar.add_task(f"render {Path(args.out).name}", total=total)
+        bar.update(task, completed=done)
+
+    try:
+        with _output_named("OUT", args.out):
+            video, truth, config = write_scene(scene, args.out, progress=progress)
+    finally:
+        _stop(bar)
     err.print(
         f"wrote {video}\n      {truth} (exact boxes and counts)\n      {config} (camcount config)"
     )
@@ -358,6 +377,24 @@ def build_detector_from(config: AppConfig) -> Detector:
     return build_detector(d.model, settings)
 
 
+@contextlib.contextmanager
+def _output_named(option: str, path: str | None, source: str | None = None) -> Iterator[None]:
+    """An output that cannot be written is told by the option that named it
+    (the writer knows only the path); one left empty, by the ``source``
+    that gave it nothing."""
+    from camcount.errors import EmptyOutputError, SourceError
+
+    try:
+        yield
+    except SourceError as exc:
+        if path is None or Path(exc.source) != Path(path):
+            raise
+        reason = exc.reason
+        if isinstance(exc, EmptyOutputError) and source is not None:
+            reason = f"{Path(source).name} yields no frames; nothing written"
+        raise CamcountError(f"{option} {path}: {reason}") from None
+
+
 def _check_out(out: str | None, source: str) -> None:
     """An annotated copy's name, checked before any work: a typo should not
     cost a whole video's counting, and the source must not be overwritten
@@ -420,16 +457,17 @@ def cmd_count(args: argparse.Namespace) -> int:
         writer.write(image)
 
     try:
-        result = count_video(
-            config,
-            camera,
-            detector,
-            batch_size=args.batch_size,
-            progress=progress,
-            on_frame=annotate if args.out else None,
-        )
+        with _output_named("--out", args.out):
+            result = count_video(
+                config,
+                camera,
+                detector,
+                batch_size=args.batch_size,
+                progress=progress,
+                on_frame=annotate if args.out else None,
+            )
     finally:
-        bar.stop()
+        _stop(bar)
         if writer is not None:
             writer.release()  # it holds a frame at least: it was opened to write one
     if args.out:
@@ -469,7 +507,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from camcount.config import SlicingConfig
     from camcount.detections import Detections
     from camcount.detectors import DetectorSettings, FrameMeta, build_detector
-    from camcount.errors import EmptyOutputError, SourceError
+    from camcount.errors import SourceError
     from camcount.slicing import detect_sliced
     from camcount.video import DecodedFrame, VideoFile
 
@@ -537,40 +575,43 @@ def cmd_detect(args: argparse.Namespace) -> int:
         (dets,) = run([DecodedFrame(0, 0.0, image)], (image.shape[1], image.shape[0]))
         frames = 1
         if args.out:
-            write_image(args.out, draw_detections(image.copy(), dets, names))
+            with _output_named("--out", args.out):
+                write_image(args.out, draw_detections(image.copy(), dets, names))
     else:
         _check_out(args.out, source)
-        try:
-            with VideoFile(source, args.fps) as video, _progress() as bar, ExitStack() as stack:
-                writer = (
-                    stack.enter_context(
-                        VideoWriter(args.out, args.fps or video.native_fps, video.frame_size)
-                    )
-                    if args.out
-                    else None
+        with (
+            _output_named("--out", args.out, source),
+            VideoFile(source, args.fps) as video,
+            ExitStack() as stack,
+        ):
+            bar = _progress()
+            stack.callback(_stop, bar)
+            writer = (
+                stack.enter_context(
+                    VideoWriter(args.out, args.fps or video.native_fps, video.frame_size)
                 )
-                load()
-                # The bar appears with the first frames: a video without any
-                # ends in its one line of error.
-                task: TaskID | None = None
-                batch: list[DecodedFrame] = []
-                for frame in chain(video, [None]):
-                    if frame is not None:
-                        batch.append(frame)
-                    if batch and (frame is None or len(batch) == args.batch_size):
-                        for f, dets in zip(batch, run(batch, video.frame_size), strict=True):
-                            if writer is not None:
-                                writer.write(draw_detections(f.image.copy(), dets, names))
-                        frames += len(batch)
-                        if task is None:
-                            total = video.frame_count or None
-                            task = bar.add_task(f"detect {Path(source).name}", total=total)
-                        bar.update(task, completed=batch[-1].index + 1)
-                        batch = []
-        except EmptyOutputError:
-            raise CamcountError(
-                f"--out {args.out}: {Path(source).name} yields no frames; nothing written"
-            ) from None
+                if args.out
+                else None
+            )
+            load()
+            # The bar appears with the first frames: a video without any
+            # ends in its one line of error.
+            task: TaskID | None = None
+            batch: list[DecodedFrame] = []
+            for frame in chain(video, [None]):
+                if frame is not None:
+                    batch.append(frame)
+                if batch and (frame is None or len(batch) == args.batch_size):
+                    for f, dets in zip(batch, run(batch, video.frame_size), strict=True):
+                        if writer is not None:
+                            writer.write(draw_detections(f.image.copy(), dets, names))
+                    frames += len(batch)
+                    if task is None:
+                        bar.start()
+                        total = video.frame_count or None
+                        task = bar.add_task(f"detect {Path(source).name}", total=total)
+                    bar.update(task, completed=batch[-1].index + 1)
+                    batch = []
     if args.out:
         err.print(f"wrote {args.out}")
     if not args.json:

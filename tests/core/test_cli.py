@@ -267,6 +267,15 @@ def no_frames(tmp_path: Path) -> Path:
         (["detect", "{scene}", "--model", "oracle", "--out", "{tmp}/a.txt"], ["--out", ".mp4"]),
         (["detect", "{scene}", "--model", "oracle", "--out", "{scene}"], ["--out", "the input"]),
         (["synth", "{tmp}/a.txt"], ["OUT", ".mp4"]),
+        (["synth", "{scene}/a.mp4"], ["OUT", "cannot make its folder"]),
+        (
+            ["count", "{scene}", "--line", "0,9,99,9", "--out", "{scene}/a.mp4"],
+            ["--out", "cannot make its folder"],
+        ),
+        (
+            ["detect", "{scene}", "--model", "oracle", "--out", "{scene}/a.mp4"],
+            ["--out", "cannot make its folder"],
+        ),
     ],
 )
 def test_an_output_is_never_written_empty_or_over_its_input(
@@ -276,7 +285,7 @@ def test_an_output_is_never_written_empty_or_over_its_input(
     paths = {"scene": str(scene), "empty": str(no_frames), "tmp": str(tmp_path)}
     out = camcount(*(a.format(**paths) for a in args))
     assert out.returncode == 2, out.stderr
-    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert len(out.stderr.splitlines()) == 1, out.stderr  # no bar, no blank line before it
     assert all(n in out.stderr for n in names), out.stderr
     assert not list(tmp_path.glob("a.*")), "a refused output was left behind"
     assert scene.stat().st_size == before
