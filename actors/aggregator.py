@@ -445,7 +445,7 @@ class AggregatorActor:
                 {
                     "camera_id": camera,
                     "counter_id": counter,
-                    "class": cls,
+                    "class_name": cls,
                     "direction": direction,
                     "count": n,
                 }

@@ -656,7 +656,9 @@ class CameraActor:
     def _keep_preview(self, frame: DecodedFrame, processor: CameraProcessor) -> None:
         tracks = confirmed_tracks(processor.tracker.snapshot())
         totals = tuple(processor.totals())
-        self._preview_frame = PreviewFrame(frame.index, frame.time, frame.image, tracks, totals)
+        self._preview_frame = PreviewFrame(
+            frame.index, frame.time, frame.image, tracks, totals, processor.occupancy()
+        )
 
     async def preview(self, max_fps: float = 2.0) -> bytes | None:
         """The latest annotated frame as JPEG (None before the first).

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
     from camcount.config import AppConfig, CameraConfig
     from camcount.detectors import Detector
+    from camcount.synthetic import SceneLayout
 
 # Messages are one line each, whatever the width of stderr (a log file, a
 # pipe): rich would wrap them at 80 columns where it is not a terminal.
@@ -52,6 +53,13 @@ def _progress() -> Progress:
         console=err,
         transient=False,
     )
+
+
+def _stop(bar: Progress) -> None:
+    """Stop a bar that may never have started (no frame came): stopping one
+    that did not start would still print an empty line before the error."""
+    if bar.live.is_started:
+        bar.stop()
 
 
 class _DefaultsShown(argparse.HelpFormatter):
@@ -205,7 +213,13 @@ def _validation_line(exc: ValidationError, what: str) -> CamcountError:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
+    from camcount.annotate import is_video_path, video_suffixes
     from camcount.synthetic import SceneLayout, generate_scene, write_scene
+
+    if not is_video_path(args.out):
+        raise CamcountError(
+            f"OUT {args.out}: not a video file name; use one of {', '.join(video_suffixes())}"
+        )
 
     layout = SceneLayout(width=args.width, height=args.height, fps=args.fps, frames=args.frames)
     try:
@@ -217,20 +231,64 @@ def cmd_synth(args: argparse.Namespace) -> int:
             f"a {args.width}x{args.height} frame is too small for the scene; "
             "try 640x360 (the default) or larger"
         ) from None
-    with _progress() as bar:
-        task = bar.add_task(f"render {Path(args.out).name}", total=layout.frames)
-        video, truth, config = write_scene(
-            scene, args.out, progress=lambda done, total: bar.update(task, completed=done)
-        )
+    bar = _progress()
+    task: TaskID | None = None
+
+    def progress(done: int, total: int) -> None:
+        # The bar appears with the first frame written: an output that
+        # cannot be written ends in its one line of error.
+        nonlocal task
+        if task is None:
+            bar.start()
+            task = bar.add_task(f"render {Path(args.out).name}", total=total)
+        bar.update(task, completed=done)
+
+    try:
+        with _output_named("OUT", args.out):
+            video, truth, config = write_scene(scene, args.out, progress=progress)
+    finally:
+        _stop(bar)
     err.print(
         f"wrote {video}\n      {truth} (exact boxes and counts)\n      {config} (camcount config)"
     )
     expected = scene.expected()
     if args.json:
-        print(json.dumps(expected, indent=2))
+        print(json.dumps(_synth_summary(video, truth, config, layout, expected), indent=2))
     else:
         err.print(f"expected counts: {json.dumps(expected)}")
     return 0
+
+
+def _synth_summary(
+    video: Path, truth: Path, config: Path, layout: SceneLayout, expected: dict[str, Any]
+) -> dict[str, Any]:
+    """What ``synth --json`` prints: the files written, and the counts a
+    perfect run must print, as rows of ``count --json``'s shape (a zone's
+    visits as its enters and exits), so the two compare as they are."""
+    from camcount.processor import CountRow, row_order
+    from camcount.synthetic import expected_rows
+
+    camera_id = video.stem  # the camera of the config written beside it
+    rows: list[CountRow] = [
+        {
+            "camera_id": camera_id,
+            "counter_id": counter,
+            "class_name": class_name,
+            "direction": direction,
+            "count": n,
+        }
+        for (counter, class_name, direction), n in expected_rows(expected).items()
+        if n
+    ]
+    return {
+        "video": str(video),
+        "truth": str(truth),
+        "config": str(config),
+        "frames": layout.frames,
+        "fps": layout.fps,
+        "frame_size": [layout.width, layout.height],
+        "expected": sorted(rows, key=row_order),
+    }
 
 
 # ------------------------------------------------------------------ count
@@ -319,10 +377,48 @@ def build_detector_from(config: AppConfig) -> Detector:
     return build_detector(d.model, settings)
 
 
+@contextlib.contextmanager
+def _output_named(option: str, path: str | None, source: str | None = None) -> Iterator[None]:
+    """An output that cannot be written is told by the option that named it
+    (the writer knows only the path); one left empty, by the ``source``
+    that gave it nothing."""
+    from camcount.errors import EmptyOutputError, SourceError
+
+    try:
+        yield
+    except SourceError as exc:
+        if path is None or Path(exc.source) != Path(path):
+            raise
+        reason = exc.reason
+        if isinstance(exc, EmptyOutputError) and source is not None:
+            reason = f"{Path(source).name} yields no frames; nothing written"
+        raise CamcountError(f"{option} {path}: {reason}") from None
+
+
+def _check_out(out: str | None, source: str) -> None:
+    """An annotated copy's name, checked before any work: a typo should not
+    cost a whole video's counting, and the source must not be overwritten
+    while it is read."""
+    from camcount.annotate import is_video_path, video_suffixes
+
+    if out is None:
+        return
+    if not is_video_path(out):
+        raise CamcountError(
+            f"--out {out}: not a video file name; use one of {', '.join(video_suffixes())}"
+        )
+    if Path(out).resolve() == Path(source).resolve():
+        raise CamcountError(f"--out {out}: that is the input itself; name another file")
+
+
 def cmd_count(args: argparse.Namespace) -> int:
+    from camcount.annotate import VideoWriter, draw_counted, draw_label
+    from camcount.processor import CameraProcessor
     from camcount.reference import count_video
+    from camcount.video import DecodedFrame, VideoFile
 
     config, camera = _count_config(args)
+    _check_out(args.out, camera.source)
     detector = build_detector_from(config)
     # The bar appears with the first frames counted: a camera refused once
     # its frame size is known (a line outside the picture) leaves one line.
@@ -336,21 +432,59 @@ def cmd_count(args: argparse.Namespace) -> int:
             task = bar.add_task(f"count {Path(camera.source).name}", total=None)
         bar.update(task, completed=done, total=total)
 
-    try:
-        result = count_video(
-            config, camera, detector, batch_size=args.batch_size, progress=progress
+    # The annotated copy opens with the first frame counted: its size and
+    # rate are the source's after sampling, known only then. Sampling above
+    # the source's own rate keeps every frame, at the source's rate.
+    writer: VideoWriter | None = None
+
+    def annotate(frame: DecodedFrame, processor: CameraProcessor) -> None:
+        nonlocal writer
+        if writer is None:
+            with VideoFile(camera.source) as source:
+                fps = min(processor.fps, source.native_fps)
+            writer = VideoWriter(args.out, fps, processor.frame_size)
+        image = frame.image  # a new array per decoded frame: drawn on in place
+        draw_counted(
+            image,
+            camera,
+            processor.tracks,
+            processor.class_names,
+            processor.totals(),
+            processor.occupancy(),
         )
+        caption = f"{camera.id}  frame {frame.index}"
+        draw_label(image, caption, (4, image.shape[0]), (40, 40, 40))
+        writer.write(image)
+
+    try:
+        with _output_named("--out", args.out):
+            result = count_video(
+                config,
+                camera,
+                detector,
+                batch_size=args.batch_size,
+                progress=progress,
+                on_frame=annotate if args.out else None,
+            )
     finally:
-        bar.stop()
+        _stop(bar)
+        if writer is not None:
+            writer.release()  # it holds a frame at least: it was opened to write one
+    if args.out:
+        if writer is None:
+            raise CamcountError(
+                f"--out {args.out}: {Path(camera.source).name} yields no frames; nothing written"
+            )
+        err.print(f"wrote {args.out} ({writer.frames} frames)")
     if args.json:
         print(json.dumps(result.totals, indent=2))
         return 0
     table = Table(title=f"{camera.id}: {result.frames_processed} frames processed")
-    for col in ("counter", "class", "direction", "count"):
+    for col in ("counter_id", "class_name", "direction", "count"):
         table.add_column(col, justify="right" if col == "count" else "left")
     for row in result.totals:
         table.add_row(
-            str(row["counter_id"]), str(row["class"]), str(row["direction"]), str(row["count"])
+            str(row["counter_id"]), str(row["class_name"]), str(row["direction"]), str(row["count"])
         )
     if not result.totals:
         table.add_row("-", "-", "-", "0")
@@ -398,16 +532,16 @@ def cmd_detect(args: argparse.Namespace) -> int:
     def emit(index: int, dets: Detections) -> None:
         rows = [
             {"box": [round(float(v), 1) for v in box], "score": round(float(s), 4),
-             "class": names[c]}
+             "class_name": names[c]}
             for box, s, c in zip(dets.xyxy, dets.confidence, dets.class_id, strict=True)
         ]  # fmt: skip
         for row in rows:
-            tally[row["class"]] = tally.get(row["class"], 0) + 1
+            tally[row["class_name"]] = tally.get(row["class_name"], 0) + 1
         if args.json:
             print(json.dumps({"frame": index, "detections": rows}), flush=True)
         elif rows:
             found = "; ".join(
-                f"{r['class']} {r['score']:.2f} ({', '.join(f'{v:.0f}' for v in r['box'])})"
+                f"{r['class_name']} {r['score']:.2f} ({', '.join(f'{v:.0f}' for v in r['box'])})"
                 for r in rows
             )
             console.print(f"frame {index}: {found}", highlight=False, soft_wrap=True)
@@ -432,14 +566,26 @@ def cmd_detect(args: argparse.Namespace) -> int:
         if decoded is None:
             raise SourceError(source, "OpenCV cannot read it as an image")
         if args.out and not is_image_path(args.out):
-            raise SourceError(args.out, "an image's annotated copy must be an image file")
+            raise CamcountError(
+                f"--out {args.out}: an image's annotated copy must be an image file"
+            )
+        if args.out and Path(args.out).resolve() == Path(source).resolve():
+            raise CamcountError(f"--out {args.out}: that is the input itself; name another file")
         image = np.asarray(decoded, dtype=np.uint8)
         (dets,) = run([DecodedFrame(0, 0.0, image)], (image.shape[1], image.shape[0]))
         frames = 1
         if args.out:
-            write_image(args.out, draw_detections(image.copy(), dets, names))
+            with _output_named("--out", args.out):
+                write_image(args.out, draw_detections(image.copy(), dets, names))
     else:
-        with VideoFile(source, args.fps) as video, _progress() as bar, ExitStack() as stack:
+        _check_out(args.out, source)
+        with (
+            _output_named("--out", args.out, source),
+            VideoFile(source, args.fps) as video,
+            ExitStack() as stack,
+        ):
+            bar = _progress()
+            stack.callback(_stop, bar)
             writer = (
                 stack.enter_context(
                     VideoWriter(args.out, args.fps or video.native_fps, video.frame_size)
@@ -448,7 +594,9 @@ def cmd_detect(args: argparse.Namespace) -> int:
                 else None
             )
             load()
-            task = bar.add_task(f"detect {Path(source).name}", total=video.frame_count or None)
+            # The bar appears with the first frames: a video without any
+            # ends in its one line of error.
+            task: TaskID | None = None
             batch: list[DecodedFrame] = []
             for frame in chain(video, [None]):
                 if frame is not None:
@@ -458,6 +606,10 @@ def cmd_detect(args: argparse.Namespace) -> int:
                         if writer is not None:
                             writer.write(draw_detections(f.image.copy(), dets, names))
                     frames += len(batch)
+                    if task is None:
+                        bar.start()
+                        total = video.frame_count or None
+                        task = bar.add_task(f"detect {Path(source).name}", total=total)
                     bar.update(task, completed=batch[-1].index + 1)
                     batch = []
     if args.out:
@@ -628,7 +780,7 @@ def _status_table(status: dict[str, object]) -> Table:
         table.add_column(col)
     for cam in status["cameras"]:  # type: ignore[attr-defined]
         counts = ", ".join(
-            f"{t['counter_id']}/{t['class']}/{t['direction']}={t['count']}"
+            f"{t['counter_id']}/{t['class_name']}/{t['direction']}={t['count']}"
             for t in cam.get("totals", [])
         )
         table.add_row(
@@ -906,7 +1058,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("synth", help="render a synthetic scene with exact truth beside it")
     p.add_argument(
-        "out", help="output video (.mp4 or .avi); truth and config are written beside it"
+        "out",
+        metavar="OUT",
+        help="output video (.mp4, .avi...); truth and config are written beside it",
     )
     p.add_argument("--seed", type=_at_least_zero, default=0)
     p.add_argument("--frames", type=_at_least_one, default=300)
@@ -914,7 +1068,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--height", type=_at_least_one, default=360)
     p.add_argument("--fps", type=_positive, default=10.0)
     p.add_argument("--objects", type=_at_least_zero, default=12, help="how many scripted objects")
-    p.add_argument("--json", action="store_true", help="print the expected counts as JSON")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print the files written and the expected counts, as rows of `count --json`",
+    )
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("count", help="count one video in this process (the reference run)")
@@ -953,9 +1111,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--batch-size", type=_at_least_one, default=8)
     p.add_argument(
+        "--out",
+        metavar="FILE.mp4",
+        help="also write the video as counted: every frame (after --fps sampling) with the "
+        "tracked boxes and ids, the lines and zones, each line's in/out counts and each "
+        "zone's occupancy",
+    )
+    p.add_argument(
         "--json",
         action="store_true",
-        help="print one object per (camera, counter, class, direction) with its count",
+        help="print one object per (camera_id, counter_id, class_name, direction) with its count",
     )
     p.set_defaults(func=cmd_count)
 
@@ -983,7 +1148,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--json",
         action="store_true",
-        help='one JSON line per frame: {"frame", "detections": [{"box", "score", "class"}]}',
+        help='one JSON line per frame: {"frame", "detections": [{"box", "score", "class_name"}]}',
     )
     p.set_defaults(func=cmd_detect)
 

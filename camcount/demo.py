@@ -49,11 +49,11 @@ def _table(
     title: str, result: CountResult, expected: dict[tuple[str, str, str], int] | None
 ) -> Table:
     table = Table(title=title)
-    for col in ("counter", "class", "direction", "count"):
+    for col in ("counter_id", "class_name", "direction", "count"):
         table.add_column(col, justify="right" if col == "count" else "left")
     if expected is not None:
         table.add_column("expected", justify="right")
-    got = {(r["counter_id"], r["class"], r["direction"]): r["count"] for r in result.totals}
+    got = {(r["counter_id"], r["class_name"], r["direction"]): r["count"] for r in result.totals}
     for key in sorted(set(got) | set(expected or {})):
         cells = [*key, str(got.get(key, 0))]
         if expected is not None:
@@ -117,10 +117,12 @@ def real_video_config(data: Path) -> AppConfig:
 
 def totals_table(title: str, totals: list[CountRow]) -> Table:
     table = Table(title=title)
-    for col in ("camera", "counter", "class", "direction", "count"):
+    for col in ("camera_id", "counter_id", "class_name", "direction", "count"):
         table.add_column(col, justify="right" if col == "count" else "left")
     for r in totals:
-        table.add_row(r["camera_id"], r["counter_id"], r["class"], r["direction"], str(r["count"]))
+        table.add_row(
+            r["camera_id"], r["counter_id"], r["class_name"], r["direction"], str(r["count"])
+        )
     return table
 
 

@@ -50,6 +50,11 @@ class SourceError(CamcountError):
         super().__init__(f"{source}: {reason}")
 
 
+class EmptyOutputError(SourceError):
+    """An output would hold nothing (a video without frames): it is refused
+    rather than left as a file that no player opens."""
+
+
 class DetectorError(CamcountError):
     """A detector cannot be built or run (unknown model, missing weights...)."""
 

@@ -9,17 +9,16 @@ Drawing itself is ``camcount.annotate``'s.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from camcount import kalman
-from camcount.annotate import Image, draw_detections, draw_label, draw_line, draw_zone
+from camcount.annotate import Image, draw_counted, draw_label
 from camcount.config import CameraConfig
 from camcount.detections import Detections
-from camcount.geometry import to_pixels
 from camcount.processor import CountRow
 from camcount.tracking import TRACKED, TrackerState
 
@@ -77,6 +76,8 @@ class PreviewFrame:
     image: Image
     tracks: Detections
     totals: tuple[CountRow, ...]
+    #: Tracks inside each zone at this frame, by zone id (None: not known).
+    occupancy: Mapping[str, int] | None = None
 
 
 def confirmed_tracks(state: TrackerState) -> Detections:
@@ -108,34 +109,14 @@ def render(
         )
     else:
         image = frame.image.copy()
-    normalized = camera.coordinates == "normalized"
-
-    def px(points: Sequence[Sequence[float]]) -> list[tuple[float, float]]:
-        return [(x * scale, y * scale) for x, y in to_pixels(points, (w, h), normalized)]
-
-    counts: dict[str, dict[str, int]] = {}
-    for row in frame.totals:
-        per = counts.setdefault(row["counter_id"], {})
-        per[row["direction"]] = per.get(row["direction"], 0) + row["count"]
-    for zone in camera.zones:
-        draw_zone(image, px(zone.polygon), label=_label(zone.id, counts.get(zone.id)))
-    for line in camera.lines:
-        start, end = px(line.points)
-        draw_line(image, start, end, label=line.id, counts=counts.get(line.id))
     tracks = frame.tracks
     if len(tracks) and scale != 1.0:
         tracks = Detections(
             tracks.xyxy * np.float32(scale), tracks.confidence, tracks.class_id, tracks.tracker_id
         )
-    draw_detections(image, tracks, class_names, scores=False)
+    draw_counted(image, camera, tracks, class_names, frame.totals, frame.occupancy, (w, h))
     draw_label(image, f"{camera.id}  frame {frame.frame_index}", (4, image.shape[0]), (40, 40, 40))
     ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise ValueError(f"OpenCV could not encode the preview of {camera.id}")
     return buf.tobytes()
-
-
-def _label(name: str, counts: dict[str, int] | None) -> str:
-    if not counts:
-        return name
-    return f"{name} " + " ".join(f"{k} {v}" for k, v in sorted(counts.items()))

@@ -55,6 +55,7 @@ class CameraProcessor:
         self.camera = camera
         self.class_names = tuple(class_names)
         self.frame_size = frame_size
+        self.fps = fps
         own = camera.tracker or tracker
         self.tracker = Tracker(TrackerSettings(**own.model_dump(), fps=fps))
         shapes = _Shapes(camera, frame_size)
@@ -90,6 +91,8 @@ class CameraProcessor:
         self._class_ok = np.array([c in wanted for c in self.class_names], dtype=bool)
         self.last_frame_index = -1
         self.last_frame_time: float | None = None
+        #: The confirmed tracks matched in the latest frame, as the counters saw them.
+        self.tracks = Detections.empty()
 
     def _filter(self, dets: Detections) -> Detections:
         if len(dets) == 0:
@@ -103,6 +106,7 @@ class CameraProcessor:
         self, detections: Detections, frame_index: int, frame_time: float
     ) -> list[CameraEvent]:
         frame = self.tracker.update(self._filter(detections), frame_index, frame_time)
+        self.tracks = frame.detections
         self.last_frame_index = frame_index
         self.last_frame_time = frame_time
         events: list[CameraEvent] = []
@@ -120,6 +124,10 @@ class CameraProcessor:
         for zone in self.zones:
             events.extend(zone.close_all(self.last_frame_index, self.last_frame_time))
         return events
+
+    def occupancy(self) -> dict[str, int]:
+        """Tracks inside each zone now, by zone id."""
+        return {zone.zone_id: zone.occupancy for zone in self.zones}
 
     def totals(self) -> list[CountRow]:
         """Counts so far, one row per (counter, class, direction), in
@@ -215,23 +223,28 @@ class _Shapes:
         return polygon
 
 
-CountRow = TypedDict(
-    "CountRow",
-    {"camera_id": str, "counter_id": str, "class": str, "direction": str, "count": int},
-)
+class CountRow(TypedDict):
+    """A count since start, as ``count --json`` and ``replay --json`` print
+    it; ``class_name`` as the warehouse columns and live updates name it."""
+
+    camera_id: str
+    counter_id: str
+    class_name: str
+    direction: str
+    count: int
 
 
 def row_order(row: CountRow) -> tuple[str, str, str, str]:
     """The one order count rows are printed and compared in, whichever
     command made them (``count --json`` and ``replay --json`` agree)."""
-    return (row["camera_id"], row["counter_id"], row["class"], row["direction"])
+    return (row["camera_id"], row["counter_id"], row["class_name"], row["direction"])
 
 
 def _row(camera: str, counter: str, cls: str, direction: str, n: int) -> CountRow:
     return {
         "camera_id": camera,
         "counter_id": counter,
-        "class": cls,
+        "class_name": cls,
         "direction": direction,
         "count": n,
     }

@@ -19,6 +19,9 @@ from camcount.video import DecodedFrame, VideoFile
 from camcount.windows import WatermarkClock, WindowCounts
 
 Progress = Callable[[int, int], None]
+#: Called after each frame is counted, with the processor as that frame left
+#: it (its tracks, totals and occupancy): what an annotated copy draws.
+FrameHook = Callable[[DecodedFrame, CameraProcessor], None]
 E = TypeVar("E")
 
 
@@ -54,6 +57,7 @@ def count_video(
     detector: Detector,
     batch_size: int = 8,
     progress: Progress | None = None,
+    on_frame: FrameHook | None = None,
 ) -> CountResult:
     """Count one camera's file source from start to end."""
     result = CountResult(camera.id)
@@ -83,6 +87,8 @@ def count_video(
                 clock.observe(camera.id, frame.time)
                 result.windows.extend(windows.advance(clock.watermark))
                 result.events.extend(events)
+                if on_frame is not None:
+                    on_frame(frame, processor)
             result.frames_processed += len(batch)
             if progress is not None:
                 progress(video.decoded, max(video.frame_count, video.decoded))

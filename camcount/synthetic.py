@@ -394,24 +394,21 @@ def config_path(video: str | Path) -> Path:
 def write_scene(
     scene: Scene, out: str | Path, progress: Callable[[int, int], None] | None = None
 ) -> tuple[Path, Path, Path]:
-    """Render the scene to ``out`` and write its truth and a config beside it."""
-    import cv2
+    """Render the scene to ``out`` and write its truth and a config beside it.
+
+    A scene of no frames is refused (``EmptyOutputError``), as every video
+    written through ``annotate.VideoWriter`` is: no player opens the file.
+    """
+    from camcount.annotate import VideoWriter
 
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     lay = scene.layout
-    fourcc = cv2.VideoWriter.fourcc(*("MJPG" if out.suffix.lower() == ".avi" else "mp4v"))
-    writer = cv2.VideoWriter(str(out), fourcc, lay.fps, (lay.width, lay.height))
-    if not writer.isOpened():
-        raise OSError(f"OpenCV cannot write {out}")
     bg = _background(lay, np.random.default_rng(scene.seed + 7919))
-    try:
+    with VideoWriter(out, lay.fps, (lay.width, lay.height)) as writer:
         for f in range(lay.frames):
             writer.write(render_frame(scene, f, bg))
             if progress is not None:
                 progress(f + 1, lay.frames)
-    finally:
-        writer.release()
     truth = scene_truth(scene)
     tpath = truth_path(out)
     tpath.write_text(json.dumps(truth, separators=(",", ":")))
@@ -433,7 +430,7 @@ def scene_truth(scene: Scene) -> dict[str, Any]:
         "objects": [
             {
                 "id": o.obj_id,
-                "class": o.class_name,
+                "class_name": o.class_name,
                 "scenario": o.scenario,
                 "first_frame": o.first_frame,
                 "last_frame": o.last_frame,

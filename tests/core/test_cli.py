@@ -7,10 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
+import numpy as np
+import numpy.typing as npt
 import pytest
 
+from camcount.annotate import LINE_COLOR, draw_label, label_box, line_label
 from camcount.cli import main
-from camcount.synthetic import generate_scene, write_scene
+from camcount.synthetic import generate_scene, load_truth, truth_path, write_scene
 
 
 def camcount(*args: str) -> subprocess.CompletedProcess[str]:
@@ -30,12 +34,16 @@ def test_count_json_matches_the_truth(scene: Path):
     assert out.returncode == 0, out.stderr
     rows = json.loads(out.stdout)
     truth = json.loads(scene.with_name("s3.truth.json").read_text())["expected"]
-    got = {(r["class"], r["direction"]): r["count"] for r in rows if r["counter_id"] == "line-main"}
+    got = {
+        (r["class_name"], r["direction"]): r["count"]
+        for r in rows
+        if r["counter_id"] == "line-main"
+    }
     want = {
         (c, d): n for c, dirs in truth["lines"]["line-main"].items() for d, n in dirs.items() if n
     }
     assert got == want
-    assert set(rows[0]) == {"camera_id", "counter_id", "class", "direction", "count"}
+    assert set(rows[0]) == {"camera_id", "counter_id", "class_name", "direction", "count"}
 
 
 def test_count_with_a_line_on_the_command_line(scene: Path):
@@ -64,12 +72,86 @@ def test_count_with_slicing_counts_each_object_once(scene: Path):
     assert json.loads(sliced.stdout) == json.loads(plain.stdout)
 
 
+def frames_of(video: Path) -> list[npt.NDArray[np.uint8]]:
+    capture = cv2.VideoCapture(str(video))
+    frames = []
+    while True:
+        ok, image = capture.read()
+        if not ok:
+            return frames
+        frames.append(image)
+
+
+def test_count_out_writes_the_video_as_counted(scene: Path, tmp_path: Path):
+    out = tmp_path / "counted.mp4"
+    config = str(scene.with_suffix(".yaml"))
+    run = camcount("count", str(scene), "--config", config, "--out", str(out), "--json")
+    assert run.returncode == 0, run.stderr
+    assert f"wrote {out}" in run.stderr
+    drawn, plain = frames_of(out), frames_of(scene)
+    assert len(drawn) == len(plain) == load_truth(truth_path(scene))["layout"]["frames"]
+    assert drawn[0].shape == plain[0].shape
+
+    # The line (horizontal in a synthetic scene) in its colour on every frame;
+    # the source has no line there.
+    (x0, y0), (x1, _) = load_truth(truth_path(scene))["line"]["points"]
+    xs = np.linspace(x0 + (x1 - x0) * 0.3, x1, 40).round().astype(int)
+
+    def off_line_colour(image: npt.NDArray[np.uint8]) -> float:
+        pixels = image[y0, xs].astype(int)
+        return float(np.median(np.abs(pixels - np.array(LINE_COLOR)).max(axis=1)))
+
+    assert all(off_line_colour(f) < 40 for f in drawn)
+    assert off_line_colour(plain[0]) > 80
+
+    # The line's label: "line-main in 0 out 0" at first, its final counts at
+    # the end, as the same drawing function renders them on the source frame.
+    rows = json.loads(run.stdout)
+    final = {
+        d: sum(r["count"] for r in rows if r["counter_id"] == "line-main" and r["direction"] == d)
+        for d in ("in", "out")
+    }
+    assert final["in"] + final["out"] > 0
+    texts = {"start": line_label("line-main", {}), "end": line_label("line-main", final)}
+
+    def distance(drawn_frame: npt.NDArray[np.uint8], plain_frame: npt.NDArray[np.uint8], text: str):
+        x1, y1, x2, y2 = label_box(plain_frame, texts["end"], (x0, y0))
+        expected = draw_label(plain_frame.copy(), text, (x0, y0), LINE_COLOR)
+        region = np.s_[y1 : y2 + 1, x1 : x2 + 1]
+        return float(np.abs(drawn_frame[region].astype(int) - expected[region].astype(int)).mean())
+
+    first, last = (drawn[0], plain[0]), (drawn[-1], plain[-1])
+    assert distance(*first, texts["start"]) < distance(*first, texts["end"])
+    assert distance(*last, texts["end"]) < distance(*last, texts["start"])
+    assert distance(*last, texts["end"]) < 10  # a label at all: a white box reads far off
+
+
+@pytest.mark.parametrize(("fps", "rate"), [("5", 5.0), ("40", 10.0)])
+def test_count_out_keeps_the_sampled_frames_at_their_rate(
+    fps: str, rate: float, scene: Path, tmp_path: Path
+):
+    """``--fps`` above the source's own rate keeps every frame, at its rate."""
+    out = tmp_path / "sampled.avi"
+    config = str(scene.with_suffix(".yaml"))
+    run = camcount("count", str(scene), "--config", config, "--fps", fps, "--out", str(out))
+    assert run.returncode == 0, run.stderr
+    source = load_truth(truth_path(scene))["layout"]
+    written = cv2.VideoCapture(str(out))
+    assert written.get(cv2.CAP_PROP_FPS) == pytest.approx(rate)
+    assert len(frames_of(out)) == source["frames"] * rate / source["fps"]
+
+
 def test_synth_writes_video_truth_and_config(tmp_path: Path):
     out = camcount("synth", str(tmp_path / "x.mp4"), "--seed", "5", "--frames", "40", "--json")
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "x.mp4").stat().st_size > 0
     assert (tmp_path / "x.truth.json").exists() and (tmp_path / "x.yaml").exists()
-    assert "lines" in json.loads(out.stdout)
+    summary = json.loads(out.stdout)
+    assert summary["video"] == str(tmp_path / "x.mp4") and summary["frames"] == 40
+    # The expected counts compare as they are with what a perfect detector counts.
+    counted = camcount("count", summary["video"], "--config", summary["config"], "--json")
+    assert counted.returncode == 0, counted.stderr
+    assert summary["expected"] and summary["expected"] == json.loads(counted.stdout)
 
 
 @pytest.mark.parametrize(
@@ -159,6 +241,63 @@ def test_bad_arguments_of_other_commands_end_in_one_line(args, name, tmp_path: P
     code, stderr = run_main([a.format(tmp=tmp_path) for a in args], capsys)
     assert code == 2
     assert len(stderr.strip().splitlines()) == 1 and name in stderr, stderr
+
+
+@pytest.fixture
+def no_frames(tmp_path: Path) -> Path:
+    """A video OpenCV opens (it has a frame size) that holds no frame."""
+    path = tmp_path / "empty.avi"
+    cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 10.0, (64, 48)).release()
+    return path
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        (["count", "{scene}", "--line", "0,9,99,9", "--out", "{tmp}/a.txt"], ["--out", ".mp4"]),
+        (["count", "{scene}", "--line", "0,9,99,9", "--out", "{scene}"], ["--out", "the input"]),
+        (
+            ["count", "{empty}", "--line", "0,24,64,24", "--out", "{tmp}/a.mp4"],
+            ["--out", "no frames"],
+        ),
+        (
+            ["detect", "{empty}", "--model", "oracle", "--out", "{tmp}/a.mp4"],
+            ["--out", "no frames"],
+        ),
+        (["detect", "{scene}", "--model", "oracle", "--out", "{tmp}/a.txt"], ["--out", ".mp4"]),
+        (["detect", "{scene}", "--model", "oracle", "--out", "{scene}"], ["--out", "the input"]),
+        (["synth", "{tmp}/a.txt"], ["OUT", ".mp4"]),
+        (["synth", "{scene}/a.mp4"], ["OUT", "cannot make its folder"]),
+        (
+            ["count", "{scene}", "--line", "0,9,99,9", "--out", "{scene}/a.mp4"],
+            ["--out", "cannot make its folder"],
+        ),
+        (
+            ["detect", "{scene}", "--model", "oracle", "--out", "{scene}/a.mp4"],
+            ["--out", "cannot make its folder"],
+        ),
+    ],
+)
+def test_an_output_is_never_written_empty_or_over_its_input(
+    args, names, scene: Path, no_frames: Path, tmp_path: Path
+):
+    before = scene.stat().st_size
+    paths = {"scene": str(scene), "empty": str(no_frames), "tmp": str(tmp_path)}
+    out = camcount(*(a.format(**paths) for a in args))
+    assert out.returncode == 2, out.stderr
+    assert len(out.stderr.splitlines()) == 1, out.stderr  # no bar, no blank line before it
+    assert all(n in out.stderr for n in names), out.stderr
+    assert not list(tmp_path.glob("a.*")), "a refused output was left behind"
+    assert scene.stat().st_size == before
+
+
+def test_a_scene_without_frames_is_refused_and_leaves_no_file(tmp_path: Path):
+    from camcount.errors import EmptyOutputError
+    from camcount.synthetic import SceneLayout
+
+    with pytest.raises(EmptyOutputError, match="no frame"):
+        write_scene(generate_scene(1, SceneLayout(frames=0)), tmp_path / "z.mp4")
+    assert not (tmp_path / "z.mp4").exists()
 
 
 @pytest.mark.parametrize(

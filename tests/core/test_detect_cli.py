@@ -39,8 +39,8 @@ def test_a_video_gives_one_json_line_per_frame_and_an_annotated_copy(scene: Path
     busiest = max(range(len(truth)), key=lambda i: len(truth[i]))
     detections = lines[busiest]["detections"]
     assert len(detections) == len(truth[busiest]) > 0
-    assert set(detections[0]) == {"box", "score", "class"}
-    assert {d["class"] for line in lines for d in line["detections"]} <= set(CLASS_NAMES)
+    assert set(detections[0]) == {"box", "score", "class_name"}
+    assert {d["class_name"] for line in lines for d in line["detections"]} <= set(CLASS_NAMES)
     # The annotated copy: every frame, same size, and boxes drawn where the objects are.
     written = cv2.VideoCapture(str(out))
     assert int(written.get(cv2.CAP_PROP_FRAME_COUNT)) == len(truth)
@@ -73,7 +73,7 @@ def test_the_person_model_on_the_reference_image(tmp_path: Path):
     (line,) = [json.loads(x) for x in run.stdout.splitlines()]
     assert line["frame"] == 0
     # data/README.md at threshold 0.6: three people.
-    assert [d["class"] for d in line["detections"]] == ["person"] * 3
+    assert [d["class_name"] for d in line["detections"]] == ["person"] * 3
     np.testing.assert_allclose(
         [d["score"] for d in line["detections"]], [0.977, 0.836, 0.673], atol=0.01
     )

@@ -51,7 +51,7 @@ def test_render_draws_tracks_lines_and_zones_into_a_jpeg() -> None:
         {
             "camera_id": "cam",
             "counter_id": "door",
-            "class": "person",
+            "class_name": "person",
             "direction": "in",
             "count": 3,
         },

@@ -230,7 +230,7 @@ def test_a_tile_of_the_oracle_sees_what_lies_in_it(scene: Path) -> None:
 def _counts(scene: Path, camera: CameraConfig) -> dict[tuple[str, str, str], int]:
     config = AppConfig(cameras=(camera,))
     result = count_video(config, camera, build_detector("oracle"))
-    return {(r["counter_id"], r["class"], r["direction"]): r["count"] for r in result.totals}
+    return {(r["counter_id"], r["class_name"], r["direction"]): r["count"] for r in result.totals}
 
 
 @pytest.mark.parametrize(

@@ -38,7 +38,9 @@ def count_errors(scenes: list[Path], model: str) -> tuple[int, int, list[str]]:
         want = expected_rows(truth["expected"])
         detector = build_detector(model, DetectorSettings(options={"seed": seed}))
         result = count_video(config, config.cameras[0], detector)
-        got = {(r["counter_id"], r["class"], r["direction"]): r["count"] for r in result.totals}
+        got = {
+            (r["counter_id"], r["class_name"], r["direction"]): r["count"] for r in result.totals
+        }
         err = sum(abs(got.get(k, 0) - want.get(k, 0)) for k in set(got) | set(want))
         if err:
             details.append(f"seed {seed}: {err} off")

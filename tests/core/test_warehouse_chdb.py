@@ -264,7 +264,9 @@ def test_documented_queries_answer_a_real_count(
     daily = q.daily_counts(wh.backend, camera.id, start, end, window_size_s=60).to_pylist()
     assert sorted(
         (r["counter_id"], r["class_name"], r["direction"], r["total"]) for r in daily
-    ) == sorted((t["counter_id"], t["class"], t["direction"], t["count"]) for t in result.totals)
+    ) == sorted(
+        (t["counter_id"], t["class_name"], t["direction"], t["count"]) for t in result.totals
+    )
 
     # Crossings: the same events, millisecond times.
     rows = q.crossings(wh.backend, camera.id, start, end).to_pylist()

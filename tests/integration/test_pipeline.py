@@ -110,7 +110,7 @@ def test_four_cameras_at_once_agree_with_the_reference(ray_cluster, scenes, mode
                 if n
             }
             have = {
-                (r["class"], r["direction"]): r["count"]
+                (r["class_name"], r["direction"]): r["count"]
                 for r in got
                 if r["camera_id"] == cam and r["counter_id"] == "line-main"
             }
