@@ -44,8 +44,7 @@ from actors.lifetime import end_with
 from actors.placement import ModelCoreAvoider
 from camcount.aggregation import Aggregator, AggregatorState, GroupSpec, Output, ShardCheckpoint
 from camcount.channels import Envelope
-from camcount.events import DeadLetter, WindowRow, group_by_type, to_arrow
-from camcount.processor import CountRow
+from camcount.events import CountRow, DeadLetter, WindowRow, group_by_type, to_arrow
 
 log = logging.getLogger("camcount.aggregator")
 
@@ -438,19 +437,7 @@ class AggregatorActor:
         return data
 
     def totals(self) -> list[CountRow]:
-        """Counts per camera key since start, in the form of ``camcount count --json``."""
-        rows: list[CountRow] = []
-        for (camera, counter, cls, direction), n in sorted(self._agg.totals.items()):
-            rows.append(
-                {
-                    "camera_id": camera,
-                    "counter_id": counter,
-                    "class_name": cls,
-                    "direction": direction,
-                    "count": n,
-                }
-            )
-        return rows
+        return self._agg.count_rows()
 
     def rows(self) -> list[WindowRow]:
         return list(self._rows)

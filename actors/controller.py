@@ -60,8 +60,7 @@ from camcount.aggregation import AggregatorState, GroupSpec, resplit, shard_rout
 from camcount.checkpoints import CheckpointStore, Manifest, PartInfo
 from camcount.checkpoints.states import CameraState
 from camcount.config import AppConfig, CameraConfig
-from camcount.events import DeadLetter, to_arrow
-from camcount.processor import CountRow, row_order
+from camcount.events import CountRow, DeadLetter, row_order, to_arrow
 
 log = logging.getLogger("camcount.controller")
 

@@ -47,7 +47,15 @@ from camcount.channels import (
     ReceiverState,
 )
 from camcount.errors import StateError
-from camcount.events import Crossing, DeadLetter, WindowKey, WindowRow, ZoneTransition
+from camcount.events import (
+    CountRow,
+    Crossing,
+    DeadLetter,
+    WindowKey,
+    WindowRow,
+    ZoneTransition,
+    count_row,
+)
 from camcount.windows import ClockState, LateEvent, WatermarkClock, WindowCounts, WindowState
 
 STATE_FORMAT_VERSION = 2
@@ -355,6 +363,11 @@ class Aggregator:
     @property
     def watermark(self) -> float:
         return self.windows.watermark
+
+    def count_rows(self) -> list[CountRow]:
+        """Counts per camera key since start, as ``camcount count --json``
+        prints a camera's: what ``replay`` and ``/status`` compare to it."""
+        return [count_row(*key, n) for key, n in sorted(self.totals.items())]
 
     def snapshot(self) -> AggregatorState:
         return AggregatorState(

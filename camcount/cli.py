@@ -265,7 +265,7 @@ def _synth_summary(
     """What ``synth --json`` prints: the files written, and the counts a
     perfect run must print, as rows of ``count --json``'s shape (a zone's
     visits as its enters and exits), so the two compare as they are."""
-    from camcount.processor import CountRow, row_order
+    from camcount.events import CountRow, row_order
     from camcount.synthetic import expected_rows
 
     camera_id = video.stem  # the camera of the config written beside it

@@ -24,7 +24,7 @@ from camcount.config import (
     load_config,
 )
 from camcount.detectors import DetectorSettings, build_detector
-from camcount.processor import CountRow
+from camcount.events import CountRow
 from camcount.reference import CountResult, count_video
 from camcount.synthetic import expected_rows, generate_scene, truth_path, write_scene
 

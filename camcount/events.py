@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypedDict, TypeVar, cast
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -291,3 +291,30 @@ def group_by_type(events: Sequence[object]) -> dict[type, list[object]]:
     for e in events:
         groups.setdefault(type(e), []).append(e)
     return groups
+
+
+class CountRow(TypedDict):
+    """A count since start, as ``count --json`` and ``replay --json`` print
+    it; ``class_name`` as the warehouse columns and live updates name it."""
+
+    camera_id: str
+    counter_id: str
+    class_name: str
+    direction: str
+    count: int
+
+
+def row_order(row: CountRow) -> tuple[str, str, str, str]:
+    """The one order count rows are printed and compared in, whichever
+    command made them (``count --json`` and ``replay --json`` agree)."""
+    return (row["camera_id"], row["counter_id"], row["class_name"], row["direction"])
+
+
+def count_row(camera: str, counter: str, cls: str, direction: str, n: int) -> CountRow:
+    return {
+        "camera_id": camera,
+        "counter_id": counter,
+        "class_name": cls,
+        "direction": direction,
+        "count": n,
+    }

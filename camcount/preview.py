@@ -19,7 +19,7 @@ from camcount import kalman
 from camcount.annotate import Image, draw_counted, draw_label
 from camcount.config import CameraConfig
 from camcount.detections import Detections
-from camcount.processor import CountRow
+from camcount.events import CountRow
 from camcount.tracking import TRACKED, TrackerState
 
 MAX_PREVIEW_FPS = 10.0

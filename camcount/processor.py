@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypedDict
 
 import numpy as np
 
@@ -17,7 +16,15 @@ from camcount.config import CameraConfig, TrackerConfig
 from camcount.counting import LineCounter, LineCounterState
 from camcount.detections import Detections
 from camcount.errors import GeometryError
-from camcount.events import Crossing, ZoneSample, ZoneTransition, ZoneVisit
+from camcount.events import (
+    CountRow,
+    Crossing,
+    ZoneSample,
+    ZoneTransition,
+    ZoneVisit,
+    count_row,
+    row_order,
+)
 from camcount.geometry import Anchor, Polygon, Segment, anchor_points, format_point, to_pixels
 from camcount.tracking import Tracker, TrackerSettings, TrackerState
 from camcount.zones import ZoneCounter, ZoneCounterState
@@ -135,12 +142,12 @@ class CameraProcessor:
         rows: list[CountRow] = []
         for line in self.lines:
             for (cls, direction), n in sorted(line.totals.items()):
-                rows.append(_row(self.camera.id, line.counter_id, cls, direction, n))
+                rows.append(count_row(self.camera.id, line.counter_id, cls, direction, n))
         for zone in self.zones:
             for cls, n in sorted(zone.entries.items()):
-                rows.append(_row(self.camera.id, zone.zone_id, cls, "enter", n))
+                rows.append(count_row(self.camera.id, zone.zone_id, cls, "enter", n))
             for cls, n in sorted(zone.exits.items()):
-                rows.append(_row(self.camera.id, zone.zone_id, cls, "exit", n))
+                rows.append(count_row(self.camera.id, zone.zone_id, cls, "exit", n))
         return sorted(rows, key=row_order)
 
     def snapshot(self) -> ProcessorState:
@@ -221,30 +228,3 @@ class _Shapes:
             corners = ", ".join(format_point(v) for v in vertices)
             raise self._refuse(what, f"the polygon {corners} lies wholly outside the frame", loc)
         return polygon
-
-
-class CountRow(TypedDict):
-    """A count since start, as ``count --json`` and ``replay --json`` print
-    it; ``class_name`` as the warehouse columns and live updates name it."""
-
-    camera_id: str
-    counter_id: str
-    class_name: str
-    direction: str
-    count: int
-
-
-def row_order(row: CountRow) -> tuple[str, str, str, str]:
-    """The one order count rows are printed and compared in, whichever
-    command made them (``count --json`` and ``replay --json`` agree)."""
-    return (row["camera_id"], row["counter_id"], row["class_name"], row["direction"])
-
-
-def _row(camera: str, counter: str, cls: str, direction: str, n: int) -> CountRow:
-    return {
-        "camera_id": camera,
-        "counter_id": counter,
-        "class_name": cls,
-        "direction": direction,
-        "count": n,
-    }

@@ -12,8 +12,8 @@ from typing import TypeVar
 
 from camcount.config import AppConfig, CameraConfig
 from camcount.detectors import Detector, FrameMeta
-from camcount.events import Crossing, WindowRow, ZoneSample, ZoneTransition, ZoneVisit
-from camcount.processor import CameraEvent, CameraProcessor, CountRow
+from camcount.events import CountRow, Crossing, WindowRow, ZoneSample, ZoneTransition, ZoneVisit
+from camcount.processor import CameraEvent, CameraProcessor
 from camcount.slicing import detect_sliced
 from camcount.video import DecodedFrame, VideoFile
 from camcount.windows import WatermarkClock, WindowCounts

@@ -29,7 +29,7 @@ from actors.controller import Controller
 from actors.placement import ModelCoreAvoider
 from actors.sink import start_sink
 from camcount.config import AppConfig, load_config, with_absolute_paths
-from camcount.processor import CountRow
+from camcount.events import CountRow
 from serve_app.api import SINK_NAME, ApiIngress
 from serve_app.auth import resolve_digests, token_digest
 from serve_app.detector import detector_app

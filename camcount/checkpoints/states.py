@@ -9,14 +9,16 @@ never the decoder's own.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from camcount.errors import StateError
 from camcount.processor import ProcessorState
 from camcount.video import SourcePosition
 
-CAMERA_STATE_VERSION = 1
+#: v2: count rows in ``totals`` name the class ``class_name`` (v1: ``class``);
+#: a v1 state is read by renaming the key.
+CAMERA_STATE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,14 @@ class CameraState:
 
     def check(self, camera_id: str) -> CameraState:
         """Refuse a snapshot of another camera or another format."""
+        if self.format_version == 1:
+            totals = tuple(
+                {("class_name" if k == "class" else k): v for k, v in row.items()}
+                for row in self.totals
+            )
+            return replace(self, format_version=CAMERA_STATE_VERSION, totals=totals).check(
+                camera_id
+            )
         if self.format_version != CAMERA_STATE_VERSION:
             raise StateError(
                 f"camera state v{self.format_version}, expected v{CAMERA_STATE_VERSION}"

@@ -4,6 +4,7 @@ live sequence blocks a restarted hub numbers on from."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from camcount.checkpoints import CheckpointStore, Manifest
 from camcount.checkpoints.sequence import SequenceBlocks
 from camcount.checkpoints.states import CAMERA_STATE_VERSION, CameraState
 from camcount.cli import main
+from camcount.errors import StateError
 from camcount.events import Crossing, Direction
 from camcount.livefeed import UpdateBuffer
 from camcount.video import SourcePosition
@@ -97,3 +99,28 @@ def test_a_restarted_hub_numbers_after_every_number_the_last_one_could_use(tmp_p
     # A client that saw 240 learns of the gap instead of getting reused numbers.
     assert resumed.since(240).gap
     assert len(list((tmp_path / "live").iterdir())) == 1  # older blocks are deleted
+
+
+def test_a_v1_camera_state_is_read_with_class_name_totals(tmp_path: Path) -> None:
+    """Checkpoints written before count rows said ``class_name`` still restore."""
+    row = {"camera_id": "gate", "counter_id": "door", "class": "person", "direction": "in"}
+    old = CameraState(
+        1, "gate", None, None, 0, 0, None, "finished", "ended", ({**row, "count": 2},)
+    )
+    store = CheckpointStore(tmp_path.as_uri())
+    store.write_part(1, "cameras", "gate", old)
+    stored = store.read_part(1, "cameras", "gate")
+    assert isinstance(stored, CameraState)
+    read = stored.check("gate")
+    assert read.format_version == CAMERA_STATE_VERSION
+    assert read.totals == (
+        {
+            "camera_id": "gate",
+            "counter_id": "door",
+            "class_name": "person",
+            "direction": "in",
+            "count": 2,
+        },
+    )
+    with pytest.raises(StateError, match="v0"):
+        replace(old, format_version=0).check("gate")

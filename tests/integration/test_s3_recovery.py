@@ -17,7 +17,7 @@ import ray
 
 from camcount.config import AppConfig, StorageConfig
 from camcount.detectors import DetectorSettings, build_detector
-from camcount.processor import row_order
+from camcount.events import row_order
 from camcount.reference import count_video
 from camcount.synthetic import SceneLayout, generate_scene, write_scene
 from serve_app.app import start_pipeline
