@@ -35,6 +35,8 @@ from serve_app.auth import resolve_digests, token_digest
 from serve_app.detector import detector_app
 from serve_app.live import LiveIngress
 
+log = logging.getLogger("camcount.app")
+
 DETECTOR_APP = "camcount"
 API_APP = "camcount-api"
 LIVE_APP = "camcount-live"
@@ -266,6 +268,13 @@ def start_pipeline(
             config.warehouse, config.storage.root, name=SINK_NAME, namespace=NAMESPACE
         )
     quiet = {"log_level": "WARNING", "enable_access_log": False}
+    if serve.status().proxies:  # started elsewhere: its address is fixed for its life
+        log.warning(
+            "Serve runs already in this Ray cluster: the API answers at its address, "
+            "not necessarily at api.host:api.port (%s:%s)",
+            config.api.host,
+            config.api.port,
+        )
     try:
         serve.start(
             http_options={"host": config.api.host, "port": config.api.port},
