@@ -437,9 +437,9 @@ class Controller:
 
     # ------------------------------------------------------------ cameras
 
-    async def add_camera(self, camera: dict[str, Any]) -> dict[str, Any]:
+    async def add_camera(self, cfg: CameraConfig) -> dict[str, Any]:
+        """A new camera, its config checked once where it entered (the API)."""
         await self._ensure_started()
-        cfg = CameraConfig.model_validate(camera)
         async with self._lock:
             if cfg.id in self._actors:
                 raise ValueError(f"camera {cfg.id!r} exists already")
@@ -558,7 +558,7 @@ class Controller:
             await self._record_cameras([], (camera_id,))
         return status
 
-    async def update_camera(self, camera: dict[str, Any]) -> dict[str, Any]:
+    async def update_camera(self, cfg: CameraConfig) -> dict[str, Any]:
         """New lines, zones or settings for a running camera.
 
         The camera's tracker state is carried into the new counters, and
@@ -566,7 +566,6 @@ class Controller:
         double counts a track that was mid-crossing.
         """
         await self._ensure_started()
-        cfg = CameraConfig.model_validate(camera)
         async with self._lock:
             actor = self._actors.get(cfg.id)
             if actor is None:

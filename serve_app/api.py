@@ -1,17 +1,19 @@
-"""The REST deployment: cameras, status, counts, previews, and the dashboard.
+"""The REST deployment: cameras, status, counts, previews, the dashboard
+and the API's own pages.
+
+A thin Serve shell: the routes and their models are
+``camcount.http.rest``'s, the OpenAPI document is generated from them
+(``camcount.http.openapi``), the app around them is the shell shared with
+the live deployment (``serve_app.ingress``). What stays here is the Ray
+side: ``ControllerClient``, the replica's typed view of the controller,
+the camera actors and the warehouse sink.
 
 Request/response routes only (the streams are ``serve_app/live.py``'s):
 Serve's ``max_ongoing_requests`` here is sized for requests that answer
-now. Handlers convert and call: the controller owns the topology, camera
-actors draw their previews, history comes from the warehouse sink when the
-pipeline has one, else from the aggregator shards' closed window rows
-(``fetch_counts``, the one place to change when every deployment has a
-warehouse). Parsing and the OpenAPI document are ``camcount.apischema``'s.
-
-Routes: ``/`` and ``/static/*`` (the dashboard: static files holding no
-data, open so a browser can load the page that then asks for a token),
-``/healthz`` (open), ``/openapi.json``, ``/status``, ``/cameras``,
-``/cameras/{id}``, ``/cameras/{id}/preview.jpg``, ``/counts``.
+now. Open without a token: ``/`` and ``/static/*`` (the dashboard: static
+files holding no data, so a browser can load the page that then asks for
+a token), ``/docs`` and ``/openapi.json`` (the API's description), and
+``/healthz``.
 """
 
 from __future__ import annotations
@@ -26,47 +28,32 @@ from pathlib import Path
 from typing import Any
 
 import ray
+from fastapi import FastAPI
 from ray import serve
 from ray.exceptions import RayActorError, RayTaskError
-from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.responses import FileResponse, Response
 from starlette.staticfiles import StaticFiles
 
-from camcount.apischema import (
-    CountsQuery,
-    camera_id,
-    count_row,
-    counts_answer,
-    counts_query,
-    new_camera,
-    openapi_document,
-    parse_json,
-    patched_camera,
-    wanted,
-)
 from camcount.config import ApiConfig, CameraConfig
-from camcount.errors import GeometryError, RequestError
+from camcount.errors import RequestError
+from camcount.http.counts import CountsQuery, count_row, wanted
 from camcount.http.limits import RateLimiter
-from camcount.source_rules import camera_source_allowed
-from serve_app.auth import Guard, TokenCheck, json_error
-from serve_app.history import require_known
+from camcount.http.openapi import openapi_document
+from camcount.http.rest import RestContext, rest_router
+from serve_app.auth import TokenCheck
+from serve_app.ingress import edge_app
 
 log = logging.getLogger("camcount.api")
 
 STATIC_DIR = Path(__file__).parent / "static"
-MAX_BODY_BYTES = 1 << 20
 CONTROLLER_TIMEOUT_S = 30.0
 SINK_LOOKUP_S = 10.0
 #: The pipeline's warehouse sink is a named actor (started by
 #: serve_app.app.start_pipeline), so API apps deployed on their own find it.
 SINK_NAME = "camcount-sink"
-_PUBLIC = ("/", "/healthz", "/favicon.ico")
-#: The page may load only what this app serves: nothing from the internet.
+_PUBLIC = ("/", "/healthz", "/favicon.ico", "/docs", "/openapi.json")
+#: The pages may load only what this app serves: nothing from the internet.
 PAGE_HEADERS = {
     "Cache-Control": "no-cache",
     "Content-Security-Policy": (
@@ -78,11 +65,6 @@ PAGE_HEADERS = {
 }
 
 
-def _params(request: Request) -> dict[str, list[str]]:
-    q = request.query_params
-    return {k: q.getlist(k) for k in q}
-
-
 def _unwrap(exc: BaseException) -> BaseException:
     """The user exception inside a Ray task error (KeyError, ValueError...)."""
     if isinstance(exc, RayTaskError):
@@ -92,9 +74,12 @@ def _unwrap(exc: BaseException) -> BaseException:
     return exc
 
 
-class Pipeline:
-    """The REST replica's view of the running pipeline: the controller,
-    found by name (again after a restart), and cached camera handles."""
+class ControllerClient:
+    """The REST replica's typed view of the running pipeline
+    (``camcount.http.controller.ControllerPort``): the controller, found
+    by name (again after a restart), cached camera handles, and the
+    warehouse sink. Configs travel as ``CameraConfig`` objects, checked
+    once at the edge."""
 
     def __init__(
         self, controller_name: str, namespace: str, sink: Any = None, find_sink: bool = True
@@ -107,7 +92,31 @@ class Pipeline:
         self._controller: Any = None
         self._cameras: dict[str, Any] = {}
 
-    async def controller(self) -> Any:
+    # ------------------------------------------------------------ controller
+
+    async def status(self) -> dict[str, Any]:
+        status: dict[str, Any] = await self._call(lambda c: c.status.remote())
+        return status
+
+    async def add_camera(self, cfg: CameraConfig) -> dict[str, Any]:
+        status: dict[str, Any] = await self._call(lambda c: c.add_camera.remote(cfg))
+        self._cameras.pop(cfg.id, None)
+        return status
+
+    async def update_camera(self, cfg: CameraConfig) -> dict[str, Any]:
+        status: dict[str, Any] = await self._call(lambda c: c.update_camera.remote(cfg))
+        return status
+
+    async def remove_camera(self, camera_id: str) -> dict[str, Any]:
+        status: dict[str, Any] = await self._call(lambda c: c.remove_camera.remote(camera_id))
+        self._cameras.pop(camera_id, None)
+        return status
+
+    async def shard_handles(self) -> list[Any]:
+        shards: list[Any] = await self._call(lambda c: c.shard_handles.remote())
+        return shards
+
+    async def _controller_handle(self) -> Any:
         if self._controller is None:
             try:
                 self._controller = await asyncio.to_thread(
@@ -116,6 +125,58 @@ class Pipeline:
             except ValueError:
                 raise RequestError("unavailable", "the pipeline is not running", 503) from None
         return self._controller
+
+    async def _call(self, make: Any) -> Any:
+        """One controller call; its KeyError/ValueError come back as themselves."""
+        controller = await self._controller_handle()
+        try:
+            return await asyncio.wait_for(make(controller), CONTROLLER_TIMEOUT_S)
+        except RayActorError:
+            self._controller = None
+            raise RequestError("unavailable", "the pipeline controller is gone", 503) from None
+        except TimeoutError:
+            raise RequestError("unavailable", "the pipeline controller is busy", 503) from None
+        except RayTaskError as exc:
+            raise _unwrap(exc) from None
+
+    # ------------------------------------------------------------ cameras
+
+    async def camera_config(self, camera_id: str) -> dict[str, Any]:
+        config: dict[str, Any] = await self._camera_call(camera_id, lambda h: h.config.remote())
+        return config
+
+    async def camera_status(self, camera_id: str) -> dict[str, Any]:
+        status: dict[str, Any] = await self._camera_call(camera_id, lambda h: h.status.remote())
+        return status
+
+    async def camera_preview(self, camera_id: str, max_fps: float) -> bytes | None:
+        jpeg: bytes | None = await self._camera_call(camera_id, lambda h: h.preview.remote(max_fps))
+        return jpeg
+
+    async def _camera(self, camera_id: str) -> Any:
+        handle = self._cameras.get(camera_id)
+        if handle is None:
+            try:
+                handle = await self._call(lambda c: c.camera_handle.remote(camera_id))
+            except KeyError:
+                raise RequestError("not_found", f"no camera {camera_id!r}", 404) from None
+            self._cameras[camera_id] = handle
+        return handle
+
+    async def _camera_call(self, camera_id: str, make: Any) -> Any:
+        """A camera actor's method; a stale handle (camera re-added, or
+        restarted by the controller) is looked up again once."""
+        for attempt in (0, 1):
+            handle = await self._camera(camera_id)
+            try:
+                return await make(handle)
+            except RayActorError:
+                self._cameras.pop(camera_id, None)
+                if attempt:
+                    raise RequestError("not_found", f"camera {camera_id!r} is gone", 404) from None
+        raise AssertionError("unreachable")
+
+    # ------------------------------------------------------------ history
 
     async def sink(self) -> Any:
         """The warehouse sink: the one given, else the pipeline's named sink
@@ -132,190 +193,25 @@ class Pipeline:
                 self._sink = await asyncio.to_thread(ray.get_actor, SINK_NAME, self._namespace)
         return self._sink
 
-    async def sink_query(self, sink: Any, name: str, params: dict[str, Any]) -> Any:
-        try:
-            return await sink.query.remote(name, params)
-        except RayActorError:
-            self._sink, self._sink_looked_at = None, 0.0
-            raise RequestError("unavailable", "the warehouse sink is gone", 503) from None
-
-    async def call(self, method: str, *args: Any) -> Any:
-        """A controller method; its KeyError/ValueError come back as themselves."""
-        controller = await self.controller()
-        try:
-            return await asyncio.wait_for(
-                getattr(controller, method).remote(*args), CONTROLLER_TIMEOUT_S
-            )
-        except RayActorError:
-            self._controller = None
-            raise RequestError("unavailable", "the pipeline controller is gone", 503) from None
-        except TimeoutError:
-            raise RequestError("unavailable", "the pipeline controller is busy", 503) from None
-        except RayTaskError as exc:
-            raise _unwrap(exc) from None
-
-    async def camera(self, cam_id: str) -> Any:
-        handle = self._cameras.get(cam_id)
-        if handle is None:
-            try:
-                handle = await self.call("camera_handle", cam_id)
-            except KeyError:
-                raise RequestError("not_found", f"no camera {cam_id!r}", 404) from None
-            self._cameras[cam_id] = handle
-        return handle
-
-    def forget(self, cam_id: str) -> None:
-        self._cameras.pop(cam_id, None)
-
-    async def camera_call(self, cam_id: str, method: str, *args: Any) -> Any:
-        """A camera actor's method; a stale handle (camera re-added, or
-        restarted by the controller) is looked up again once."""
-        for attempt in (0, 1):
-            handle = await self.camera(cam_id)
-            try:
-                return await getattr(handle, method).remote(*args)
-            except RayActorError:
-                self.forget(cam_id)
-                if attempt:
-                    raise RequestError("not_found", f"camera {cam_id!r} is gone", 404) from None
-        raise AssertionError("unreachable")
-
-
-class ApiService:
-    """The REST routes of one replica."""
-
-    def __init__(
-        self,
-        settings: ApiConfig,
-        token_digests: Sequence[str],
-        pipeline: Pipeline,
-        window_sizes: Sequence[int],
-    ) -> None:
-        self.settings = settings
-        self.check = TokenCheck(token_digests)
-        self.limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
-        self.pipeline = pipeline
-        self.window_sizes = tuple(sorted(window_sizes))
-        self._openapi = openapi_document(self.window_sizes)
-
-    async def index(self, request: Request) -> Response:
-        return FileResponse(STATIC_DIR / "index.html", headers=PAGE_HEADERS)
-
-    async def favicon(self, request: Request) -> Response:
-        return Response(status_code=204)
-
-    async def health(self, request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok", "auth": self.check.configured})
-
-    async def openapi(self, request: Request) -> JSONResponse:
-        return JSONResponse(self._openapi)
-
-    async def status(self, request: Request) -> JSONResponse:
-        status = await self.pipeline.call("status")
-        now = time.time()
-        for cam in status.get("cameras", []):
-            cam["lag_s"] = _lag(cam, now)
-        status["window_sizes_s"] = list(self.window_sizes)
-        status["preview_fps"] = self.settings.preview_fps
-        return JSONResponse(status)
-
-    # ------------------------------------------------------------ cameras
-
-    async def _view(self, cam_id: str, status: dict[str, Any] | None = None) -> dict[str, Any]:
-        config = await self.pipeline.camera_call(cam_id, "config")
-        if status is None:
-            status = await self.pipeline.camera_call(cam_id, "status")
-        status = {**status, "lag_s": _lag(status, time.time())}
-        return {"config": config, "status": status}
-
-    async def list_cameras(self, request: Request) -> JSONResponse:
-        status = await self.pipeline.call("status")
-        cams = status.get("cameras", [])
-        views = await asyncio.gather(
-            *(self._view(c["camera_id"], c) for c in cams), return_exceptions=True
-        )
-        out = [v for v in views if isinstance(v, dict)]  # a camera removed meanwhile drops out
-        return JSONResponse({"cameras": out})
-
-    async def add_camera(self, request: Request) -> JSONResponse:
-        cfg = new_camera(parse_json(await request.body()))
-        await asyncio.to_thread(camera_source_allowed, cfg.source, self.settings.sources)
-        try:
-            await self.pipeline.call("add_camera", cfg.model_dump(mode="json"))
-        except ValueError as exc:
-            raise RequestError("exists", str(exc), 409) from None
-        self.pipeline.forget(cfg.id)
-        log.info("camera %s added", cfg.id)
-        return JSONResponse(
-            await self._view(cfg.id), status_code=201, headers={"Location": f"/cameras/{cfg.id}"}
-        )
-
-    async def get_camera(self, request: Request) -> JSONResponse:
-        return JSONResponse(await self._view(camera_id(request.path_params["camera_id"])))
-
-    async def update_camera(self, request: Request) -> JSONResponse:
-        cam_id = camera_id(request.path_params["camera_id"])
-        body = parse_json(await request.body())
-        current = CameraConfig.model_validate(await self.pipeline.camera_call(cam_id, "config"))
-        cfg = patched_camera(current, body)
-        try:
-            await self.pipeline.call("update_camera", cfg.model_dump(mode="json"))
-        except KeyError:
-            raise RequestError("not_found", f"no camera {cam_id!r}", 404) from None
-        except GeometryError as exc:  # valid alone, not in this camera's frame
-            loc = [str(p) for p in exc.loc]
-            detail = [{"loc": loc, "msg": str(exc), "type": "geometry"}]
-            raise RequestError("invalid", str(exc), 422, detail) from None
-        except ValueError as exc:
-            raise RequestError("conflict", str(exc), 409) from None
-        log.info("camera %s updated", cam_id)
-        return JSONResponse(await self._view(cam_id))
-
-    async def remove_camera(self, request: Request) -> JSONResponse:
-        cam_id = camera_id(request.path_params["camera_id"])
-        try:
-            status = await self.pipeline.call("remove_camera", cam_id)
-        except KeyError:
-            raise RequestError("not_found", f"no camera {cam_id!r}", 404) from None
-        self.pipeline.forget(cam_id)
-        log.info("camera %s removed", cam_id)
-        return JSONResponse({"camera_id": cam_id, "removed": True, "status": status})
-
-    async def preview(self, request: Request) -> Response:
-        cam_id = camera_id(request.path_params["camera_id"])
-        jpeg = await self.pipeline.camera_call(cam_id, "preview", self.settings.preview_fps)
-        if jpeg is None:
-            raise RequestError(
-                "no_frame_yet", f"camera {cam_id!r} has no frame yet; ask again shortly", 404
-            )
-        return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
-
-    # ------------------------------------------------------------ counts
-
-    async def counts(self, request: Request) -> JSONResponse:
-        q = counts_query(_params(request), self.window_sizes)
-        rows, source = await self.fetch_counts(q)
-        if not rows:
-            await require_known(self.pipeline, q.camera_id)
-        return JSONResponse(counts_answer(q, rows, source))
-
-    async def fetch_counts(self, q: CountsQuery) -> tuple[list[dict[str, Any]], str]:
+    async def window_counts(self, q: CountsQuery) -> tuple[list[dict[str, Any]], str]:
         """Closed window rows answering ``q``: from the warehouse sink when
-        the pipeline has one, else from the aggregator shards' memory."""
-        sink = await self.pipeline.sink()
+        the pipeline has one, else from the aggregator shards' memory (the
+        one place to change when every deployment has a warehouse)."""
+        sink = await self.sink()
         if sink is not None:
-            table = await self.pipeline.sink_query(
-                sink,
-                "window_counts",
-                {
-                    "camera_id": q.camera_id,
-                    "counter_id": q.counter_id,
-                    "class_name": q.class_name,
-                    "window_size_s": q.window_size_s,
-                    "start": math.floor(q.start),
-                    "end": math.ceil(q.end),
-                },
-            )
+            params = {
+                "camera_id": q.camera_id,
+                "counter_id": q.counter_id,
+                "class_name": q.class_name,
+                "window_size_s": q.window_size_s,
+                "start": math.floor(q.start),
+                "end": math.ceil(q.end),
+            }
+            try:
+                table = await sink.query.remote("window_counts", params)
+            except RayActorError:
+                self._sink, self._sink_looked_at = None, 0.0
+                raise RequestError("unavailable", "the warehouse sink is gone", 503) from None
             rows = [
                 count_row(
                     q.camera_id,
@@ -329,8 +225,8 @@ class ApiService:
                 for r in table.to_pylist()
             ]
             return [r for r in rows if wanted(q, r)], "warehouse"
-        shards = await self.pipeline.call("shard_handles")
         found: list[dict[str, Any]] = []
+        shards = await self.shard_handles()
         for shard_rows in await asyncio.gather(*(s.rows.remote() for s in shards)):
             for w in shard_rows:
                 row = count_row(
@@ -346,83 +242,101 @@ class ApiService:
                     found.append(row)
         return found, "aggregator"
 
+    async def camera_known(self, camera_id: str) -> bool:
+        """Running now, or with history: a camera removed through the API
+        keeps its rows in the warehouse, and those stay readable. History
+        is the warehouse's (``camera_seen``: a row in the cameras table,
+        current or removed, or a window count; groups, ``group:ID``, have
+        only the latter) when the pipeline has a sink, else the shards'
+        closed window rows in memory."""
+        try:
+            await self._camera(camera_id)
+            return True
+        except RequestError as exc:
+            if exc.status != 404:
+                raise
+        sink = await self.sink()
+        if sink is not None:
+            try:
+                seen = await sink.query.remote("camera_seen", {"camera_id": camera_id})
+            except RayActorError:
+                self._sink, self._sink_looked_at = None, 0.0
+                raise RequestError("unavailable", "the warehouse sink is gone", 503) from None
+            return bool(seen.num_rows)
+        shards = await self.shard_handles()
+        for rows in await asyncio.gather(*(s.rows.remote() for s in shards)):
+            if any(w.camera_id == camera_id for w in rows):
+                return True
+        return False
 
-def _lag(status: dict[str, Any], now: float) -> float | None:
-    """Seconds behind the capture clock: live sources only (a file's event
-    time is its configured start time plus its position)."""
-    last = status.get("last_frame_time")
-    if last is None or not str(status.get("source", "")).count("://"):
-        return None
-    return round(max(0.0, now - float(last)), 3)
+
+class ApiService:
+    """One replica's REST state: settings, token check, rate limits and
+    the controller client the routes read through ``RestContext``."""
+
+    def __init__(
+        self,
+        settings: ApiConfig,
+        token_digests: Sequence[str],
+        controller: ControllerClient,
+        window_sizes: Sequence[int],
+    ) -> None:
+        self.settings = settings
+        self.check = TokenCheck(token_digests)
+        self.limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
+        self.controller = controller
+        self.window_sizes = tuple(sorted(window_sizes))
+        self.context = RestContext(
+            controller=controller,
+            window_sizes=self.window_sizes,
+            preview_fps=settings.preview_fps,
+            auth_configured=self.check.configured,
+            sources=settings.sources,
+        )
+
+    async def fetch_counts(self, q: CountsQuery) -> tuple[list[dict[str, Any]], str]:
+        return await self.controller.window_counts(q)
 
 
-async def _request_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestError)
-    headers = {"Retry-After": "2"} if exc.status == 503 else None
-    return json_error(exc.status, exc.code, exc.message, exc.detail, headers)
+async def _index(request: Request) -> Response:
+    return FileResponse(STATIC_DIR / "index.html", headers=PAGE_HEADERS)
 
 
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    codes = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
-    return json_error(
-        exc.status_code,
-        codes.get(exc.status_code, "http_error"),
-        str(exc.detail),
-        headers=exc.headers,
-    )
+async def _docs(request: Request) -> Response:
+    return FileResponse(STATIC_DIR / "docs.html", headers=PAGE_HEADERS)
 
 
-async def _internal_error(request: Request, exc: Exception) -> Response:
-    log.error("unhandled error on %s %s: %r", request.method, request.url.path, exc)
-    return json_error(500, "internal_error", "unexpected error; see the replica's log")
+async def _favicon(request: Request) -> Response:
+    return Response(status_code=204)
 
 
 def _is_public(path: str) -> bool:
     return path in _PUBLIC or path.startswith("/static/")
 
 
-def build_api_app(service: ApiService) -> Starlette:
-    settings = service.settings
-    return Starlette(
-        routes=[
-            Route("/", service.index),
-            Route("/favicon.ico", service.favicon),
-            Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
-            Route("/healthz", service.health),
-            Route("/openapi.json", service.openapi),
-            Route("/status", service.status),
-            Route("/cameras", service.list_cameras, methods=["GET"]),
-            Route("/cameras", service.add_camera, methods=["POST"]),
-            Route("/cameras/{camera_id}", service.get_camera, methods=["GET"]),
-            Route("/cameras/{camera_id}", service.update_camera, methods=["PATCH"]),
-            Route("/cameras/{camera_id}", service.remove_camera, methods=["DELETE"]),
-            Route("/cameras/{camera_id}/preview.jpg", service.preview),
-            Route("/counts", service.counts),
-        ],
-        middleware=[
-            Middleware(
-                CORSMiddleware,
-                allow_origins=list(settings.cors_origins),
-                allow_methods=["GET", "POST", "PATCH", "DELETE"],
-                allow_headers=["Authorization", "Content-Type"],
-            ),
-            Middleware(
-                Guard,
-                check=service.check,
-                limiter=service.limiter,
-                public=_is_public,
-                query_allowed=lambda path: path.endswith("/preview.jpg"),
-                app_name="api",
-            ),
-        ],
-        exception_handlers={
-            RequestError: _request_error,
-            HTTPException: _http_error,
-            Exception: _internal_error,
-        },
-        max_body_size=MAX_BODY_BYTES,
+def build_api_app(service: ApiService) -> FastAPI:
+    app = edge_app(
+        settings=service.settings,
+        check=service.check,
+        limiter=service.limiter,
+        app_name="api",
+        public=_is_public,
+        query_allowed=lambda path: path.endswith("/preview.jpg"),
+        allow_methods=("GET", "POST", "PATCH", "DELETE"),
+        allow_headers=("Authorization", "Content-Type"),
+        openapi_url="/openapi.json",
     )
+    app.state.rest = service.context
+    app.include_router(rest_router(service.window_sizes))
+    app.add_route("/", _index, include_in_schema=False)
+    app.add_route("/docs", _docs, include_in_schema=False)
+    app.add_route("/favicon.ico", _favicon, include_in_schema=False)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    # Served at /openapi.json: this app's routes and the live app's, which
+    # Serve puts at /live on the same origin (FastAPI's documented override).
+    document = openapi_document(service.window_sizes)
+    app.openapi = lambda: document  # type: ignore[method-assign]
+    return app
 
 
 @serve.deployment(name="Api", max_ongoing_requests=100, ray_actor_options={"num_cpus": 0})
@@ -439,10 +353,10 @@ class ApiIngress:
         window_sizes: Sequence[int],
         sink: Any = None,
     ) -> None:
-        pipeline = Pipeline(controller_name, namespace, sink)
+        controller = ControllerClient(controller_name, namespace, sink)
         self.service = ApiService(
-            ApiConfig.model_validate(settings), token_digests, pipeline, window_sizes
+            ApiConfig.model_validate(settings), token_digests, controller, window_sizes
         )
 
-    def __serve_build_asgi_app__(self) -> Starlette:
+    def __serve_build_asgi_app__(self) -> FastAPI:
         return build_api_app(self.service)

@@ -35,6 +35,8 @@ from serve_app.auth import resolve_digests, token_digest
 from serve_app.detector import detector_app
 from serve_app.live import LiveIngress
 
+log = logging.getLogger("camcount.app")
+
 DETECTOR_APP = "camcount"
 API_APP = "camcount-api"
 LIVE_APP = "camcount-live"
@@ -162,15 +164,10 @@ class Pipeline:
 
     @property
     def api_url(self) -> str:
-        """Where Serve's proxy listens (a Serve started earlier in this Ray
-        session keeps its port, whatever this config says)."""
+        """Where Serve's proxy listens: the config's address (Serve is
+        started with it, and shut down when the last application of a run
+        goes, so the next run in the same Ray session gets its own)."""
         host, port = self.config.api.host, self.config.api.port
-        with contextlib.suppress(Exception):  # no Serve client: the config's address
-            from ray.serve.context import _get_global_client
-
-            client = _get_global_client()
-            if client is not None:
-                host, port = client.http_config.host, client.http_config.port
         if host in ("0.0.0.0", "::", ""):
             host = "127.0.0.1"
         return f"http://{host}:{port}"
@@ -200,8 +197,8 @@ class Pipeline:
                     ray.get(self.sink.close.remote(), timeout=60)
                 finally:
                     ray.kill(self.sink)
-            with contextlib.suppress(Exception):
-                serve.delete(DETECTOR_APP)
+            _delete_apps(DETECTOR_APP)
+            _shutdown_idle_serve()
             self._keep_off_model.release()
         return outcome
 
@@ -223,18 +220,29 @@ def _call(make: Callable[[], Any], timeout_s: float | None = None, tries: int = 
     raise AssertionError("unreachable")
 
 
-def _delete_apps(*names: str) -> None:
-    """Delete and wait for them together (Serve takes seconds per wait)."""
-    with contextlib.suppress(Exception):  # never deployed, or already gone
-        from ray.serve.context import _get_global_client
-
-        client = _get_global_client()
-        if client is not None:
-            client.delete_apps(list(names), blocking=True)
-            return
+def _delete_apps(*names: str, timeout_s: float = 60.0) -> None:
+    """Delete them together and wait once (a blocking delete waits seconds
+    for each), until Serve no longer lists any of them."""
     for name in names:
-        with contextlib.suppress(Exception):
-            serve.delete(name)
+        with contextlib.suppress(Exception):  # never deployed, or already gone
+            serve.delete(name, _blocking=False)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            running = serve.status().applications
+        except Exception:  # Serve itself is gone: so are they
+            return
+        if not any(name in running for name in names):
+            return
+        time.sleep(0.2)
+
+
+def _shutdown_idle_serve() -> None:
+    """Shut Serve down once it runs no application: its HTTP address is
+    fixed for its life, and the next run's config names its own."""
+    with contextlib.suppress(Exception):
+        if not serve.status().applications:
+            serve.shutdown()
 
 
 def start_pipeline(
@@ -260,6 +268,13 @@ def start_pipeline(
             config.warehouse, config.storage.root, name=SINK_NAME, namespace=NAMESPACE
         )
     quiet = {"log_level": "WARNING", "enable_access_log": False}
+    if serve.status().proxies:  # started elsewhere: its address is fixed for its life
+        log.warning(
+            "Serve runs already in this Ray cluster: the API answers at its address, "
+            "not necessarily at api.host:api.port (%s:%s)",
+            config.api.host,
+            config.api.port,
+        )
     try:
         serve.start(
             http_options={"host": config.api.host, "port": config.api.port},

@@ -10,16 +10,14 @@ open by accident.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 from urllib.parse import parse_qs
 
 from ray.util import metrics
 from starlette.datastructures import Headers
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from camcount.http.errors import error_body
+from camcount.http.errors import json_error
 from camcount.http.limits import RateLimiter
 from camcount.http.tokens import (
     LABEL_CHARS,
@@ -79,16 +77,6 @@ def request_token(scope: Scope, allow_query: bool) -> str | None:
     if token is None and allow_query:
         token = query_token(scope)
     return token
-
-
-def json_error(
-    status: int,
-    code: str,
-    message: str,
-    detail: Any = None,
-    headers: Mapping[str, str] | None = None,
-) -> JSONResponse:
-    return JSONResponse(error_body(code, message, detail), status_code=status, headers=headers)
 
 
 class Guard:

@@ -30,15 +30,12 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import ray
+from fastapi import FastAPI
 from ray import serve
 from ray.util import metrics
-from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from camcount.config import ApiConfig
@@ -68,7 +65,9 @@ from camcount.http.live import (
     resume_point,
     sse_frame,
 )
-from serve_app.auth import Guard, TokenCheck, json_error, request_token
+from camcount.http.live_routes import live_router
+from serve_app.auth import TokenCheck, request_token
+from serve_app.ingress import edge_app
 
 log = logging.getLogger("camcount.live")
 
@@ -518,52 +517,29 @@ class LiveService:
         )
 
 
-async def _request_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestError)
-    return json_error(exc.status, exc.code, exc.message, exc.detail)
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    codes = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
-    return json_error(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
-
-
-def build_live_app(service: LiveService) -> Starlette:
+def build_live_app(service: LiveService) -> FastAPI:
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await service.start()
         try:
             yield
         finally:
             await service.stop()
 
-    settings = service.settings
-    return Starlette(
-        routes=[
-            WebSocketRoute("/ws", service.websocket),
-            Route("/events", service.events),
-            Route("/poll", service.poll),
-            Route("/healthz", service.health),
-        ],
-        middleware=[
-            Middleware(
-                CORSMiddleware,
-                allow_origins=list(settings.cors_origins),
-                allow_headers=["Authorization", "Last-Event-ID"],
-            ),
-            Middleware(
-                Guard,
-                check=service.check,
-                limiter=service.limiter,
-                public=lambda path: path == "/healthz",
-                query_allowed=lambda path: path == "/events",
-                app_name="live",
-            ),
-        ],
-        exception_handlers={RequestError: _request_error, HTTPException: _http_error},
+    app = edge_app(
+        settings=service.settings,
+        check=service.check,
+        limiter=service.limiter,
+        app_name="live",
+        public=lambda path: path == "/healthz",
+        query_allowed=lambda path: path == "/events",
+        allow_headers=("Authorization", "Last-Event-ID"),
         lifespan=lifespan,
     )
+    app.state.live = service
+    app.include_router(live_router())
+    app.router.routes.append(WebSocketRoute("/ws", service.websocket))
+    return app
 
 
 @serve.deployment(name="Live", max_ongoing_requests=2000, ray_actor_options={"num_cpus": 0})
@@ -583,5 +559,5 @@ class LiveIngress:
             ApiConfig.model_validate(settings), token_digests, controller_name, namespace, hub
         )
 
-    def __serve_build_asgi_app__(self) -> Starlette:
+    def __serve_build_asgi_app__(self) -> FastAPI:
         return build_live_app(self.service)

@@ -182,7 +182,7 @@
     const p = cam.rows.get(r.window_start) || { t: r.window_start, in: 0, out: 0, parts: new Map() };
     // A row is final and keyed: the same row twice (a resume) changes nothing.
     // /counts names the class `class`, a live window_row `class_name`
-    const cls = r.class ?? r.class_name;
+    const cls = r.class_name;
     p.parts.set(`${r.counter_id}\u0000${cls}\u0000${dir}`, [side, r.count]);
     p.in = 0;
     p.out = 0;

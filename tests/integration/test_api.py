@@ -31,7 +31,6 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from camcount.apischema import counts_answer, counts_query
 from camcount.config import (
     ApiConfig,
     AppConfig,
@@ -43,12 +42,12 @@ from camcount.config import (
     WarehouseConfig,
     load_config,
 )
+from camcount.http.counts import counts_answer, counts_query
 from camcount.http.limits import RateLimiter
 from camcount.synthetic import generate_scene, write_scene
-from serve_app.api import ApiService, Pipeline
+from serve_app.api import ApiService, ControllerClient
 from serve_app.app import CONTROLLER_NAME, NAMESPACE, start_pipeline
 from serve_app.auth import Guard, TokenCheck, resolve_digests, token_digest
-from serve_app.history import camera_known
 from tests.integration.conftest import free_port
 
 pytestmark = pytest.mark.integration
@@ -380,11 +379,11 @@ def test_cameras_round_trip_while_running_and_counts_history(api: Api) -> None:
         assert sum(r["count"] for r in counts["rows"]) == want
         assert all(r["window_size_s"] == 10 for r in counts["rows"])
         q = counts_query({"camera": ["rest-a"], "counter": ["line-main"]}, [10, 60])
-        alone = Pipeline(CONTROLLER_NAME, NAMESPACE, find_sink=False)
+        alone = ControllerClient(CONTROLLER_NAME, NAMESPACE, find_sink=False)
         rows, source = asyncio.run(ApiService(ApiConfig(), (), alone, [10, 60]).fetch_counts(q))
         assert source == "aggregator" and counts_answer(q, rows, "x")["rows"] == counts["rows"]
         # An API deployed on its own (serve deploy) finds the pipeline's named sink.
-        found = Pipeline(CONTROLLER_NAME, NAMESPACE)
+        found = ControllerClient(CONTROLLER_NAME, NAMESPACE)
         rows, source = asyncio.run(ApiService(ApiConfig(), (), found, [10, 60]).fetch_counts(q))
         assert source == "warehouse" and counts_answer(q, rows, "x")["rows"] == counts["rows"]
         assert c.delete("/cameras/rest-a").json()["removed"] is True
@@ -396,8 +395,8 @@ def test_cameras_round_trip_while_running_and_counts_history(api: Api) -> None:
         for params in ({"camera": "nope"}, {"camera": "nope", "window": 60}):
             nope = c.get("/counts", params=params)
             assert nope.status_code == 404 and nope.json()["error"] == "not_found", nope.text
-        nope_alone = asyncio.run(camera_known(alone, "nope"))
-        assert asyncio.run(camera_known(alone, "rest-a")) and not nope_alone
+        nope_alone = asyncio.run(alone.camera_known("nope"))
+        assert asyncio.run(alone.camera_known("rest-a")) and not nope_alone
 
 
 def test_a_preview_is_drawn_only_once_someone_watches(api: Api) -> None:

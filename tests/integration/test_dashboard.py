@@ -117,3 +117,54 @@ def test_the_dashboard_shows_a_preview_and_counts_that_change(dashboard: str) ->
     # kept); nothing else failed
     assert all(u.endswith("/preview.jpg") for u in failed), failed
     assert [e for e in errors if not e.startswith("Failed to load resource")] == []
+
+
+def test_the_api_docs_page_lists_every_route_offline(dashboard: str) -> None:
+    """/docs, without a token and with every request off this app aborted,
+    shows each route of /openapi.json with its method, summary, parameters
+    and models."""
+    import httpx
+
+    doc = httpx.get(f"{dashboard}/openapi.json", timeout=30).json()  # public, like /docs
+    operations = [
+        (method.upper(), path, op)
+        for path, item in doc["paths"].items()
+        for method, op in item.items()
+        if method in ("get", "post", "patch", "delete")
+    ]
+    origin = dashboard.rstrip("/")
+    outside: list[str] = []
+
+    def only_this_app(route: Any) -> None:
+        if route.request.url.startswith(origin):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.route("**/*", only_this_app)
+            page.goto(f"{dashboard}/docs")
+            page.locator('#routes[aria-busy="false"]').wait_for(timeout=20_000)
+            shown = page.locator("article.route")
+            assert shown.count() == len(operations) >= 10
+            for method, path, op in operations:
+                card = page.locator(f'article.route[data-method="{method}"][data-path="{path}"]')
+                assert card.count() == 1, (method, path)
+                assert op.get("summary", "") in card.locator(".summary").inner_text()
+                for param in op.get("parameters", []):
+                    assert card.locator(f'tr[data-param="{param["name"]}"]').count() == 1
+            add = page.locator('article.route[data-method="POST"][data-path="/cameras"]')
+            assert add.locator("[data-body]").inner_text() == "CameraConfig"
+            assert "Camera" in add.locator('tr[data-status="201"]').inner_text()
+            assert "ErrorBody" in add.locator('tr[data-status="422"]').inner_text()
+            assert page.locator("#model-CameraPatch").count() == 1
+            assert page.locator("#docs-error").is_hidden() and errors == []
+        finally:
+            browser.close()
+    assert outside == []  # nothing was asked of anywhere else

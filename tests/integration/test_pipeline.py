@@ -54,7 +54,7 @@ def warehouse_totals(sink, size_s: int) -> list[dict]:
         {
             "camera_id": r["camera_id"],
             "counter_id": r["counter_id"],
-            "class": r["class_name"],
+            "class_name": r["class_name"],
             "direction": r["direction"],
             "count": int(r["n"]),
         }

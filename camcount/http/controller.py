@@ -1,0 +1,54 @@
+"""What the REST routes need from the running pipeline, as a typed port.
+
+``serve_app.api.ControllerClient`` implements it over Ray handles; the
+routes in ``camcount.http.rest`` are written against this protocol only,
+so they hold no Ray and no method names as strings. Errors keep the
+controller's meaning: ``KeyError`` for an unknown camera, ``ValueError``
+for a conflict (``GeometryError`` when lines or zones do not fit the
+frame), ``RequestError`` for an unreachable pipeline (503).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from camcount.config import CameraConfig
+from camcount.http.counts import CountsQuery
+
+
+class ControllerPort(Protocol):
+    async def status(self) -> dict[str, Any]:
+        """The pipeline's status: every camera's, shards, checkpoints."""
+        ...
+
+    async def add_camera(self, cfg: CameraConfig) -> dict[str, Any]:
+        """Starts the camera; ``ValueError`` when its id is taken."""
+        ...
+
+    async def update_camera(self, cfg: CameraConfig) -> dict[str, Any]:
+        """New lines, zones or settings for a running camera."""
+        ...
+
+    async def remove_camera(self, camera_id: str) -> dict[str, Any]:
+        """Stops the camera; returns its final status."""
+        ...
+
+    async def camera_config(self, camera_id: str) -> dict[str, Any]:
+        """The camera's config as its actor runs it (JSON)."""
+        ...
+
+    async def camera_status(self, camera_id: str) -> dict[str, Any]: ...
+
+    async def camera_preview(self, camera_id: str, max_fps: float) -> bytes | None:
+        """The latest annotated frame as JPEG, None before there is one."""
+        ...
+
+    async def window_counts(self, q: CountsQuery) -> tuple[list[dict[str, Any]], str]:
+        """Closed window rows answering ``q`` and where they came from
+        (``warehouse`` or ``aggregator``)."""
+        ...
+
+    async def camera_known(self, camera_id: str) -> bool:
+        """Whether the pipeline runs the camera now or has its history
+        (a camera removed through the API keeps its counts readable)."""
+        ...
