@@ -379,6 +379,52 @@ def test_people_crossing_each_other_keep_their_identities(
     assert outcome.counts == (2, 2)
 
 
+def weak_while(start: int, stop: int, weak_score: float = 0.35, score: float = 0.9) -> Score:
+    """Seen at ``score``, but only at ``weak_score`` (below the high
+    threshold) for the frames [start, stop): a person half hidden, or turned
+    away, while someone beside them is seen clearly."""
+    return lambda i: weak_score if start <= i < stop else score
+
+
+SWAPS = [
+    # (name, movers, line y). A track's own detection is weak in the frames
+    # where a neighbour's strong box overlaps the track's prediction: the
+    # track keeps its own box (it overlaps the prediction far better), and
+    # the neighbour gets a track of its own. Both cross the line (y grows:
+    # "in"), each with one identity.
+    (
+        # Walking down together; the second appears half a box below and
+        # to the side of the first and walks away from it, faster.
+        "side by side, then diverging, the first weak as the second appears",
+        [
+            Mover((300.0, 200.0), (0.0, 3.0), PERSON_BOX, score=weak_while(10, 16)),
+            Mover((315.0, 255.0), (6.0, 5.0), PERSON_BOX, first=10),
+        ],
+        400.0,
+    ),
+    (
+        # Crossing paths: the second, first seen as it steps out beside the
+        # first, a little lower in the image, walks across in front of it
+        # while the first is half hidden.
+        "crossing paths, the one behind weak while the other passes",
+        [
+            Mover((300.0, 200.0), (0.0, 3.0), PERSON_BOX, score=weak_while(10, 22)),
+            Mover((265.0, 270.0), (7.0, 4.0), PERSON_BOX, first=10),
+        ],
+        400.0,
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "movers", "line_y"), SWAPS, ids=[s[0] for s in SWAPS])
+def test_a_weak_box_of_its_own_beats_a_neighbours_strong_one(name, movers, line_y):
+    frames = 80
+    outcome = run(movers, [((0.0, line_y), (1280.0, line_y))], frames)
+    ids = identities(movers, outcome)
+    assert all(len(v) == 1 for v in ids.values()), ids
+    assert outcome.counts == (2, 0)
+
+
 # ------------------------------------------------------------------ small and weak
 
 
