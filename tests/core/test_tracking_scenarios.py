@@ -425,6 +425,33 @@ def test_a_weak_box_of_its_own_beats_a_neighbours_strong_one(name, movers, line_
     assert outcome.counts == (2, 0)
 
 
+# ------------------------------------------------------------------ first seen on the line
+
+
+def seen(*spans: tuple[int, int, float]) -> Score:
+    """Seen at the given score in each span [start, stop), else missed."""
+    return lambda i: next((sc for a, b, sc in spans if a <= i < b), None)
+
+
+ON_THE_LINE = [
+    # (name, mover). A horizontal line at y = 400 with its 8 px band; each
+    # person is first seen with their feet 4 px short of the line, inside
+    # the band, and walks on across it: one "in", one identity. A track
+    # first seen inside the band starts on the side of the line it was on.
+    (
+        "first seen on the line, walking on across it",
+        Mover((300.0, 396.0), (0.0, 6.0), PERSON_BOX, score=seen((0, 12, 0.9))),
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "mover"), ON_THE_LINE, ids=[s[0] for s in ON_THE_LINE])
+def test_a_track_first_seen_on_the_line_counts_when_it_leaves_it(name, mover):
+    outcome = run([mover], [((0.0, 400.0), (1280.0, 400.0))], 12)
+    assert outcome.counts == (1, 0)
+    assert len(outcome.paths()) == 1
+
+
 # ------------------------------------------------------------------ small and weak
 
 
