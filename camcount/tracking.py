@@ -13,7 +13,9 @@ Per frame (``Tracker.update``):
    and the pairs of step 3.
 3. Also in step 2's assignment: confirmed tracks against low-confidence
    detections by IoU (``low_match_iou``), which keeps a track alive through
-   a partial occlusion. In one assignment with the high ones, a track takes
+   a partial occlusion; a lost track's box widened with the frames unseen
+   as against high ones (without ``match_box_buffer``), so a weak box finds
+   a track after a gap as a strong one would. In one assignment with the high ones, a track takes
    the box that overlaps its prediction best, whatever its score: it never
    takes the strong detection of someone beside it while its own, weak one
    is there (a person half hidden or turned away just as a neighbour steps
@@ -426,8 +428,12 @@ class Tracker:
         wanted = (is_high | is_low)[cols]
         rows, cols = rows[wanted], cols[wanted]
         high_pair = is_high[cols]
-        buffered = high_pair | tentative[rows]  # low pairs of confirmed tracks: plain IoU
-        iou = pair_iou(track_boxes, boxes, rows, cols, np.where(buffered, buffer[rows], 0.0))
+        # Low pairs of confirmed tracks: widened only by the time unseen (plain
+        # IoU for a track seen in the last frame), since a box that finds a
+        # track after a gap may lie anywhere its prediction has grown
+        # uncertain over, whatever its score.
+        pair_buffer = np.where(high_pair | tentative[rows], buffer[rows], growth[rows])
+        iou = pair_iou(track_boxes, boxes, rows, cols, pair_buffer)
 
         def by_overlap(sel: BoolArray) -> None:
             sel &= (found.det[rows] < 0) & ~found.taken[cols]

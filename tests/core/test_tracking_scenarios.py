@@ -428,6 +428,22 @@ def test_a_weak_box_of_its_own_beats_a_neighbours_strong_one(name, movers, line_
 # ------------------------------------------------------------------ first seen on the line
 
 
+@dataclass(frozen=True)
+class Turning(Mover):
+    """A mover that changes its step at frame ``turn``: a person who stands,
+    then walks on, or steps aside."""
+
+    turn: int = 0
+    then: tuple[float, float] = (0.0, 0.0)
+
+    def bottom(self, i: int) -> tuple[float, float]:
+        if i <= self.turn:
+            return super().bottom(i)
+        x, y = super().bottom(self.turn)
+        k = i - self.turn
+        return x + k * self.then[0], y + k * self.then[1]
+
+
 def seen(*spans: tuple[int, int, float]) -> Score:
     """Seen at the given score in each span [start, stop), else missed."""
     return lambda i: next((sc for a, b, sc in spans if a <= i < b), None)
@@ -441,6 +457,21 @@ ON_THE_LINE = [
     (
         "first seen on the line, walking on across it",
         Mover((300.0, 396.0), (0.0, 6.0), PERSON_BOX, score=seen((0, 12, 0.9))),
+    ),
+    (
+        # As a detector sees a small person reaching the line: found only
+        # there, unseen for three frames as they step forward and aside by
+        # a third of a box width, then found again beyond the band by weak
+        # boxes, which overlap the prediction only as it has grown uncertain.
+        "seen standing on the line, unseen for three frames as they step aside",
+        Turning(
+            (300.0, 396.0),
+            (0.0, 0.5),
+            (40.0, 96.0),
+            score=seen((0, 4, 0.9), (7, 12, 0.35)),
+            turn=3,
+            then=(-3.0, 3.0),
+        ),
     ),
 ]
 
