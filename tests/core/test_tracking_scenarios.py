@@ -459,10 +459,11 @@ ON_THE_LINE = [
         Mover((300.0, 396.0), (0.0, 6.0), PERSON_BOX, score=seen((0, 12, 0.9))),
     ),
     (
-        # As a detector sees a small person reaching the line: found only
-        # there, unseen for three frames as they step forward and aside by
-        # a third of a box width, then found again beyond the band by weak
-        # boxes, which overlap the prediction only as it has grown uncertain.
+        # As a detector sees someone it finds hard to see (small, far, half
+        # hidden): found only on the line, unseen for three frames as they
+        # step forward and aside by a third of a box width, then found again
+        # beyond the band by weak boxes, which overlap the prediction only
+        # as it has grown uncertain.
         "seen standing on the line, unseen for three frames as they step aside",
         Turning(
             (300.0, 396.0),
