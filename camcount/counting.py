@@ -5,7 +5,10 @@ on (beyond the hysteresis band) and where it was then. A crossing counts
 when the track is next seen definitely on the other side and its move meets
 the line between the line's two ends. Jitter inside the band never changes
 a side, so it never counts; a track may cross again only by going back to
-the first side first, which is itself a crossing the other way. Near the
+the first side first, which is itself a crossing the other way. A track
+first seen inside the band has no definite side to keep from jitter: it
+starts on the side of the line its first sighting was on, and still counts
+only once it leaves the band on the other side. Near the
 frame edge, where the band has no room, the edge decides the side of a box
 it cuts (``camcount.frame_edges``).
 """
@@ -145,6 +148,12 @@ class LineCounter:
         boxes, ids = boxes[known], np.asarray(frame.born_ids, dtype=np.int64)[known]
         pts = anchor_points(boxes, self.anchor)
         sides = self.segment.sides(pts, self._band_a, self._band_b)
+        # First seen on the line (a person the detector finds only as they
+        # reach it): the side of the line itself, the best guess of where
+        # the track came from, hysteresis having no side yet to protect.
+        on_line = sides == 0
+        if on_line.any():
+            sides[on_line] = self.segment.sides(pts[on_line], 0.0, 0.0)
         where = pts
         if self._edges is not None:
             sides, where = self._edges.decide(sides, pts, boxes)

@@ -10,12 +10,20 @@ Per frame (``Tracker.update``):
    less certain with every frame; jittery detectors and irregular motion then
    break tracks far less often. In the same assignment, tentative tracks seen
    more than once against high detections by IoU (``tentative_match_iou``),
-   and lost tracks against low-confidence detections by IoU
-   (``low_match_iou``): a lost track's widened box then never takes the
-   detection of someone beside it whose own track sits right on it, nor a
-   neighbour's strong detection while its own, weak one is there.
-3. Match the still unmatched confirmed tracks to low detections, which keeps
-   a track alive through a partial occlusion.
+   and the pairs of step 3.
+3. Also in step 2's assignment: confirmed tracks against low-confidence
+   detections by IoU (``low_match_iou``), which keeps a track alive through
+   a partial occlusion; a lost track's box widened with the frames unseen
+   as against high ones (without ``match_box_buffer``), so a weak box finds
+   a track after a gap as a strong one would. In one assignment with the high ones, a track takes
+   the box that overlaps its prediction best, whatever its score: it never
+   takes the strong detection of someone beside it while its own, weak one
+   is there (a person half hidden or turned away just as a neighbour steps
+   out beside them; taking the neighbour's box would carry the track off on
+   the neighbour's path), and a lost track's widened box never takes the
+   detection of someone beside it whose own track sits right on it. A weak
+   box wins only at the high ``low_match_iou`` gate, i.e. where it sits
+   nearly on the prediction.
 4. Match the still unmatched confirmed tracks to the high detections left by
    centre distance from the predicted centre, of the track's class and of a
    size within ``max_size_ratio``: within ``match_distance`` times the
@@ -420,28 +428,29 @@ class Tracker:
         wanted = (is_high | is_low)[cols]
         rows, cols = rows[wanted], cols[wanted]
         high_pair = is_high[cols]
-        buffered = high_pair | tentative[rows]  # low pairs of confirmed tracks: plain IoU
-        iou = pair_iou(track_boxes, boxes, rows, cols, np.where(buffered, buffer[rows], 0.0))
+        # Low pairs of confirmed tracks: widened only by the time unseen (plain
+        # IoU for a track seen in the last frame), since a box that finds a
+        # track after a gap may lie anywhere its prediction has grown
+        # uncertain over, whatever its score.
+        pair_buffer = np.where(high_pair | tentative[rows], buffer[rows], growth[rows])
+        iou = pair_iou(track_boxes, boxes, rows, cols, pair_buffer)
 
         def by_overlap(sel: BoolArray) -> None:
             sel &= (found.det[rows] < 0) & ~found.taken[cols]
             r, c = assign_pairs(rows[sel], cols[sel], iou[sel])
             found.add(r, c, by_distance=False)
 
-        lost = (status == LOST)[rows]
         seen_once = self._hits == 1
         low_pairs = not high_pair.all()  # most frames have none: skip those masks then
-        # Step 2: confirmed tracks, and tentative tracks seen more than once,
-        # against high detections in one assignment (buffered IoU for the
-        # confirmed ones); lost tracks against low detections too.
+        # Steps 2 and 3: confirmed tracks, and tentative tracks seen more than
+        # once, against high detections in one assignment (buffered IoU for
+        # the confirmed ones); confirmed tracks against low detections too, so
+        # that a track's own weak box beats a neighbour's strong one.
         step2 = high_pair & ~tentative[rows] & (iou >= s.match_iou)
         step2 |= (tentative & ~seen_once)[rows] & high_pair & (iou >= s.tentative_match_iou)
         if low_pairs:
-            step2 |= lost & ~high_pair & (iou >= s.low_match_iou)
+            step2 |= ~tentative[rows] & ~high_pair & (iou >= s.low_match_iou)
         by_overlap(step2)
-        # Step 3: confirmed tracks left against low detections left.
-        if low_pairs:
-            by_overlap(~high_pair & ~tentative[rows] & (iou >= s.low_match_iou))
         # Step 4: confirmed tracks left against high detections left, by
         # distance within a share of the track's own motion since last seen,
         # counted at most one box diagonal per frame.

@@ -379,6 +379,111 @@ def test_people_crossing_each_other_keep_their_identities(
     assert outcome.counts == (2, 2)
 
 
+def weak_while(start: int, stop: int, weak_score: float = 0.35, score: float = 0.9) -> Score:
+    """Seen at ``score``, but only at ``weak_score`` (below the high
+    threshold) for the frames [start, stop): a person half hidden, or turned
+    away, while someone beside them is seen clearly."""
+    return lambda i: weak_score if start <= i < stop else score
+
+
+SWAPS = [
+    # (name, movers, line y). A track's own detection is weak in the frames
+    # where a neighbour's strong box overlaps the track's prediction: the
+    # track keeps its own box (it overlaps the prediction far better), and
+    # the neighbour gets a track of its own. Both cross the line (y grows:
+    # "in"), each with one identity.
+    (
+        # Walking down together; the second appears half a box below and
+        # to the side of the first and walks away from it, faster.
+        "side by side, then diverging, the first weak as the second appears",
+        [
+            Mover((300.0, 200.0), (0.0, 3.0), PERSON_BOX, score=weak_while(10, 16)),
+            Mover((315.0, 255.0), (6.0, 5.0), PERSON_BOX, first=10),
+        ],
+        400.0,
+    ),
+    (
+        # Crossing paths: the second, first seen as it steps out beside the
+        # first, a little lower in the image, walks across in front of it
+        # while the first is half hidden.
+        "crossing paths, the one behind weak while the other passes",
+        [
+            Mover((300.0, 200.0), (0.0, 3.0), PERSON_BOX, score=weak_while(10, 22)),
+            Mover((265.0, 270.0), (7.0, 4.0), PERSON_BOX, first=10),
+        ],
+        400.0,
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "movers", "line_y"), SWAPS, ids=[s[0] for s in SWAPS])
+def test_a_weak_box_of_its_own_beats_a_neighbours_strong_one(name, movers, line_y):
+    frames = 80
+    outcome = run(movers, [((0.0, line_y), (1280.0, line_y))], frames)
+    ids = identities(movers, outcome)
+    assert all(len(v) == 1 for v in ids.values()), ids
+    assert outcome.counts == (2, 0)
+
+
+# ------------------------------------------------------------------ first seen on the line
+
+
+@dataclass(frozen=True)
+class Turning(Mover):
+    """A mover that changes its step at frame ``turn``: a person who stands,
+    then walks on, or steps aside."""
+
+    turn: int = 0
+    then: tuple[float, float] = (0.0, 0.0)
+
+    def bottom(self, i: int) -> tuple[float, float]:
+        if i <= self.turn:
+            return super().bottom(i)
+        x, y = super().bottom(self.turn)
+        k = i - self.turn
+        return x + k * self.then[0], y + k * self.then[1]
+
+
+def seen(*spans: tuple[int, int, float]) -> Score:
+    """Seen at the given score in each span [start, stop), else missed."""
+    return lambda i: next((sc for a, b, sc in spans if a <= i < b), None)
+
+
+ON_THE_LINE = [
+    # (name, mover). A horizontal line at y = 400 with its 8 px band; each
+    # person is first seen with their feet 4 px short of the line, inside
+    # the band, and walks on across it: one "in", one identity. A track
+    # first seen inside the band starts on the side of the line it was on.
+    (
+        "first seen on the line, walking on across it",
+        Mover((300.0, 396.0), (0.0, 6.0), PERSON_BOX, score=seen((0, 12, 0.9))),
+    ),
+    (
+        # As a detector sees someone it finds hard to see (small, far, half
+        # hidden): found only on the line, unseen for three frames as they
+        # step forward and aside by a third of a box width, then found again
+        # beyond the band by weak boxes, which overlap the prediction only
+        # as it has grown uncertain.
+        "seen standing on the line, unseen for three frames as they step aside",
+        Turning(
+            (300.0, 396.0),
+            (0.0, 0.5),
+            (40.0, 96.0),
+            score=seen((0, 4, 0.9), (7, 12, 0.35)),
+            turn=3,
+            then=(-3.0, 3.0),
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "mover"), ON_THE_LINE, ids=[s[0] for s in ON_THE_LINE])
+def test_a_track_first_seen_on_the_line_counts_when_it_leaves_it(name, mover):
+    outcome = run([mover], [((0.0, 400.0), (1280.0, 400.0))], 12)
+    assert outcome.counts == (1, 0)
+    assert len(outcome.paths()) == 1
+
+
 # ------------------------------------------------------------------ small and weak
 
 
