@@ -42,9 +42,15 @@ from ray.util import metrics
 
 from actors.lifetime import end_with
 from actors.placement import ModelCoreAvoider
-from camcount.aggregation import Aggregator, AggregatorState, GroupSpec, Output, ShardCheckpoint
-from camcount.channels import Envelope
 from camcount.events import CountRow, DeadLetter, WindowRow, group_by_type, to_arrow
+from camcount.stream.aggregation import (
+    Aggregator,
+    AggregatorState,
+    GroupSpec,
+    Output,
+    ShardCheckpoint,
+)
+from camcount.stream.channels import Envelope
 
 log = logging.getLogger("camcount.aggregator")
 

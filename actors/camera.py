@@ -11,7 +11,7 @@ Frames go to the detector a few per request (``detect_many``), at most
 ``max_in_flight`` frames deep, and their results are applied in frame
 order. A camera with ``slicing`` sends each frame as its regions, the whole
 frame and its tiles each resized for the model (``detect_sliced``,
-camcount.slicing), and gets one merged result per frame back. When the
+camcount.detectors.slicing), and gets one merged result per frame back. When the
 detector refuses a request (back-pressure), a file source waits and resends
 it (nothing is lost); a live source drops its frames and counts the drops.
 A request lost with its detector replica is sent again until a replica
@@ -43,18 +43,18 @@ from ray.util import metrics
 
 from actors.lifetime import end_with
 from actors.placement import ModelCoreAvoider
-from camcount.affinity import current_cores
-from camcount.capture import Capture, CaptureStats, EndOfSource, SourceState
-from camcount.channels import Barrier, Counted, EndOfStream, Progress, Sender
 from camcount.checkpoints.states import CAMERA_STATE_VERSION, CameraState
 from camcount.config import CameraConfig, TrackerConfig
-from camcount.detections import Detections
+from camcount.detectors.affinity import current_cores
 from camcount.detectors.base import FrameMeta, InputSpec, prepare_frame
+from camcount.detectors.detections import Detections
+from camcount.detectors.slicing import frame_regions
 from camcount.events import DeadLetter, Gap
-from camcount.preview import PreviewFrame, PreviewGate, confirmed_tracks, render
-from camcount.processor import CameraEvent, CameraProcessor
-from camcount.slicing import frame_regions
-from camcount.video import DecodedFrame
+from camcount.stream.channels import Barrier, Counted, EndOfStream, Progress, Sender
+from camcount.vision.capture import Capture, CaptureStats, EndOfSource, SourceState
+from camcount.vision.preview import PreviewFrame, PreviewGate, confirmed_tracks, render
+from camcount.vision.processor import CameraEvent, CameraProcessor
+from camcount.vision.video import DecodedFrame
 
 log = logging.getLogger("camcount.camera")
 
@@ -372,7 +372,7 @@ class CameraActor:
     def _request(self, frames: list[DecodedFrame]) -> _Request:
         """One request for the frames; a sliced camera sends each frame as
         its regions, which the deployment merges back into one result per
-        frame (camcount.slicing)."""
+        frame (camcount.detectors.slicing)."""
         assert self._spec is not None  # fetched before the first frame
         spec = self._spec
         metas = [FrameMeta(self.camera.source, f.index, self._frame_size(f)) for f in frames]

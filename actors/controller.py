@@ -56,11 +56,11 @@ from actors.camera import MIN_FRAMES_PER_REQUEST, CameraActor
 from actors.hub import LiveHub
 from actors.lifetime import detached, parts_of
 from actors.placement import ModelCoreAvoider
-from camcount.aggregation import AggregatorState, GroupSpec, resplit, shard_router
 from camcount.checkpoints import CheckpointStore, Manifest, PartInfo
 from camcount.checkpoints.states import CameraState
 from camcount.config import AppConfig, CameraConfig
 from camcount.events import CountRow, DeadLetter, row_order, to_arrow
+from camcount.stream.aggregation import AggregatorState, GroupSpec, resplit, shard_router
 
 log = logging.getLogger("camcount.controller")
 

@@ -23,7 +23,7 @@ from actors.lifetime import end_with
 from actors.placement import ModelCoreAvoider
 from camcount.checkpoints.sequence import SequenceBlocks
 from camcount.errors import CheckpointStoreError
-from camcount.livefeed import Since, UpdateBuffer
+from camcount.stream.livefeed import Since, UpdateBuffer
 
 log = logging.getLogger("camcount.hub")
 

@@ -1,4 +1,4 @@
-"""The node's model-core registry as Ray processes see it (camcount.affinity).
+"""The node's model-core registry as Ray processes see it (camcount.detectors.affinity).
 
 Each node has its own registry, in the node's temporary directory under its
 Ray node id, so replicas and cameras meet there only when they share a node
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import ray
 
-from camcount.affinity import CoreRegistry, Cores, keep_off, supported
+from camcount.detectors.affinity import CoreRegistry, Cores, keep_off, supported
 
 
 def node_registry() -> CoreRegistry:

@@ -34,7 +34,7 @@ from ray.util import metrics
 
 from actors.placement import ModelCoreAvoider
 from camcount.config import CameraConfig, WarehouseConfig
-from camcount.spill import SpillStore
+from camcount.stream.spill import SpillStore
 from camcount.warehouse import (
     RetryPolicy,
     Warehouse,

@@ -55,12 +55,12 @@ import numpy as np
 import numpy.typing as npt
 
 from camcount.config import AppConfig, CameraConfig, LineConfig
-from camcount.detections import Detections
 from camcount.detectors import Detector, FrameMeta
+from camcount.detectors.detections import Detections
 from camcount.events import Crossing
-from camcount.processor import CameraProcessor
-from camcount.truth import ClipTruth, LineTruth, load_truth_file
-from camcount.video import DecodedFrame, VideoFile
+from camcount.scenes.truth import ClipTruth, LineTruth, load_truth_file
+from camcount.vision.processor import CameraProcessor
+from camcount.vision.video import DecodedFrame, VideoFile
 
 ROOT = Path(__file__).resolve().parents[1]
 TRUTH = ROOT / "tests" / "data" / "truth.yaml"
@@ -147,7 +147,7 @@ def _detect_batch(
     metas = [FrameMeta(camera.source, f.index, size) for f in batch]
     slicing = getattr(camera, "slicing", None)
     if slicing is not None:
-        from camcount.slicing import detect_sliced  # type: ignore[import-not-found,unused-ignore]
+        from camcount.detectors.slicing import detect_sliced  # type: ignore[import-not-found,unused-ignore]
 
         found: list[Detections] = detect_sliced(
             detector, [f.image for f in batch], metas, slicing.settings()
@@ -480,9 +480,9 @@ def slicing_available() -> str | None:
     if "slicing" not in CameraConfig.model_fields:
         return "this code base has no slicing setting yet (CameraConfig.slicing)"
     try:
-        import camcount.slicing  # type: ignore[import-not-found,unused-ignore]  # noqa: F401
+        import camcount.detectors.slicing  # type: ignore[import-not-found,unused-ignore]  # noqa: F401
     except ImportError as exc:
-        return f"camcount.slicing cannot be imported: {exc}"
+        return f"camcount.detectors.slicing cannot be imported: {exc}"
     return None
 
 

@@ -17,7 +17,7 @@ What it measures, in one process invocation, on the same real frames
   same thread count; and their agreement on the reference image.
 
 With ``--slicing``, only this (no Ray, about a minute): the cost per frame
-of slicing (camcount.slicing) for the person SSDLite in this process, on
+of slicing (camcount.detectors.slicing) for the person SSDLite in this process, on
 every 10th frame of the busy street clip ``ahmetozlu_cutl.mp4`` (854x480),
 side by side with the whole frame alone: ms and frames/s per frame, from the
 decoded frame to merged detections (resizing and cropping included, batches
@@ -80,12 +80,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from camcount.detections import Detections
 from camcount.detectors import DetectorSettings, FrameMeta, build_detector
 from camcount.detectors.base import Detector, Frame
-from camcount.slicing import SliceSettings, detect_sliced, plan_regions
-from camcount.tracking import TrackerSettings
-from camcount.video import VideoFile
+from camcount.detectors.detections import Detections
+from camcount.detectors.slicing import SliceSettings, detect_sliced, plan_regions
+from camcount.vision.tracking import TrackerSettings
+from camcount.vision.video import VideoFile
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 VIDEO = DATA / "videos" / "intel_one-by-one-person-detection.mp4"

@@ -55,7 +55,7 @@ from camcount.config import (
     WindowsConfig,
     load_config,
 )
-from camcount.synthetic import SceneLayout, generate_scene, write_scene
+from camcount.scenes.synthetic import SceneLayout, generate_scene, write_scene
 from serve_app.app import DETECTOR_APP, Pipeline, connect_ray, start_pipeline
 
 NO_CHECKPOINTS_S = 1e6

@@ -2,7 +2,7 @@
 
 What it measures, in one run over the SAME seeded noisy detections:
 
-- ours: ``camcount.tracking.Tracker`` + one ``camcount.counting.LineCounter``
+- ours: ``camcount.vision.tracking.Tracker`` + one ``camcount.vision.counting.LineCounter``
   per counting line;
 - the peer most users would pick: ``trackers.ByteTrackTracker`` (roboflow's
   ``trackers`` package, where ByteTrack moved from supervision 0.31) + one
@@ -55,13 +55,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from camcount.counting import LineCounter
-from camcount.detections import Detections
 from camcount.detectors.base import DetectorSettings, FrameMeta
+from camcount.detectors.detections import Detections
 from camcount.detectors.synthetic import NoisyDetector
 from camcount.geometry import Anchor, Segment
-from camcount.synthetic import CLASS_NAMES
-from camcount.tracking import Tracker, TrackerSettings
+from camcount.scenes.synthetic import CLASS_NAMES
+from camcount.vision.counting import LineCounter
+from camcount.vision.tracking import Tracker, TrackerSettings
 
 FloatArray = npt.NDArray[np.float64]
 

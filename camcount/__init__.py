@@ -5,14 +5,14 @@ events and their schemas. It never imports Ray.
 """
 
 from camcount.config import AppConfig, CameraConfig, load_config
-from camcount.counting import LineCounter
-from camcount.detections import Detections
+from camcount.detectors.detections import Detections
 from camcount.events import Crossing, Direction, WindowRow, ZoneSample, ZoneTransition, ZoneVisit
 from camcount.geometry import Anchor, Polygon, Segment
-from camcount.processor import CameraProcessor
-from camcount.tracking import Tracker, TrackerSettings, TrackFrame
-from camcount.windows import WatermarkClock, WindowCounts
-from camcount.zones import ZoneCounter
+from camcount.stream.windows import WatermarkClock, WindowCounts
+from camcount.vision.counting import LineCounter
+from camcount.vision.processor import CameraProcessor
+from camcount.vision.tracking import Tracker, TrackerSettings, TrackFrame
+from camcount.vision.zones import ZoneCounter
 
 __version__ = "0.1.0"
 

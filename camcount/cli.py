@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
     from camcount.config import AppConfig, CameraConfig
     from camcount.detectors import Detector
-    from camcount.synthetic import SceneLayout
+    from camcount.scenes.synthetic import SceneLayout
 
 # Messages are one line each, whatever the width of stderr (a log file, a
 # pipe): rich would wrap them at 80 columns where it is not a terminal.
@@ -213,8 +213,8 @@ def _validation_line(exc: ValidationError, what: str) -> CamcountError:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from camcount.annotate import is_video_path, video_suffixes
-    from camcount.synthetic import SceneLayout, generate_scene, write_scene
+    from camcount.scenes.synthetic import SceneLayout, generate_scene, write_scene
+    from camcount.vision.annotate import is_video_path, video_suffixes
 
     if not is_video_path(args.out):
         raise CamcountError(
@@ -266,7 +266,7 @@ def _synth_summary(
     perfect run must print, as rows of ``count --json``'s shape (a zone's
     visits as its enters and exits), so the two compare as they are."""
     from camcount.events import CountRow, row_order
-    from camcount.synthetic import expected_rows
+    from camcount.scenes.synthetic import expected_rows
 
     camera_id = video.stem  # the camera of the config written beside it
     rows: list[CountRow] = [
@@ -399,7 +399,7 @@ def _check_out(out: str | None, source: str) -> None:
     """An annotated copy's name, checked before any work: a typo should not
     cost a whole video's counting, and the source must not be overwritten
     while it is read."""
-    from camcount.annotate import is_video_path, video_suffixes
+    from camcount.vision.annotate import is_video_path, video_suffixes
 
     if out is None:
         return
@@ -412,10 +412,10 @@ def _check_out(out: str | None, source: str) -> None:
 
 
 def cmd_count(args: argparse.Namespace) -> int:
-    from camcount.annotate import VideoWriter, draw_counted, draw_label
-    from camcount.processor import CameraProcessor
     from camcount.reference import count_video
-    from camcount.video import DecodedFrame, VideoFile
+    from camcount.vision.annotate import VideoWriter, draw_counted, draw_label
+    from camcount.vision.processor import CameraProcessor
+    from camcount.vision.video import DecodedFrame, VideoFile
 
     config, camera = _count_config(args)
     _check_out(args.out, camera.source)
@@ -503,13 +503,13 @@ def cmd_detect(args: argparse.Namespace) -> int:
     import cv2
     import numpy as np
 
-    from camcount.annotate import VideoWriter, draw_detections, is_image_path, write_image
     from camcount.config import SlicingConfig
-    from camcount.detections import Detections
     from camcount.detectors import DetectorSettings, FrameMeta, build_detector
+    from camcount.detectors.detections import Detections
+    from camcount.detectors.slicing import detect_sliced
     from camcount.errors import SourceError
-    from camcount.slicing import detect_sliced
-    from camcount.video import DecodedFrame, VideoFile
+    from camcount.vision.annotate import VideoWriter, draw_detections, is_image_path, write_image
+    from camcount.vision.video import DecodedFrame, VideoFile
 
     source = str(Path(args.input))
     if not Path(source).is_file():
@@ -649,7 +649,7 @@ def cmd_warehouse_dead_letters(args: argparse.Namespace) -> int:
     again once their cause is fixed. Rows keep their deterministic keys, so
     a replay never doubles a count."""
     from camcount.config import load_config, with_absolute_paths
-    from camcount.spill import SpillStore
+    from camcount.stream.spill import SpillStore
     from camcount.warehouse import WarehouseWriter, WriterSettings, connect
 
     config = with_absolute_paths(load_config(args.config))
@@ -817,8 +817,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from rich.live import Live
 
-    from camcount.capture import is_live
     from camcount.config import load_config
+    from camcount.vision.capture import is_live
     from serve_app.app import connect_ray, start_pipeline
 
     config = load_config(args.config)

@@ -21,10 +21,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from camcount.detectors import check_model_name
+from camcount.detectors.slicing import MAX_REGIONS, SliceSettings
 from camcount.errors import ConfigError, DetectorError, GeometryError
 from camcount.geometry import Anchor, Polygon
-from camcount.slicing import MAX_REGIONS, SliceSettings
-from camcount.tracking import TrackerSettings
+from camcount.vision.tracking import TrackerSettings
 
 Coordinate = tuple[float, float]
 #: One rule for every id (cameras, lines, zones, groups): ids travel in URL
@@ -152,7 +152,7 @@ _Pair = tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]]
 
 class SlicingConfig(_Model):
     """Detect in overlapping tiles of the frame too, for small, distant
-    objects (camcount.slicing). Each tile is one more model input per frame."""
+    objects (camcount.detectors.slicing). Each tile is one more model input per frame."""
 
     tile_px: _Pair | None = Field(
         default=None,

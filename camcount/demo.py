@@ -26,7 +26,7 @@ from camcount.config import (
 from camcount.detectors import DetectorSettings, build_detector
 from camcount.events import CountRow
 from camcount.reference import CountResult, count_video
-from camcount.synthetic import expected_rows, generate_scene, truth_path, write_scene
+from camcount.scenes.synthetic import expected_rows, generate_scene, truth_path, write_scene
 
 DEMO_SEED = 1
 REAL_VIDEO = "videos/intel_one-by-one-person-detection.mp4"

@@ -12,11 +12,11 @@ from typing import TypeVar
 
 from camcount.config import AppConfig, CameraConfig
 from camcount.detectors import Detector, FrameMeta
+from camcount.detectors.slicing import detect_sliced
 from camcount.events import CountRow, Crossing, WindowRow, ZoneSample, ZoneTransition, ZoneVisit
-from camcount.processor import CameraEvent, CameraProcessor
-from camcount.slicing import detect_sliced
-from camcount.video import DecodedFrame, VideoFile
-from camcount.windows import WatermarkClock, WindowCounts
+from camcount.stream.windows import WatermarkClock, WindowCounts
+from camcount.vision.processor import CameraEvent, CameraProcessor
+from camcount.vision.video import DecodedFrame, VideoFile
 
 Progress = Callable[[int, int], None]
 #: Called after each frame is counted, with the processor as that frame left

@@ -10,7 +10,7 @@ Inference runs in a worker thread so the replica keeps accepting requests
 (and forming the next batch) meanwhile.
 
 On CPU the replica reserves cores of its node for the model (``reserve_cores``,
-camcount.affinity): the model is built and run in one thread pinned to them,
+camcount.detectors.affinity): the model is built and run in one thread pinned to them,
 the replica's other threads and the node's cameras keep off them.
 
 Overload is a clear signal, not a growing queue: past ``max_queued_requests``
@@ -31,12 +31,12 @@ from ray import serve
 from ray.util import metrics
 
 from actors.placement import node_registry
-from camcount.affinity import keep_off, pin_this_thread, supported
 from camcount.config import DetectorConfig
-from camcount.detections import Detections
 from camcount.detectors import DetectorSettings, FrameMeta, build_detector
+from camcount.detectors.affinity import keep_off, pin_this_thread, supported
 from camcount.detectors.base import Frame, InputSpec
-from camcount.slicing import SliceSettings, merge_detections
+from camcount.detectors.detections import Detections
+from camcount.detectors.slicing import SliceSettings, merge_detections
 
 _BATCH_BOUNDARIES = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]
 _LATENCY_BOUNDARIES_S = [0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0]
@@ -142,7 +142,7 @@ class DetectorDeployment:
         self, regions: list[list[Frame]], metas: list[list[FrameMeta]], settings: SliceSettings
     ) -> list[Detections]:
         """Frames of one sliced camera, each sent as its regions (the whole
-        frame and its tiles, camcount.slicing): every region is one item of
+        frame and its tiles, camcount.detectors.slicing): every region is one item of
         the batches formed across cameras, and each frame's regions come
         back merged into the one ``Detections`` the camera counts from."""
         if len(regions) != len(metas) or any(

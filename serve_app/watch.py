@@ -26,7 +26,7 @@ OUT_DIR = Path("var/serve")
 
 def synthetic_config(out_dir: Path = OUT_DIR) -> AppConfig:
     """Two rendered scenes (written once) with the exact oracle detector."""
-    from camcount.synthetic import generate_scene, truth_path, write_scene
+    from camcount.scenes.synthetic import generate_scene, truth_path, write_scene
 
     out_dir.mkdir(parents=True, exist_ok=True)
     cameras = []

@@ -7,10 +7,10 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from camcount.aggregation import AggregatorState
 from camcount.checkpoints.states import CameraState
 from camcount.checkpoints.store import CheckpointStore
 from camcount.errors import CheckpointStoreError
+from camcount.stream.aggregation import AggregatorState
 
 
 def _when(t: float | None) -> str | None:

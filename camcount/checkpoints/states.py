@@ -13,8 +13,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from camcount.errors import StateError
-from camcount.processor import ProcessorState
-from camcount.video import SourcePosition
+from camcount.vision.processor import ProcessorState
+from camcount.vision.video import SourcePosition
 
 #: v2: count rows in ``totals`` name the class ``class_name`` (v1: ``class``);
 #: a v1 state is read by renaming the key.

@@ -34,7 +34,7 @@ import pyarrow.ipc as ipc
 
 from camcount.checkpoints.manifest import FORMAT_VERSION, CheckpointInfo, Manifest, PartInfo
 from camcount.errors import CheckpointStoreError, redact_uri
-from camcount.spill import open_root
+from camcount.stream.spill import open_root
 
 log = logging.getLogger(__name__)
 

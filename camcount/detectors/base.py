@@ -5,7 +5,7 @@ sends uint8 arrays; the backend returns boxes in the coordinates of the
 frames it was given, and ``Detector.detect`` scales them back to the
 original frame and applies the score threshold and class filter, so no
 backend repeats that logic. A frame may also be one region of a decoded
-frame (a tile, camcount.slicing): its boxes are then moved to where that
+frame (a tile, camcount.detectors.slicing): its boxes are then moved to where that
 region lies in the frame.
 """
 
@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from camcount.detections import Detections
+from camcount.detectors.detections import Detections
 from camcount.errors import DetectorError
 
 Frame = npt.NDArray[np.uint8]

@@ -35,8 +35,8 @@ import numpy.typing as npt
 import torch
 from torchvision.ops import batched_nms
 
-from camcount.detections import Detections
 from camcount.detectors.base import Detector, DetectorSettings, Frame, FrameMeta
+from camcount.detectors.detections import Detections
 from camcount.detectors.ssdlite import (
     _INPUT_SCALE,
     _MAX_DETECTIONS,

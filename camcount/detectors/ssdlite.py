@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import FrozenBatchNorm2d, batched_nms
 
-from camcount.detections import Detections
 from camcount.detectors.base import Detector, DetectorSettings, Frame, FrameMeta
+from camcount.detectors.detections import Detections
 from camcount.detectors.torch_runtime import resolve_device, set_threads, to_device, use_half
 from camcount.detectors.weights import ssdlite_weights_path
 from camcount.errors import DetectorError

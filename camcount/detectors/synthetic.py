@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from camcount.detections import Detections
 from camcount.detectors.base import Detector, DetectorSettings, Frame, FrameMeta
+from camcount.detectors.detections import Detections
 from camcount.errors import DetectorError
-from camcount.synthetic import CLASS_NAMES, load_truth, source_seed, truth_path
+from camcount.scenes.synthetic import CLASS_NAMES, load_truth, source_seed, truth_path
 
 
 class OracleDetector(Detector):

@@ -34,8 +34,8 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
-from camcount.detections import Detections
 from camcount.detectors.base import Detector, DetectorSettings, Frame, FrameMeta
+from camcount.detectors.detections import Detections
 from camcount.detectors.torch_runtime import (
     check_frames,
     frames_to_device,

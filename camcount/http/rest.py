@@ -46,7 +46,7 @@ from camcount.http.models import (
     Status,
 )
 from camcount.http.responses import PUBLIC, errors, json_body
-from camcount.source_rules import camera_source_allowed
+from camcount.http.sources import camera_source_allowed
 
 log = logging.getLogger("camcount.api")
 

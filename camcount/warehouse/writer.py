@@ -52,7 +52,7 @@ import pyarrow as pa
 
 from camcount.config import WarehouseConfig
 from camcount.events import DeadLetter, to_arrow
-from camcount.spill import SpillFile, SpillStore
+from camcount.stream.spill import SpillFile, SpillStore
 from camcount.warehouse.backends import Backend
 from camcount.warehouse.errors import WarehouseRejected, WarehouseUnavailable
 from camcount.warehouse.rows import Kind, RowsInvalid, batch_digest, check_source, convert, kind_of

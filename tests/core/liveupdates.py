@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from camcount.livefeed import Update
+from camcount.stream.livefeed import Update
 
 
 def upd(seq: int, kind: str = "crossing", camera: str = "cam", counter: str = "line") -> Update:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from camcount.affinity import (
+from camcount.config import DetectorConfig
+from camcount.detectors.affinity import (
     CoreRegistry,
     current_cores,
     keep_off,
@@ -22,7 +23,6 @@ from camcount.affinity import (
     supported,
     usable_cores,
 )
-from camcount.config import DetectorConfig
 
 pytestmark = pytest.mark.skipif(not supported(), reason="no sched_setaffinity on this platform")
 
@@ -63,7 +63,7 @@ def test_a_reservation_takes_the_top_core_and_leaves_one_for_the_rest(registry):
 @multicore
 def test_a_second_replica_gets_another_core_or_none(registry, sleeper, caplog):
     mine = registry.reserve(1)
-    with caplog.at_level(logging.WARNING, logger="camcount.affinity"):
+    with caplog.at_level(logging.WARNING, logger="camcount.detectors.affinity"):
         theirs = registry.reserve(1, owner=sleeper.pid)
     assert not mine & theirs
     assert registry.reserved() == mine | theirs
@@ -150,7 +150,7 @@ def test_a_process_started_off_the_model_core_still_sees_the_node(tmp_path):
     its replica must still find that core to reserve and pin to."""
     top = max(usable_cores())
     probe = (
-        "import json, os; from camcount.affinity import usable_cores, pin_this_thread, "
+        "import json, os; from camcount.detectors.affinity import usable_cores, pin_this_thread, "
         f"current_cores; pin_this_thread(frozenset({{{top}}})); "
         "print(json.dumps([sorted(usable_cores()), sorted(current_cores())]))"
     )

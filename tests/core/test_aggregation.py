@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from camcount.aggregation import Aggregator, GroupSpec, resplit, shard_key, shard_router
-from camcount.channels import Barrier, EndOfStream, Progress, Sender
 from camcount.events import Crossing, Direction
+from camcount.stream.aggregation import Aggregator, GroupSpec, resplit, shard_key, shard_router
+from camcount.stream.channels import Barrier, EndOfStream, Progress, Sender
 
 
 def crossing(
@@ -249,7 +249,7 @@ def test_a_restore_may_use_another_number_of_shards(before: int, after: int):
 
 
 def test_the_frame_ledger_shows_a_frame_applied_twice_or_skipped():
-    from camcount.channels import Counted
+    from camcount.stream.channels import Counted
 
     agg = Aggregator([10], allowed_lateness_s=0)
     agg.register("a", "a#0")

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from camcount.capture import END_OF_FILE, Capture, EndOfSource, SourceState, host_not_found
-from camcount.synthetic import SceneLayout, generate_scene, write_scene
-from camcount.video import DAMAGED, DecodedFrame, SourcePosition
+from camcount.scenes.synthetic import SceneLayout, generate_scene, write_scene
+from camcount.vision.capture import END_OF_FILE, Capture, EndOfSource, SourceState, host_not_found
+from camcount.vision.video import DAMAGED, DecodedFrame, SourcePosition
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from camcount.channels import EndOfStream, Envelope, Receiver, Sender
 from camcount.errors import StateError
+from camcount.stream.channels import EndOfStream, Envelope, Receiver, Sender
 
 
 def test_early_batches_are_held_and_duplicates_dropped():

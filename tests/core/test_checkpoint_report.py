@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from camcount.aggregation import Aggregator
-from camcount.channels import Progress, Sender
 from camcount.checkpoints import CheckpointStore, Manifest
 from camcount.checkpoints.sequence import SequenceBlocks
 from camcount.checkpoints.states import CAMERA_STATE_VERSION, CameraState
 from camcount.cli import main
 from camcount.errors import StateError
 from camcount.events import Crossing, Direction
-from camcount.livefeed import UpdateBuffer
-from camcount.video import SourcePosition
+from camcount.stream.aggregation import Aggregator
+from camcount.stream.channels import Progress, Sender
+from camcount.stream.livefeed import UpdateBuffer
+from camcount.vision.video import SourcePosition
 
 
 def write_checkpoint(store: CheckpointStore, n: int, frame: int) -> None:

@@ -12,9 +12,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from camcount.annotate import LINE_COLOR, draw_label, label_box, line_label
 from camcount.cli import main
-from camcount.synthetic import generate_scene, load_truth, truth_path, write_scene
+from camcount.scenes.synthetic import generate_scene, load_truth, truth_path, write_scene
+from camcount.vision.annotate import LINE_COLOR, draw_label, label_box, line_label
 
 
 def camcount(*args: str) -> subprocess.CompletedProcess[str]:
@@ -293,7 +293,7 @@ def test_an_output_is_never_written_empty_or_over_its_input(
 
 def test_a_scene_without_frames_is_refused_and_leaves_no_file(tmp_path: Path):
     from camcount.errors import EmptyOutputError
-    from camcount.synthetic import SceneLayout
+    from camcount.scenes.synthetic import SceneLayout
 
     with pytest.raises(EmptyOutputError, match="no frame"):
         write_scene(generate_scene(1, SceneLayout(frames=0)), tmp_path / "z.mp4")
@@ -331,7 +331,7 @@ def test_warehouse_dead_letters_lists_and_replays_refused_batches(tmp_path: Path
     """A batch the warehouse refused waits in storage; once its cause is
     fixed, ``--replay`` inserts it, and a second replay adds nothing."""
     from camcount.events import Crossing, Direction, to_arrow
-    from camcount.spill import SpillStore
+    from camcount.stream.spill import SpillStore
 
     config = tmp_path / "camcount.yaml"
     config.write_text(

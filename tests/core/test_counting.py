@@ -8,11 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from camcount.config import CameraConfig, LineConfig, TrackerConfig, ZoneConfig
-from camcount.counting import LineCounter, LineCounterState
 from camcount.errors import GeometryError
 from camcount.events import Crossing, Direction
 from camcount.geometry import Segment
-from camcount.processor import CameraProcessor
+from camcount.vision.counting import LineCounter, LineCounterState
+from camcount.vision.processor import CameraProcessor
 from tests.core.tracks import CLASSES, detections_along, path_frames, track_frame
 
 LINE_Y = 100.0

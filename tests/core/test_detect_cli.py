@@ -11,7 +11,13 @@ import cv2
 import numpy as np
 import pytest
 
-from camcount.synthetic import CLASS_NAMES, generate_scene, load_truth, truth_path, write_scene
+from camcount.scenes.synthetic import (
+    CLASS_NAMES,
+    generate_scene,
+    load_truth,
+    truth_path,
+    write_scene,
+)
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 IMAGE = DATA / "images" / "ssdlite_example.jpg"

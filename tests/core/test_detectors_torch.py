@@ -17,9 +17,9 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from camcount.detections import Detections
 from camcount.detectors import build_detector
 from camcount.detectors.base import DetectorSettings, FrameMeta
+from camcount.detectors.detections import Detections
 from camcount.detectors.torch_runtime import resolve_device
 from camcount.detectors.torchscript import export_torchvision, save_torchscript
 from camcount.detectors.torchvision_backend import (

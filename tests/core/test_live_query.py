@@ -7,7 +7,7 @@ import pytest
 from camcount.config import MAX_ID_CHARS
 from camcount.errors import RequestError
 from camcount.http.live.query import Filter, filter_from_query, poll_query, resume_point
-from camcount.livefeed import Update
+from camcount.stream.livefeed import Update
 from tests.core.liveupdates import upd
 
 

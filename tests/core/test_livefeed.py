@@ -1,4 +1,4 @@
-from camcount.livefeed import UpdateBuffer
+from camcount.stream.livefeed import UpdateBuffer
 
 
 def test_resume_from_a_sequence_gets_exactly_what_was_missed():

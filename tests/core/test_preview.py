@@ -6,9 +6,15 @@ import cv2
 import numpy as np
 
 from camcount.config import CameraConfig
-from camcount.detections import Detections
-from camcount.preview import MAX_PREVIEW_FPS, PreviewFrame, PreviewGate, confirmed_tracks, render
-from camcount.tracking import Tracker, TrackerSettings
+from camcount.detectors.detections import Detections
+from camcount.vision.preview import (
+    MAX_PREVIEW_FPS,
+    PreviewFrame,
+    PreviewGate,
+    confirmed_tracks,
+    render,
+)
+from camcount.vision.tracking import Tracker, TrackerSettings
 
 
 def test_no_frame_is_kept_until_someone_asks() -> None:

@@ -16,11 +16,9 @@ import numpy as np
 import pytest
 
 from camcount.config import AppConfig, CameraConfig, SlicingConfig, load_config
-from camcount.detections import Detections
 from camcount.detectors import DetectorSettings, FrameMeta, build_detector
-from camcount.errors import SlicingError
-from camcount.reference import count_video
-from camcount.slicing import (
+from camcount.detectors.detections import Detections
+from camcount.detectors.slicing import (
     MAX_REGIONS,
     SliceSettings,
     detect_sliced,
@@ -28,8 +26,10 @@ from camcount.slicing import (
     merge_detections,
     plan_regions,
 )
-from camcount.synthetic import generate_scene, write_scene
-from camcount.video import VideoFile
+from camcount.errors import SlicingError
+from camcount.reference import count_video
+from camcount.scenes.synthetic import generate_scene, write_scene
+from camcount.vision.video import VideoFile
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 STREET = DATA / "videos" / "ahmetozlu_cutl.mp4"

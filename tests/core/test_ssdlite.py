@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 import torch
 
-from camcount.detections import Detections
 from camcount.detectors.base import DetectorSettings, FrameMeta
+from camcount.detectors.detections import Detections
 from camcount.detectors.fetch import fetch_ssdlite
 from camcount.detectors.ssdlite import (
     SSDLitePerson,

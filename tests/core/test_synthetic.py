@@ -15,7 +15,7 @@ import pytest
 from camcount.config import load_config
 from camcount.detectors import DetectorSettings, build_detector
 from camcount.reference import count_video
-from camcount.synthetic import CLASS_NAMES, expected_rows, generate_scene, write_scene
+from camcount.scenes.synthetic import CLASS_NAMES, expected_rows, generate_scene, write_scene
 
 N_SCENES = 50
 

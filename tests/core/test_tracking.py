@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
-from camcount import assignment, kalman
-from camcount.assignment import assign, iou_matrix, near_pairs, overlap_candidates
 from camcount.config import TrackerConfig
-from camcount.detections import Detections
-from camcount.tracking import TENTATIVE, Tracker, TrackerSettings, TrackerState, TrackFrame
+from camcount.detectors.detections import Detections
+from camcount.vision import assignment, kalman
+from camcount.vision.assignment import assign, iou_matrix, near_pairs, overlap_candidates
+from camcount.vision.tracking import TENTATIVE, Tracker, TrackerSettings, TrackerState, TrackFrame
 
 
 def box(x: float, y: float, w: float = 20, h: float = 50) -> list[float]:
@@ -346,7 +346,7 @@ def test_contested_groups_of_everyday_size_never_load_scipy():
 
     code = (
         "import sys, numpy as np\n"
-        "from camcount.assignment import assign\n"
+        "from camcount.vision.assignment import assign\n"
         "rng = np.random.default_rng(1)\n"
         "for _ in range(300):\n"
         "    n, m = rng.integers(2, 7, size=2)\n"

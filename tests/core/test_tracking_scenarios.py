@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 
 from camcount.config import CameraConfig, LineConfig, TrackerConfig
-from camcount.detections import Detections
+from camcount.detectors.detections import Detections
 from camcount.events import Crossing
-from camcount.processor import CameraProcessor
-from camcount.tracking import Tracker, TrackerSettings, TrackFrame
+from camcount.vision.processor import CameraProcessor
+from camcount.vision.tracking import Tracker, TrackerSettings, TrackFrame
 
 CLASSES = ("person", "car")
 PERSON, CAR = 0, 1

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from camcount.errors import ConfigError
-from camcount.truth import ClipTruth, load_truth_file
+from camcount.scenes.truth import ClipTruth, load_truth_file
 
 TRUTH = Path(__file__).resolve().parents[1] / "data" / "truth.yaml"
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from camcount.errors import SourceError
-from camcount.synthetic import SceneLayout, generate_scene, write_scene
-from camcount.video import DAMAGED, VideoFile, end_tolerance_frames
+from camcount.scenes.synthetic import SceneLayout, generate_scene, write_scene
+from camcount.vision.video import DAMAGED, VideoFile, end_tolerance_frames
 from tests.core.test_capture import damage
 
 
@@ -156,7 +156,7 @@ def test_each_frame_carries_the_position_to_resume_after_it(tmp_path: Path, fps)
     """A checkpoint saves the position of the last frame counted (the
     decoder runs ahead); resuming there gives exactly the frames after it,
     with the same indices and the same event times, bit for bit."""
-    from camcount.synthetic import SceneLayout, generate_scene, write_scene
+    from camcount.scenes.synthetic import SceneLayout, generate_scene, write_scene
 
     video_path = write_scene(generate_scene(3, SceneLayout(frames=60)), tmp_path / "s.mp4")[0]
     with VideoFile(video_path, fps=fps, start_time=1000.0) as video:
@@ -169,8 +169,8 @@ def test_each_frame_carries_the_position_to_resume_after_it(tmp_path: Path, fps)
 
 
 def test_a_looping_pass_resumes_with_its_own_start_time(tmp_path: Path):
-    from camcount.capture import Capture, EndOfSource
-    from camcount.synthetic import SceneLayout, generate_scene, write_scene
+    from camcount.scenes.synthetic import SceneLayout, generate_scene, write_scene
+    from camcount.vision.capture import Capture, EndOfSource
 
     video_path = write_scene(generate_scene(4, SceneLayout(frames=20)), tmp_path / "s.mp4")[0]
     cap = Capture(str(video_path), start_time=50.0, loop=True, queue_size=64)

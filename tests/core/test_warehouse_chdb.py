@@ -31,7 +31,7 @@ from camcount.events import (
     ZoneVisit,
 )
 from camcount.reference import CountResult, count_video
-from camcount.synthetic import generate_scene, write_scene
+from camcount.scenes.synthetic import generate_scene, write_scene
 from camcount.warehouse import (
     Backend,
     Warehouse,
@@ -433,7 +433,7 @@ def test_every_table_and_column_is_documented(wh: Warehouse) -> None:
 
 
 def test_a_gap_written_through_the_writer_reads_back_once(wh: Warehouse, tmp_path: Path) -> None:
-    from camcount.spill import SpillStore
+    from camcount.stream.spill import SpillStore
     from camcount.warehouse import WarehouseWriter, WriterSettings
 
     gap = Gap("cam-a", T0 + 100.25, T0 + 161.5, "stream reconnect", -1)

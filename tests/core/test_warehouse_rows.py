@@ -19,7 +19,7 @@ from camcount.events import (
     ZoneVisit,
     to_arrow,
 )
-from camcount.spill import SpillStore, open_root
+from camcount.stream.spill import SpillStore, open_root
 from camcount.warehouse.rows import (
     KINDS,
     RowsInvalid,

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pytest
 
 from camcount.events import Direction, ZoneSample, to_arrow
-from camcount.spill import SpillStore
+from camcount.stream.spill import SpillStore
 from camcount.warehouse import (
     Features,
     RetryPolicy,

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from camcount.errors import WatermarkRegression
 from camcount.events import Crossing, Direction
-from camcount.windows import WatermarkClock, WindowCounts, window_start
+from camcount.stream.windows import WatermarkClock, WindowCounts, window_start
 
 SIZES = (10, 60, 900)
 

@@ -7,8 +7,8 @@ import pytest
 from camcount.config import CameraConfig, TrackerConfig, ZoneConfig
 from camcount.events import Direction, ZoneSample, ZoneTransition, ZoneVisit
 from camcount.geometry import Polygon
-from camcount.processor import CameraProcessor
-from camcount.zones import ZoneCounter
+from camcount.vision.processor import CameraProcessor
+from camcount.vision.zones import ZoneCounter
 from tests.core.tracks import CLASSES, detections_along, track_frame
 
 SQUARE = Polygon(((100, 100), (200, 100), (200, 200), (100, 200)))

@@ -6,8 +6,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from camcount.detections import Detections
-from camcount.tracking import TrackFrame
+from camcount.detectors.detections import Detections
+from camcount.vision.tracking import TrackFrame
 
 CLASSES = ("person", "car")
 

@@ -44,7 +44,7 @@ from camcount.config import (
 )
 from camcount.http.counts import counts_answer, counts_query
 from camcount.http.limits import RateLimiter
-from camcount.synthetic import generate_scene, write_scene
+from camcount.scenes.synthetic import generate_scene, write_scene
 from serve_app.api import ApiService, ControllerClient
 from serve_app.app import CONTROLLER_NAME, NAMESPACE, start_pipeline
 from serve_app.auth import Guard, TokenCheck, resolve_digests, token_digest

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from camcount.config import ApiConfig, AppConfig, DetectorConfig, WarehouseConfig, load_config
-from camcount.synthetic import generate_scene, write_scene
+from camcount.scenes.synthetic import generate_scene, write_scene
 from serve_app.app import start_pipeline
 from tests.conftest import ROOT, require_binary
 from tests.integration.conftest import free_port

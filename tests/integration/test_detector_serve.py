@@ -13,8 +13,8 @@ from ray import serve
 
 from camcount.config import DetectorConfig
 from camcount.detectors import FrameMeta, build_detector
-from camcount.slicing import SliceSettings, detect_sliced, frame_regions
-from camcount.synthetic import generate_scene, write_scene
+from camcount.detectors.slicing import SliceSettings, detect_sliced, frame_regions
+from camcount.scenes.synthetic import generate_scene, write_scene
 from serve_app.detector import detector_app
 
 pytestmark = pytest.mark.integration

@@ -35,7 +35,7 @@ from camcount.config import (
     WindowsConfig,
     load_config,
 )
-from camcount.synthetic import SceneLayout, generate_scene, write_scene
+from camcount.scenes.synthetic import SceneLayout, generate_scene, write_scene
 from serve_app.app import DETECTOR_APP, Pipeline, start_pipeline
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

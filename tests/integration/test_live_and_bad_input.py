@@ -18,7 +18,7 @@ from camcount.config import (
     parse_config,
 )
 from camcount.errors import ConfigError
-from camcount.synthetic import generate_scene, truth_path, write_scene
+from camcount.scenes.synthetic import generate_scene, truth_path, write_scene
 from serve_app.app import start_pipeline
 from tests.core.test_capture import damage
 from tests.integration.conftest import free_port

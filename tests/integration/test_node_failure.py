@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from camcount.synthetic import generate_scene, write_scene
+from camcount.scenes.synthetic import generate_scene, write_scene
 from tests.integration.test_exactly_once import LAYOUT, SEEDS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -12,7 +12,7 @@ from camcount.config import AppConfig, DetectorConfig, WarehouseConfig, load_con
 from camcount.detectors import DetectorSettings, build_detector
 from camcount.events import row_order
 from camcount.reference import count_video
-from camcount.synthetic import generate_scene, write_scene
+from camcount.scenes.synthetic import generate_scene, write_scene
 from serve_app.app import start_pipeline
 
 pytestmark = pytest.mark.integration

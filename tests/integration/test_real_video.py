@@ -15,7 +15,6 @@ from __future__ import annotations
 import pytest
 import ray
 
-from camcount.affinity import usable_cores
 from camcount.config import (
     AppConfig,
     CameraConfig,
@@ -24,6 +23,7 @@ from camcount.config import (
     WarehouseConfig,
     ZoneConfig,
 )
+from camcount.detectors.affinity import usable_cores
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -24,7 +24,7 @@ import yaml
 from ray import serve
 
 from camcount.config import AppConfig
-from camcount.synthetic import generate_scene, write_scene
+from camcount.scenes.synthetic import generate_scene, write_scene
 from serve_app.app import DETECTOR_APP, start_pipeline
 from tests.integration.conftest import free_port
 from tests.integration.test_exactly_once import (

@@ -19,7 +19,7 @@ from camcount.config import AppConfig, StorageConfig
 from camcount.detectors import DetectorSettings, build_detector
 from camcount.events import row_order
 from camcount.reference import count_video
-from camcount.synthetic import SceneLayout, generate_scene, write_scene
+from camcount.scenes.synthetic import SceneLayout, generate_scene, write_scene
 from serve_app.app import start_pipeline
 from tests.integration.s3 import Endpoint, serve_s3
 from tests.integration.test_exactly_once import (

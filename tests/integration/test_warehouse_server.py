@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from camcount.events import Gap, ZoneSample, to_arrow
-from camcount.spill import SpillStore
+from camcount.stream.spill import SpillStore
 from camcount.warehouse import (
     Warehouse,
     WarehouseAuthError,

@@ -16,7 +16,7 @@ from enum import IntEnum
 from typing import Any
 
 from camcount.errors import RequestError
-from camcount.livefeed import Update
+from camcount.stream.livefeed import Update
 
 PROTOCOL_VERSION = 1
 

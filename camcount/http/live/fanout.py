@@ -25,7 +25,7 @@ from itertools import islice
 from camcount.http.live.encoding import Encoded, Item, encode_update, gap_message
 from camcount.http.live.outbox import Subscriber, matches_any
 from camcount.http.live.query import Filter
-from camcount.livefeed import Update
+from camcount.stream.livefeed import Update
 
 
 class Mirror:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from camcount.errors import RequestError
 from camcount.http.live.encoding import Item
 from camcount.http.live.query import Filter
-from camcount.livefeed import Update
+from camcount.stream.livefeed import Update
 
 MAX_SUBSCRIPTIONS = 32
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from camcount.config import MAX_ID_CHARS
 from camcount.errors import RequestError
-from camcount.livefeed import Update
+from camcount.stream.livefeed import Update
 
 #: Update kinds the pipeline publishes (actors/aggregator.py); a filter
 #: naming another is refused so a typo is an error, not silence.
@@ -26,7 +26,7 @@ KINDS = frozenset(
 )
 #: The config's id rule (``Identifier``: letters, digits, ``_.-``, at most
 #: ``MAX_ID_CHARS``) plus ``:``, because window rows of derived keys carry
-#: ``site:<site>`` or ``group:<id>`` as their camera id (camcount.aggregation)
+#: ``site:<site>`` or ``group:<id>`` as their camera id (camcount.stream.aggregation)
 #: and a filter or a counts query must be able to name them.
 ID_PATTERN = rf"^[A-Za-z0-9_.:-]{{1,{MAX_ID_CHARS}}}$"
 MAX_FILTER_VALUES = 256

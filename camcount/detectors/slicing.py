@@ -42,8 +42,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from camcount.detections import Detections
 from camcount.detectors.base import Detector, Frame, FrameMeta, Region, prepare_frame
+from camcount.detectors.detections import Detections
 from camcount.errors import SlicingError
 
 MergeKind = Literal["nmm", "nms"]

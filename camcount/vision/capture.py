@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from camcount.errors import SourceError
-from camcount.video import DecodedFrame, SourcePosition, VideoFile
+from camcount.vision.video import DecodedFrame, SourcePosition, VideoFile
 
 #: The reason of a file source that was read to its end.
 END_OF_FILE = "end of file"
@@ -269,7 +269,7 @@ class Capture:
 
         A pass that ends short of the file's end (`VideoFile.damage`) ends
         the source FAILED with that reason, which starts with
-        `camcount.video.DAMAGED`; a whole file ends FINISHED, `END_OF_FILE`."""
+        `camcount.vision.video.DAMAGED`; a whole file ends FINISHED, `END_OF_FILE`."""
         video = cast(VideoFile, self._file)
         self._set(SourceState.STREAMING)
         paced_from: tuple[float, float] | None = None  # (first event time, wall clock)

@@ -399,7 +399,7 @@ def write_scene(
     A scene of no frames is refused (``EmptyOutputError``), as every video
     written through ``annotate.VideoWriter`` is: no player opens the file.
     """
-    from camcount.annotate import VideoWriter
+    from camcount.vision.annotate import VideoWriter
 
     out = Path(out)
     lay = scene.layout

@@ -9,7 +9,7 @@ import pytest
 
 from camcount.config import SourcesConfig, parse_config
 from camcount.errors import ConfigError, RequestError
-from camcount.source_rules import SourceRefused, camera_source_allowed, check_source
+from camcount.http.sources import SourceRefused, camera_source_allowed, check_source
 
 #: What names resolve to here: no network needed, and a name can be made
 #: to point anywhere (as DNS can).

@@ -37,15 +37,6 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from camcount.channels import (
-    Barrier,
-    Counted,
-    EndOfStream,
-    Envelope,
-    Progress,
-    Receiver,
-    ReceiverState,
-)
 from camcount.errors import StateError
 from camcount.events import (
     CountRow,
@@ -56,7 +47,16 @@ from camcount.events import (
     ZoneTransition,
     count_row,
 )
-from camcount.windows import ClockState, LateEvent, WatermarkClock, WindowCounts, WindowState
+from camcount.stream.channels import (
+    Barrier,
+    Counted,
+    EndOfStream,
+    Envelope,
+    Progress,
+    Receiver,
+    ReceiverState,
+)
+from camcount.stream.windows import ClockState, LateEvent, WatermarkClock, WindowCounts, WindowState
 
 STATE_FORMAT_VERSION = 2
 

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from camcount.config import CameraConfig, TrackerConfig
-from camcount.counting import LineCounter, LineCounterState
-from camcount.detections import Detections
+from camcount.detectors.detections import Detections
 from camcount.errors import GeometryError
 from camcount.events import (
     CountRow,
@@ -26,8 +25,9 @@ from camcount.events import (
     row_order,
 )
 from camcount.geometry import Anchor, Polygon, Segment, anchor_points, format_point, to_pixels
-from camcount.tracking import Tracker, TrackerSettings, TrackerState
-from camcount.zones import ZoneCounter, ZoneCounterState
+from camcount.vision.counting import LineCounter, LineCounterState
+from camcount.vision.tracking import Tracker, TrackerSettings, TrackerState
+from camcount.vision.zones import ZoneCounter, ZoneCounterState
 
 CameraEvent = Crossing | ZoneTransition | ZoneVisit | ZoneSample
 

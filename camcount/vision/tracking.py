@@ -70,16 +70,16 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 import numpy.typing as npt
 
-from camcount import kalman
-from camcount.assignment import (
+from camcount.detectors.detections import Detections
+from camcount.errors import StateError
+from camcount.vision import kalman
+from camcount.vision.assignment import (
     all_pairs,
     assign_pairs,
     near_pairs,
     overlap_candidates,
     pair_iou,
 )
-from camcount.detections import Detections
-from camcount.errors import StateError
 
 STATE_FORMAT_VERSION = 1
 

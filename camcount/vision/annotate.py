@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from camcount.detections import NO_TRACK, Detections
+from camcount.detectors.detections import NO_TRACK, Detections
 from camcount.errors import EmptyOutputError, SourceError
 from camcount.geometry import to_pixels
 

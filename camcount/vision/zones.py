@@ -17,11 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from camcount.detections import Detections
+from camcount.detectors.detections import Detections
 from camcount.errors import StateError
 from camcount.events import Direction, ZoneSample, ZoneTransition, ZoneVisit
 from camcount.geometry import Anchor, Polygon, anchor_points
-from camcount.tracking import TrackFrame
+from camcount.vision.tracking import TrackFrame
 
 STATE_FORMAT_VERSION = 1
 

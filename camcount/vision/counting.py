@@ -10,7 +10,7 @@ first seen inside the band has no definite side to keep from jitter: it
 starts on the side of the line its first sighting was on, and still counts
 only once it leaves the band on the other side. Near the
 frame edge, where the band has no room, the edge decides the side of a box
-it cuts (``camcount.frame_edges``).
+it cuts (``camcount.vision.frame_edges``).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ import numpy.typing as npt
 
 from camcount.errors import StateError
 from camcount.events import Crossing, Direction
-from camcount.frame_edges import EdgeSides
 from camcount.geometry import Anchor, Segment, anchor_points
-from camcount.tracking import TrackFrame
+from camcount.vision.frame_edges import EdgeSides
+from camcount.vision.tracking import TrackFrame
 
 STATE_FORMAT_VERSION = 1
 

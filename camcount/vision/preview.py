@@ -4,7 +4,7 @@ A preview costs a camera nothing unless someone watches: ``PreviewGate``
 lets the camera keep a frame only when a preview was asked for within the
 last few seconds, and at most ``max_fps`` times a second; the drawing and
 JPEG encoding happen only when a preview is asked for, once per kept frame.
-Drawing itself is ``camcount.annotate``'s.
+Drawing itself is ``camcount.vision.annotate``'s.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from camcount import kalman
-from camcount.annotate import Image, draw_counted, draw_label
 from camcount.config import CameraConfig
-from camcount.detections import Detections
+from camcount.detectors.detections import Detections
 from camcount.events import CountRow
-from camcount.tracking import TRACKED, TrackerState
+from camcount.vision import kalman
+from camcount.vision.annotate import Image, draw_counted, draw_label
+from camcount.vision.tracking import TRACKED, TrackerState
 
 MAX_PREVIEW_FPS = 10.0
 WATCH_S = 5.0  # a preview request keeps frames coming this long
