@@ -55,11 +55,27 @@ def _progress() -> Progress:
     )
 
 
-def _stop(bar: Progress) -> None:
-    """Stop a bar that may never have started (no frame came): stopping one
-    that did not start would still print an empty line before the error."""
-    if bar.live.is_started:
-        bar.stop()
+class _LateBar:
+    """A progress bar that appears with the first step done, so that a
+    command refused before its first frame (an output that cannot be
+    written, a line outside the picture, a video without frames) leaves
+    only its one line of error."""
+
+    def __init__(self, label: str) -> None:
+        self._bar = _progress()
+        self._label = label
+        self._task: TaskID | None = None
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if self._task is None:
+            self._bar.start()
+            self._task = self._bar.add_task(self._label, total=total)
+        self._bar.update(self._task, completed=done, total=total)
+
+    def stop(self) -> None:
+        # Stopping a bar that never started would still print an empty line.
+        if self._bar.live.is_started:
+            self._bar.stop()
 
 
 class _DefaultsShown(argparse.HelpFormatter):
@@ -231,23 +247,12 @@ def cmd_synth(args: argparse.Namespace) -> int:
             f"a {args.width}x{args.height} frame is too small for the scene; "
             "try 640x360 (the default) or larger"
         ) from None
-    bar = _progress()
-    task: TaskID | None = None
-
-    def progress(done: int, total: int) -> None:
-        # The bar appears with the first frame written: an output that
-        # cannot be written ends in its one line of error.
-        nonlocal task
-        if task is None:
-            bar.start()
-            task = bar.add_task(f"render {Path(args.out).name}", total=total)
-        bar.update(task, completed=done)
-
+    progress = _LateBar(f"render {Path(args.out).name}")
     try:
         with _output_named("OUT", args.out):
             video, truth, config = write_scene(scene, args.out, progress=progress)
     finally:
-        _stop(bar)
+        progress.stop()
     err.print(
         f"wrote {video}\n      {truth} (exact boxes and counts)\n      {config} (camcount config)"
     )
@@ -420,17 +425,7 @@ def cmd_count(args: argparse.Namespace) -> int:
     config, camera = _count_config(args)
     _check_out(args.out, camera.source)
     detector = build_detector_from(config)
-    # The bar appears with the first frames counted: a camera refused once
-    # its frame size is known (a line outside the picture) leaves one line.
-    bar = _progress()
-    task: TaskID | None = None
-
-    def progress(done: int, total: int) -> None:
-        nonlocal task
-        if task is None:
-            bar.start()
-            task = bar.add_task(f"count {Path(camera.source).name}", total=None)
-        bar.update(task, completed=done, total=total)
+    progress = _LateBar(f"count {Path(camera.source).name}")
 
     # The annotated copy opens with the first frame counted: its size and
     # rate are the source's after sampling, known only then. Sampling above
@@ -467,7 +462,7 @@ def cmd_count(args: argparse.Namespace) -> int:
                 on_frame=annotate if args.out else None,
             )
     finally:
-        _stop(bar)
+        progress.stop()
         if writer is not None:
             writer.release()  # it holds a frame at least: it was opened to write one
     if args.out:
@@ -584,8 +579,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
             VideoFile(source, args.fps) as video,
             ExitStack() as stack,
         ):
-            bar = _progress()
-            stack.callback(_stop, bar)
+            progress = _LateBar(f"detect {Path(source).name}")
+            stack.callback(progress.stop)
             writer = (
                 stack.enter_context(
                     VideoWriter(args.out, args.fps or video.native_fps, video.frame_size)
@@ -594,9 +589,6 @@ def cmd_detect(args: argparse.Namespace) -> int:
                 else None
             )
             load()
-            # The bar appears with the first frames: a video without any
-            # ends in its one line of error.
-            task: TaskID | None = None
             batch: list[DecodedFrame] = []
             for frame in chain(video, [None]):
                 if frame is not None:
@@ -606,11 +598,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
                         if writer is not None:
                             writer.write(draw_detections(f.image.copy(), dets, names))
                     frames += len(batch)
-                    if task is None:
-                        bar.start()
-                        total = video.frame_count or None
-                        task = bar.add_task(f"detect {Path(source).name}", total=total)
-                    bar.update(task, completed=batch[-1].index + 1)
+                    progress(batch[-1].index + 1, video.frame_count or None)
                     batch = []
     if args.out:
         err.print(f"wrote {args.out}")
