@@ -21,8 +21,8 @@ from camcount.http.live.query import (
     MAX_POLL_TIMEOUT_S,
     MAX_SEQ,
 )
-from camcount.http.models import Health, Poll
-from camcount.http.responses import PUBLIC, errors
+from camcount.http.models import Poll
+from camcount.http.responses import errors, health_route
 
 
 class LiveEndpoints(Protocol):
@@ -57,13 +57,7 @@ Kinds = Annotated[
 def live_router() -> APIRouter:
     router = APIRouter()
 
-    @router.get(
-        "/healthz",
-        operation_id="liveHealth",
-        summary="liveness of the live replica (no token needed)",
-        response_model=Health,
-        openapi_extra=PUBLIC,
-    )
+    @health_route(router, "liveHealth", "live")
     async def health(request: Request, live: Live) -> Response:
         return await live.health(request)
 

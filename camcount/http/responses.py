@@ -4,11 +4,13 @@ reads itself."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from fastapi import APIRouter
 from pydantic import BaseModel
 
-from camcount.http.models import ErrorBody
+from camcount.http.models import ErrorBody, Health
 
 _ERROR_TEXT = {
     400: "malformed request (bad JSON)",
@@ -36,3 +38,15 @@ def json_body(model: type[BaseModel]) -> dict[str, Any]:
 
 #: ``openapi_extra`` of a route that needs no token.
 PUBLIC: dict[str, Any] = {"security": []}
+
+
+def health_route(router: APIRouter, operation_id: str, replica: str) -> Callable[[Any], Any]:
+    """The ``/healthz`` route of a replica: public, so a load balancer or
+    Serve's proxy can ask it without a token; the same on REST and live."""
+    return router.get(
+        "/healthz",
+        operation_id=operation_id,
+        summary=f"liveness of the {replica} replica (no token needed)",
+        response_model=Health,
+        openapi_extra=PUBLIC,
+    )

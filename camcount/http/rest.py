@@ -41,11 +41,10 @@ from camcount.http.models import (
     CameraPatch,
     Counts,
     Direction,
-    Health,
     Removed,
     Status,
 )
-from camcount.http.responses import PUBLIC, errors, json_body
+from camcount.http.responses import errors, health_route, json_body
 from camcount.http.sources import camera_source_allowed
 
 log = logging.getLogger("camcount.api")
@@ -102,13 +101,7 @@ def rest_router(window_sizes: Sequence[int]) -> APIRouter:
     sizes = sorted(window_sizes) or [10]
     router = APIRouter()
 
-    @router.get(
-        "/healthz",
-        operation_id="health",
-        summary="liveness of the REST replica (no token needed)",
-        response_model=Health,
-        openapi_extra=PUBLIC,
-    )
+    @health_route(router, "health", "REST")
     async def health(ctx: Context) -> JSONResponse:
         return JSONResponse({"status": "ok", "auth": ctx.auth_configured})
 
