@@ -142,8 +142,9 @@ class ControllerClient:
     # ------------------------------------------------------------ cameras
 
     async def camera_config(self, camera_id: str) -> dict[str, Any]:
-        config: dict[str, Any] = await self._camera_call(camera_id, lambda h: h.config.remote())
-        return config
+        """JSON, as the port promises: it leaves as a response body."""
+        config: CameraConfig = await self._camera_call(camera_id, lambda h: h.config.remote())
+        return config.model_dump(mode="json")
 
     async def camera_status(self, camera_id: str) -> dict[str, Any]:
         status: dict[str, Any] = await self._camera_call(camera_id, lambda h: h.status.remote())

@@ -294,7 +294,7 @@ def start_pipeline(
         raise
     controller = Controller.options(
         name=CONTROLLER_NAME, namespace=NAMESPACE, get_if_exists=False
-    ).remote(config.model_dump(mode="json"), DETECTOR_APP, shards, 2.0, sink, fresh)
+    ).remote(config, DETECTOR_APP, shards, 2.0, sink, fresh)
     pipeline = Pipeline(config, controller, sink=sink, owns_sink=owns_sink)
     try:
         if api:
