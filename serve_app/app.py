@@ -57,7 +57,7 @@ def api_applications(
     """The REST and live applications. Replicas get token digests, never the
     tokens (serve_app/auth.py), so the settings travel without them."""
     api = config.api
-    settings = api.model_copy(update={"tokens": ()}).model_dump(mode="json")
+    settings = api.model_copy(update={"tokens": ()})
     digests = list(token_digests)
     rest = ApiIngress.options(num_replicas=api.replicas).bind(
         settings, digests, CONTROLLER_NAME, NAMESPACE, list(config.windows.sizes_s), sink
