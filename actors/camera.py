@@ -127,6 +127,17 @@ class _Request:
     response: Any
 
 
+@dataclass(frozen=True)
+class CameraIdentity:
+    """What a camera process says it is, for a restarted controller
+    finding its parts: the camera it runs (its config may have changed
+    since the run's; None for an idle spare), as which incarnation
+    (``sender``)."""
+
+    camera: CameraConfig | None
+    sender: str
+
+
 #: Ray CPUs a camera actor asks for: it mostly waits on its decoder and the
 #: detector, so four share a core.
 CAMERA_CPUS = 0.25
@@ -136,8 +147,8 @@ CAMERA_CPUS = 0.25
 class CameraActor:
     def __init__(
         self,
-        camera: dict[str, Any],
-        tracker: dict[str, Any],
+        camera: CameraConfig,
+        tracker: TrackerConfig,
         aggregator: Any,
         sender_id: str,
         detector_app: str = "camcount",
@@ -152,9 +163,11 @@ class CameraActor:
         1080p) besides the ``max_in_flight`` at the detector: a few are
         enough to keep the detector fed, and memory per camera is what
         bounds cameras per node. With ``owner`` (its controller) the
-        process ends once the owner is gone for good (actors/lifetime.py)."""
-        self.camera = CameraConfig.model_validate(camera)
-        self.tracker = TrackerConfig.model_validate(tracker)
+        process ends once the owner is gone for good (actors/lifetime.py).
+        The configs come checked, as objects: they were validated once where
+        they entered (the config file, the REST body)."""
+        self.camera = camera
+        self.tracker = tracker
         _without_pandas()
         from ray import serve
 
@@ -253,22 +266,16 @@ class CameraActor:
         ready to take a camera over)."""
         return self.camera.id
 
-    def identity(self) -> dict[str, Any]:
-        """For a restarted controller finding its parts: the camera this
-        process is (its config may have changed since the run's), as which
-        incarnation (``sender``); ``camera`` is None for an idle spare."""
+    def identity(self) -> CameraIdentity:
         spare = self._aggregator is None
-        return {
-            "camera": None if spare else self.camera.model_dump(mode="json"),
-            "sender": self._sender.sender_id,
-        }
+        return CameraIdentity(None if spare else self.camera, self._sender.sender_id)
 
     async def rewind(
         self,
         aggregator: Any,
         sender_id: str,
         restore: CameraState | None,
-        camera: dict[str, Any] | None = None,
+        camera: CameraConfig | None = None,
         max_in_flight: int | None = None,
     ) -> None:
         """Back to a checkpoint's snapshot in this process, as a new
@@ -291,7 +298,7 @@ class CameraActor:
             await asyncio.wait({task})
         await asyncio.to_thread(self._capture.stop)
         if camera is not None:  # a spare taking a camera over: nothing of before
-            self.camera = CameraConfig.model_validate(camera)
+            self.camera = camera
             self._tag_metrics()
             self._new_identity()
         if max_in_flight is not None:
@@ -627,13 +634,12 @@ class CameraActor:
             return SourceState.STREAMING
         return stats.state
 
-    def update(self, camera: dict[str, Any]) -> dict[str, Any]:
+    def update(self, new: CameraConfig) -> dict[str, Any]:
         """New lines, zones, classes or region while running.
 
         The tracker state moves into the new processor and counters that
         keep their id keep their memory, so nothing is counted twice.
         """
-        new = CameraConfig.model_validate(camera)
         if new.source != self.camera.source or new.fps != self.camera.fps:
             raise ValueError("a new source or fps needs the camera removed and added again")
         if self._processor is not None:
@@ -650,8 +656,8 @@ class CameraActor:
     def dead_letters(self) -> list[DeadLetter]:
         return list(self._dead_letters)
 
-    def config(self) -> dict[str, Any]:
-        return self.camera.model_dump(mode="json")
+    def config(self) -> CameraConfig:
+        return self.camera
 
     def _keep_preview(self, frame: DecodedFrame, processor: CameraProcessor) -> None:
         tracks = confirmed_tracks(processor.tracker.snapshot())

@@ -52,7 +52,7 @@ from ray.exceptions import GetTimeoutError, RayActorError
 from ray.util import metrics
 
 from actors.aggregator import AggregatorActor
-from actors.camera import MIN_FRAMES_PER_REQUEST, CameraActor
+from actors.camera import MIN_FRAMES_PER_REQUEST, CameraActor, CameraIdentity
 from actors.hub import LiveHub
 from actors.lifetime import detached, parts_of
 from actors.placement import ModelCoreAvoider
@@ -87,7 +87,7 @@ _DURATION_BOUNDARIES_S = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10]
 class Controller:
     def __init__(
         self,
-        config: dict[str, Any],
+        config: AppConfig,
         detector_app: str = "camcount",
         shards: int = 1,
         health_interval_s: float = 2.0,
@@ -97,7 +97,7 @@ class Controller:
         """``fresh``: start over (delete the checkpoints under the storage
         root) instead of resuming from the newest complete one. A
         controller that Ray restarted always resumes."""
-        self.config = AppConfig.model_validate(config)
+        self.config = config
         self._detector_app = detector_app
         self._n_shards = max(1, shards)
         self._health_interval_s = health_interval_s
@@ -323,17 +323,19 @@ class Controller:
         configs = {c.id: c for c in self.config.cameras}
         survivors: dict[str, tuple[int, Any]] = {}
         candidates = found.pop("camera", [])
-        identities = await asyncio.gather(*(_answer(a.identity.remote()) for a in candidates))
+        identities: list[CameraIdentity | None] = await asyncio.gather(
+            *(_answer(a.identity.remote()) for a in candidates)
+        )
         for actor, identity in zip(candidates, identities, strict=True):
-            if identity is None or identity["camera"] is None:
+            if identity is None or identity.camera is None:
                 if identity is not None and self._spare is None:
                     self._spare = actor  # an idle spare: still the spare
                     self._spare_ready = asyncio.ensure_future(actor.ready.remote())
                 else:
                     _kill([actor])
                 continue
-            cfg = CameraConfig.model_validate(identity["camera"])
-            n = _incarnation_of(identity["sender"])
+            cfg = identity.camera
+            n = _incarnation_of(identity.sender)
             kept = survivors.get(cfg.id)
             if kept is not None and kept[0] >= n:
                 _kill([actor])
@@ -452,9 +454,7 @@ class Controller:
         """The warehouse's cameras tables follow the topology, so analysts
         can group rows by site and tags and see each camera's lines."""
         if self._sink is not None and (cameras or removed):
-            await self._sink.write_cameras.remote(
-                [c.model_dump(mode="json") for c in cameras], None, list(removed)
-            )
+            await self._sink.write_cameras.remote(cameras, None, list(removed))
 
     async def _launch(
         self, cfg: CameraConfig, state: CameraState | None, cameras: int
@@ -471,8 +471,8 @@ class Controller:
         actor = CameraActor.options(
             runtime_env=CAMERA_RUNTIME_ENV, **self._detached("camera")
         ).remote(
-            cfg.model_dump(mode="json"),
-            self.config.tracker.model_dump(mode="json"),
+            cfg,
+            self.config.tracker,
             self._shard_of(cfg),
             f"{cfg.id}#{n}",
             self._detector_app,
@@ -570,7 +570,7 @@ class Controller:
             actor = self._actors.get(cfg.id)
             if actor is None:
                 raise KeyError(cfg.id)
-            status = await actor.update.remote(cfg.model_dump(mode="json"))
+            status = await actor.update.remote(cfg)
             self._cameras[cfg.id] = cfg
             await self._record_cameras([cfg])
             return status
@@ -850,8 +850,8 @@ class Controller:
         self._spare = CameraActor.options(
             num_cpus=0, runtime_env=CAMERA_RUNTIME_ENV, **self._detached("camera")
         ).remote(
-            template.model_dump(mode="json"),
-            self.config.tracker.model_dump(mode="json"),
+            template,
+            self.config.tracker,
             None,
             "spare",
             self._detector_app,
@@ -875,7 +875,7 @@ class Controller:
                     self._shard_of(cfg),
                     f"{cfg.id}#{n}",
                     state,
-                    cfg.model_dump(mode="json"),
+                    cfg,
                     self._frames_in_flight(len(self._cameras)),
                 ),
                 REWIND_TIMEOUT_S,

@@ -59,7 +59,7 @@ INSERTS_IN_FLIGHT = 2
 class WarehouseSink:
     def __init__(
         self,
-        warehouse: WarehouseConfig | Mapping[str, Any],
+        warehouse: WarehouseConfig,
         storage_root: str,
         sink_id: str | None = None,
         buffer_max_rows: int | None = None,
@@ -68,12 +68,9 @@ class WarehouseSink:
         tick_interval_s: float = TICK_INTERVAL_S,
         inserts_in_flight: int | None = None,
     ) -> None:
-        """Arguments left out come from the warehouse config."""
-        cfg = (
-            warehouse
-            if isinstance(warehouse, WarehouseConfig)
-            else WarehouseConfig.model_validate(dict(warehouse))
-        )
+        """Arguments left out come from the warehouse config, checked
+        where it entered (the config file)."""
+        cfg = warehouse
         sink_id = sink_id or cfg.sink_id
         self.sink_id = sink_id
         self._epoch = uuid.uuid4().hex
@@ -130,16 +127,13 @@ class WarehouseSink:
 
     def write_cameras(
         self,
-        cameras: Sequence[CameraConfig | Mapping[str, Any]],
+        cameras: Sequence[CameraConfig],
         version: int | None = None,
         removed: Sequence[str] = (),
     ) -> int:
         """Record camera metadata (lines and zones included) at a version
         (default: now in milliseconds)."""
-        configs = [
-            c if isinstance(c, CameraConfig) else CameraConfig.model_validate(c) for c in cameras
-        ]
-        tables = camera_tables(configs, version or int(time.time() * 1000), removed)
+        tables = camera_tables(cameras, version or int(time.time() * 1000), removed)
         writer = self._require_writer()
         with self._lock:
             return sum(writer.write(kind, t) for kind, t in tables.items())

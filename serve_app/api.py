@@ -23,7 +23,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -142,8 +142,9 @@ class ControllerClient:
     # ------------------------------------------------------------ cameras
 
     async def camera_config(self, camera_id: str) -> dict[str, Any]:
-        config: dict[str, Any] = await self._camera_call(camera_id, lambda h: h.config.remote())
-        return config
+        """JSON, as the port promises: it leaves as a response body."""
+        config: CameraConfig = await self._camera_call(camera_id, lambda h: h.config.remote())
+        return config.model_dump(mode="json")
 
     async def camera_status(self, camera_id: str) -> dict[str, Any]:
         status: dict[str, Any] = await self._camera_call(camera_id, lambda h: h.status.remote())
@@ -346,16 +347,22 @@ class ApiIngress:
 
     def __init__(
         self,
-        settings: dict[str, Any],
+        settings: ApiConfig | Mapping[str, Any],
         token_digests: Sequence[str],
         controller_name: str,
         namespace: str,
         window_sizes: Sequence[int],
         sink: Any = None,
     ) -> None:
+        """``settings`` arrive as a checked ``ApiConfig`` from
+        ``api_applications``; bound from plain data instead (a builder
+        handed a Serve config file's ``args``), as a mapping, checked here."""
         controller = ControllerClient(controller_name, namespace, sink)
         self.service = ApiService(
-            ApiConfig.model_validate(settings), token_digests, controller, window_sizes
+            settings if isinstance(settings, ApiConfig) else ApiConfig.model_validate(settings),
+            token_digests,
+            controller,
+            window_sizes,
         )
 
     def __serve_build_asgi_app__(self) -> FastAPI:

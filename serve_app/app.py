@@ -57,7 +57,7 @@ def api_applications(
     """The REST and live applications. Replicas get token digests, never the
     tokens (serve_app/auth.py), so the settings travel without them."""
     api = config.api
-    settings = api.model_copy(update={"tokens": ()}).model_dump(mode="json")
+    settings = api.model_copy(update={"tokens": ()})
     digests = list(token_digests)
     rest = ApiIngress.options(num_replicas=api.replicas).bind(
         settings, digests, CONTROLLER_NAME, NAMESPACE, list(config.windows.sizes_s), sink
@@ -294,7 +294,7 @@ def start_pipeline(
         raise
     controller = Controller.options(
         name=CONTROLLER_NAME, namespace=NAMESPACE, get_if_exists=False
-    ).remote(config.model_dump(mode="json"), DETECTOR_APP, shards, 2.0, sink, fresh)
+    ).remote(config, DETECTOR_APP, shards, 2.0, sink, fresh)
     pipeline = Pipeline(config, controller, sink=sink, owns_sink=owns_sink)
     try:
         if api:

@@ -24,6 +24,7 @@ import asyncio
 import os
 import time
 from collections import Counter as Tally
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -55,8 +56,13 @@ HEALTH_CHECK_PERIOD_S = 1.0
     health_check_period_s=HEALTH_CHECK_PERIOD_S,
 )
 class DetectorDeployment:
-    def __init__(self, config: dict[str, Any]) -> None:
-        cfg = DetectorConfig.model_validate(config)
+    def __init__(self, config: DetectorConfig | Mapping[str, Any]) -> None:
+        """``config`` comes checked from ``detector_app``; bound from
+        plain data instead (a builder handed a Serve config file's
+        ``args``), it is a mapping, checked here, once."""
+        cfg = (
+            config if isinstance(config, DetectorConfig) else DetectorConfig.model_validate(config)
+        )
         settings = DetectorSettings(
             score_threshold=cfg.score_threshold,
             classes=cfg.classes,
@@ -202,4 +208,4 @@ def detector_app(config: DetectorConfig) -> serve.Application:
         options["autoscaling_config"] = dict(config.autoscaling)
     else:
         options["num_replicas"] = config.num_replicas
-    return DetectorDeployment.options(**options).bind(config.model_dump(mode="json"))
+    return DetectorDeployment.options(**options).bind(config)

@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import ray
@@ -549,14 +549,20 @@ class LiveIngress:
 
     def __init__(
         self,
-        settings: dict[str, Any],
+        settings: ApiConfig | Mapping[str, Any],
         token_digests: Sequence[str],
         controller_name: str,
         namespace: str,
         hub: Any = None,
     ) -> None:
+        """``settings`` as ``ApiIngress`` takes them: a checked
+        ``ApiConfig``, or a mapping from plain data, checked here."""
         self.service = LiveService(
-            ApiConfig.model_validate(settings), token_digests, controller_name, namespace, hub
+            settings if isinstance(settings, ApiConfig) else ApiConfig.model_validate(settings),
+            token_digests,
+            controller_name,
+            namespace,
+            hub,
         )
 
     def __serve_build_asgi_app__(self) -> FastAPI:

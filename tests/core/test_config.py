@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import pytest
@@ -181,3 +182,22 @@ def test_one_id_rule_for_cameras_lines_zones_and_groups():
         with pytest.raises(ConfigError, match="at most 128 characters"):
             parse_config(text, "cfg.yaml")
     assert parse_config(GOOD.replace("  - id: gate", f"  - id: {'c' * 128}"), "cfg.yaml")
+
+
+def test_configs_travel_between_processes_as_the_objects_they_are():
+    # Actors hand each other the checked objects, pickled by Ray, and never
+    # check them again: each must arrive equal and of its own type.
+    config = parse_config(GOOD, "cfg.yaml")
+    travelling = [
+        config,
+        config.cameras[0],
+        config.tracker,
+        config.detector,
+        config.warehouse,
+        config.api.model_copy(update={"tokens": ()}),
+    ]
+    for sent in travelling:
+        arrived = pickle.loads(pickle.dumps(sent, protocol=5))
+        assert type(arrived) is type(sent)
+        assert arrived == sent
+    assert pickle.loads(pickle.dumps(config)).cameras[0].lines[0].id == "entrance"

@@ -52,9 +52,7 @@ def test_chdb_sink_owns_the_database_and_answers_queries(ray_cluster: None, tmp_
     sink = start_sink(cfg, f"file://{tmp_path}/store")
     tables = make_events(seed=21)
     refs = [sink.write.remote(kind, part) for kind, t in tables.items() for part in chunks(t, 250)]
-    refs.append(
-        sink.write_cameras.remote([camera_config(c).model_dump(mode="json") for c in CAMERAS], 9)
-    )
+    refs.append(sink.write_cameras.remote([camera_config(c) for c in CAMERAS], 9))
     ray.get(refs)
     assert ray.get(sink.flush.remote()) >= 0
     stats = ray.get(sink.stats.remote())
