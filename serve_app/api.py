@@ -141,10 +141,9 @@ class ControllerClient:
 
     # ------------------------------------------------------------ cameras
 
-    async def camera_config(self, camera_id: str) -> dict[str, Any]:
-        """JSON, as the port promises: it leaves as a response body."""
+    async def camera_config(self, camera_id: str) -> CameraConfig:
         config: CameraConfig = await self._camera_call(camera_id, lambda h: h.config.remote())
-        return config.model_dump(mode="json")
+        return config
 
     async def camera_status(self, camera_id: str) -> dict[str, Any]:
         status: dict[str, Any] = await self._camera_call(camera_id, lambda h: h.status.remote())

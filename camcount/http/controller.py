@@ -33,8 +33,8 @@ class ControllerPort(Protocol):
         """Stops the camera; returns its final status."""
         ...
 
-    async def camera_config(self, camera_id: str) -> dict[str, Any]:
-        """The camera's config as its actor runs it (JSON)."""
+    async def camera_config(self, camera_id: str) -> CameraConfig:
+        """The camera's config as its actor runs it."""
         ...
 
     async def camera_status(self, camera_id: str) -> dict[str, Any]: ...

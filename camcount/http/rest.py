@@ -89,7 +89,7 @@ def _lag(status: dict[str, Any], now: float) -> float | None:
 async def _view(
     ctx: RestContext, cam_id: str, status: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    config = await ctx.controller.camera_config(cam_id)
+    config = (await ctx.controller.camera_config(cam_id)).model_dump(mode="json")
     if status is None:
         status = await ctx.controller.camera_status(cam_id)
     return {"config": config, "status": {**status, "lag_s": _lag(status, time.time())}}
@@ -180,7 +180,7 @@ def rest_router(window_sizes: Sequence[int]) -> APIRouter:
     async def update_camera(request: Request, camera_id: CameraId, ctx: Context) -> JSONResponse:
         cam_id = bodies.camera_id(camera_id)
         body = bodies.parse_json(await request.body())
-        current = CameraConfig.model_validate(await ctx.controller.camera_config(cam_id))
+        current = await ctx.controller.camera_config(cam_id)
         cfg = bodies.patched_camera(current, body)
         try:
             await ctx.controller.update_camera(cfg)
