@@ -57,13 +57,13 @@ import numpy.typing as npt
 import pytest
 
 from camcount.config import AppConfig, CameraConfig, LineConfig
-from camcount.detections import Detections
 from camcount.detectors import Detector, FrameMeta
+from camcount.detectors.detections import Detections
 from camcount.errors import DetectorError
 from camcount.events import Crossing
-from camcount.processor import CameraProcessor
-from camcount.truth import ClipTruth, LineTruth, SeenCrossing, load_truth_file
-from camcount.video import DecodedFrame, VideoFile
+from camcount.scenes.truth import ClipTruth, LineTruth, SeenCrossing, load_truth_file
+from camcount.vision.processor import CameraProcessor
+from camcount.vision.video import DecodedFrame, VideoFile
 
 TRUTH = Path(__file__).resolve().parents[1] / "data" / "truth.yaml"
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
