@@ -56,7 +56,10 @@ Per frame (``Tracker.update``):
 7. Start tentative tracks from the detections left: high ones at
    ``new_track_threshold`` or more start a chain; below it they start weak
    tracks, which confirm only after ``weak_min_hits`` consistent sightings.
-   Low ones start *faint* tracks: a person far away or half hidden may be
+   Low ones start *faint* tracks, unless they lie on a box of this frame
+   that a track took or that is strong (IoU ``tentative_match_iou`` or
+   more: an upper body, a second guess, which moves with its object and so
+   would pass any test of motion): a person far away or half hidden may be
    boxed only weakly all the way across a line, and a track born only at
    the first strong box would start past it. A faint track takes only low
    detections, by overlap (step 5): never a high one, which starts its own
@@ -91,6 +94,7 @@ from camcount.vision import kalman
 from camcount.vision.assignment import (
     all_pairs,
     assign_pairs,
+    iou_matrix,
     near_pairs,
     overlap_candidates,
     pair_iou,
@@ -307,6 +311,13 @@ class Tracker:
         used[det_idx] = True
         high_left = (is_high & ~used).nonzero()[0]
         low_left = (is_low & ~used).nonzero()[0]
+        if low_left.size:
+            # A low box on one a track took, or on a strong one, is part of
+            # that object (an upper body, a second guess), not someone new.
+            taken = (used | is_high).nonzero()[0]
+            if taken.size:
+                overlap = iou_matrix(boxes[low_left], boxes[taken]).max(axis=1)
+                low_left = low_left[overlap < s.tentative_match_iou]
 
         # Step 6: bookkeeping of the matched tracks.
         if matched.size:

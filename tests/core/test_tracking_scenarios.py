@@ -588,3 +588,17 @@ def test_a_flicker_of_weak_boxes_never_confirms(frames):
     outcome = run([flicker_], [vertical_line(640.0)], 30)
     assert outcome.paths() == {}
     assert outcome.counts == (0, 0)
+
+
+@pytest.mark.parametrize("score", [0.35, 0.45])
+def test_a_weak_duplicate_box_on_a_tracked_walker_is_not_a_second_person(score):
+    """Detectors often add a weaker box on part of someone already boxed
+    (the upper body, a half-overlapping second guess). It moves with them,
+    so travel alone cannot tell it from a faint person: a low box lying on
+    a box of this frame that a track took, or on a strong one, is that
+    object's, and starts nothing. One walker, one crossing."""
+    walker = Mover((540.0, 500.0), (6.0, 0.0), PERSON_BOX)
+    upper = Mover((540.0, 440.0), (6.0, 0.0), (50.0, 60.0), score=always(score))
+    outcome = run([walker, upper], [vertical_line(640.0)], 40)
+    assert outcome.counts == (0, 1)
+    assert len(outcome.paths()) == 1
