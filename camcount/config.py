@@ -136,6 +136,21 @@ class TrackerConfig(_Model):
         default=_TRACKER.max_size_ratio,
         description="a match by distance needs box diagonals within this ratio of each other",
     )
+    faint_min_travel: Annotated[float, Field(ge=0)] = Field(
+        default=_TRACKER.faint_min_travel,
+        description="box heights a track started by low-confidence detections must travel "
+        "from its first sighting before it confirms (clutter stays put)",
+    )
+    faint_min_speed: Annotated[float, Field(ge=0)] = Field(
+        default=_TRACKER.faint_min_speed,
+        description="box heights per second such a track must average since its first "
+        "sighting before it confirms",
+    )
+    faint_max_gap_s: Annotated[float, Field(ge=0)] = Field(
+        default=_TRACKER.faint_max_gap_s,
+        description="seconds such a track, not yet confirmed, may go undetected before it "
+        "is dropped (never fewer than tentative_max_misses frames)",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> TrackerConfig:

@@ -53,10 +53,28 @@ Per frame (``Tracker.update``):
    kind. A match by distance restarts the chain: two boxes apart may be two
    things, so a fast object confirms at its third sighting, once the third
    box lands where the first two said it would.
-7. Start tentative tracks from the high detections left: at
-   ``new_track_threshold`` or more they start a chain; below it they start
-   weak tracks, which confirm only after ``weak_min_hits`` consistent
-   sightings. Low detections extend tracks but never start one.
+7. Start tentative tracks from the detections left: high ones at
+   ``new_track_threshold`` or more start a chain; below it they start weak
+   tracks, which confirm only after ``weak_min_hits`` consistent sightings.
+   Low ones start *faint* tracks, unless they lie on a box of this frame
+   that a track took or that is strong (IoU ``tentative_match_iou`` or
+   more: an upper body, a second guess, which moves with its object and so
+   would pass any test of motion): a person far away or half hidden may be
+   boxed only weakly all the way across a line, and a track born only at
+   the first strong box would start past it. A faint track takes only low
+   detections, by overlap (step 5): never a high one, which starts its own
+   track as before, so a sure detection is tracked as it always was; and
+   never by distance, since a weak box away from it is as likely a
+   neighbour's or clutter. It survives ``faint_max_gap_s`` unseen (a weak
+   box comes and goes), and confirms after ``weak_min_hits`` sightings only
+   once it has shown it moves as a walker or a vehicle does: its box has
+   travelled ``faint_min_travel`` of its height from its first sighting, at
+   ``faint_min_speed`` heights per second or more on average. A bin or a
+   poster scored weakly in every frame stays where it is, so it never
+   becomes a track that zones would count as occupancy; its detector
+   jitter moves its box a few hundredths of its height, far below the
+   travel; and a slow drift of a box (a shadow lengthening) is far below a
+   walker's speed (about 0.8 heights per second; half of it is a stroll).
 
 A track's class is a confidence-weighted vote over its whole life, so one
 misclassified frame never changes it. Ids are per instance and part of the
@@ -76,6 +94,7 @@ from camcount.vision import kalman
 from camcount.vision.assignment import (
     all_pairs,
     assign_pairs,
+    iou_matrix,
     near_pairs,
     overlap_candidates,
     pair_iou,
@@ -114,6 +133,9 @@ class TrackerSettings:
     match_distance: float = 0.5
     birth_distance: float = 3.0
     max_size_ratio: float = 1.5
+    faint_min_travel: float = 0.25
+    faint_min_speed: float = 0.3
+    faint_max_gap_s: float = 0.3
 
     def __post_init__(self) -> None:
         if not 0 <= self.low_threshold <= self.high_threshold <= 1:
@@ -138,6 +160,11 @@ class TrackerSettings:
             )
         if self.max_size_ratio < 1:
             raise ValueError(f"max_size_ratio must be >= 1, got {self.max_size_ratio}")
+        if min(self.faint_min_travel, self.faint_min_speed, self.faint_max_gap_s) < 0:
+            raise ValueError(
+                "faint_min_travel, faint_min_speed and faint_max_gap_s must be >= 0, got "
+                f"{self.faint_min_travel}, {self.faint_min_speed}, {self.faint_max_gap_s}"
+            )
 
     @property
     def weak_hits_needed(self) -> int:
@@ -193,11 +220,11 @@ class TrackFrame:
 class TrackerState:
     """A copy of the tracker's state; plain arrays and numbers only.
 
-    ``chain`` and ``first_xyxy`` were added after the first release of this
-    format: a state saved before them has none (None here). ``Tracker.restore``
-    rebuilds the chain from ``hits``, which is what every tentative track's
-    chain was then, and knows no first sighting (NaN) of the tracks then
-    tentative.
+    ``chain``, ``first_xyxy``, ``first_seen`` and ``faint`` were added after
+    the first release of this format: a state saved before them has none
+    (None here). ``Tracker.restore`` rebuilds the chain from ``hits``, which
+    is what every tentative track's chain was then, knows no first sighting
+    (NaN) of the tracks then tentative, and none of them was faint.
     """
 
     format_version: int
@@ -215,6 +242,8 @@ class TrackerState:
     settings: TrackerSettings = field(default_factory=TrackerSettings)
     chain: IntArray | None = None
     first_xyxy: npt.NDArray[np.float32] | None = None
+    first_seen: FloatArray | None = None
+    faint: BoolArray | None = None
 
 
 @dataclass(slots=True)
@@ -251,6 +280,8 @@ class Tracker:
         self._cov = np.zeros((0, 3, 4))  # kalman's block form
         self._votes = np.zeros((0, 1))
         self._first = np.zeros((0, 4), dtype=np.float32)  # where first seen
+        self._first_seen = np.zeros(0, dtype=np.float64)  # when first seen
+        self._faint = np.zeros(0, dtype=bool)  # started by a low detection
 
     @property
     def track_count(self) -> int:
@@ -279,6 +310,14 @@ class Tracker:
         used = np.zeros(len(detections), dtype=bool)
         used[det_idx] = True
         high_left = (is_high & ~used).nonzero()[0]
+        low_left = (is_low & ~used).nonzero()[0]
+        if low_left.size:
+            # A low box on one a track took, or on a strong one, is part of
+            # that object (an upper body, a second guess), not someone new.
+            taken = (used | is_high).nonzero()[0]
+            if taken.size:
+                overlap = iou_matrix(boxes[low_left], boxes[taken]).max(axis=1)
+                low_left = low_left[overlap < s.tentative_match_iou]
 
         # Step 6: bookkeeping of the matched tracks.
         if matched.size:
@@ -286,7 +325,8 @@ class Tracker:
             self._vote(matched, detections.class_id[det_idx], conf[det_idx])
             tentative = self._status[matched] == TENTATIVE
             ready = (self._chain[matched] >= s.min_hits) | (
-                self._hits[matched] >= s.weak_hits_needed
+                (self._hits[matched] >= s.weak_hits_needed)
+                & (~self._faint[matched] | self._moving(matched, boxes[det_idx], frame_time))
             )
             newly = matched[tentative & ready]
             self._ids[newly] = np.arange(self._next_id, self._next_id + newly.size)
@@ -306,7 +346,12 @@ class Tracker:
         self._chain[waiting] = 0
         unseen_frames = (frame_time - self._last_seen[waiting]) * s.fps
         dropped_tentative = np.zeros_like(waiting)
-        dropped_tentative[waiting] = unseen_frames > s.tentative_max_misses + _HALF_FRAME
+        max_misses = np.where(
+            self._faint[waiting],
+            max(s.tentative_max_misses, s.faint_max_gap_s * s.fps),
+            s.tentative_max_misses,
+        )
+        dropped_tentative[waiting] = unseen_frames > max_misses + _HALF_FRAME
         removed_ids = self._ids[expired]
         keep = ~(expired | dropped_tentative)
 
@@ -344,6 +389,12 @@ class Tracker:
                 )
                 observed = np.concatenate([observed, detections.xyxy[fresh]])
 
+        # Step 7, faint tracks from the low detections left; a faint track
+        # never confirms at its first sighting, whatever ``min_hits``.
+        if low_left.size:
+            self._start(detections, low_left, np.zeros(low_left.size, dtype=bool), frame_time)
+            self._faint[-low_left.size :] = True
+
         # Fancy indexing above already made these copies of the state.
         return TrackFrame(
             frame_index, frame_time, output, lost_ids, removed_ids, observed, born_ids, born_xyxy
@@ -379,6 +430,25 @@ class Tracker:
         self._chain[rows] = np.where(goes_on, chain + 1, starts)
         self._hits[rows] += 1
         self._last_seen[rows] = frame_time
+
+    def _moving(self, rows: IntArray, boxes: FloatArray, frame_time: float) -> BoolArray:
+        """Whether each track's box (``boxes``, this frame's) has moved as
+        a walker or a vehicle does since its first sighting: far enough for
+        its size, and fast enough for the time it took."""
+        s = self.settings
+        first = self._first[rows].astype(np.float64)
+        travel = np.hypot(
+            (boxes[:, 0] + boxes[:, 2] - first[:, 0] - first[:, 2]) / 2,
+            (boxes[:, 1] + boxes[:, 3] - first[:, 1] - first[:, 3]) / 2,
+        )
+        height = np.maximum((boxes[:, 3] - boxes[:, 1] + first[:, 3] - first[:, 1]) / 2, 1e-6)
+        elapsed_s = np.maximum(frame_time - self._first_seen[rows], 1e-9)
+        heights = travel / height
+        # NaN (a first sighting a restored old state never knew) compares False.
+        moved: BoolArray = (heights >= s.faint_min_travel) & (
+            heights / elapsed_s >= s.faint_min_speed
+        )
+        return moved
 
     def _match(
         self,
@@ -441,13 +511,17 @@ class Tracker:
             found.add(r, c, by_distance=False)
 
         seen_once = self._hits == 1
+        faint = self._faint
         low_pairs = not high_pair.all()  # most frames have none: skip those masks then
         # Steps 2 and 3: confirmed tracks, and tentative tracks seen more than
-        # once, against high detections in one assignment (buffered IoU for
-        # the confirmed ones); confirmed tracks against low detections too, so
-        # that a track's own weak box beats a neighbour's strong one.
+        # once (faint ones never take a high box: step 7), against high
+        # detections in one assignment (buffered IoU for the confirmed ones);
+        # confirmed tracks against low detections too, so that a track's own
+        # weak box beats a neighbour's strong one.
         step2 = high_pair & ~tentative[rows] & (iou >= s.match_iou)
-        step2 |= (tentative & ~seen_once)[rows] & high_pair & (iou >= s.tentative_match_iou)
+        step2 |= (
+            (tentative & ~seen_once & ~faint)[rows] & high_pair & (iou >= s.tentative_match_iou)
+        )
         if low_pairs:
             step2 |= ~tentative[rows] & ~high_pair & (iou >= s.low_match_iou)
         by_overlap(step2)
@@ -469,10 +543,11 @@ class Tracker:
         # once has no velocity yet: its motion is taken at the most counted
         # there); last, tracks seen once at ``new_track_threshold`` or more
         # against high detections within the birth gate for each frame since.
-        by_overlap(tentative[rows] & high_pair & (iou >= s.tentative_match_iou))
+        # Faint tracks take only the low ones by IoU (step 7).
+        by_overlap((tentative & ~faint)[rows] & high_pair & (iou >= s.tentative_match_iou))
         if low_pairs:
             by_overlap(tentative[rows] & ~high_pair & (iou >= s.low_match_iou))
-        waiting = tentative & (found.det < 0)
+        waiting = tentative & (found.det < 0) & ~faint
         if s.match_distance > 0:
             radius = s.match_distance * np.where(seen_once, diagonal * elapsed, motion)
             self._by_distance(found, waiting, radius, boxes, is_high | is_low, class_id)
@@ -539,6 +614,8 @@ class Tracker:
         self._cov = self._cov[mask]
         self._votes = self._votes[mask]
         self._first = self._first[mask]
+        self._first_seen = self._first_seen[mask]
+        self._faint = self._faint[mask]
 
     def _start(
         self, detections: Detections, rows: IntArray, strong: BoolArray, frame_time: float
@@ -559,6 +636,8 @@ class Tracker:
         votes = np.zeros((n, self._votes.shape[1]))
         self._votes = np.concatenate([self._votes, votes])
         self._first = np.concatenate([self._first, detections.xyxy[rows].astype(np.float32)])
+        self._first_seen = np.concatenate([self._first_seen, np.full(n, frame_time)])
+        self._faint = np.concatenate([self._faint, np.zeros(n, dtype=bool)])
         self._vote(
             np.arange(len(self._keys) - n, len(self._keys)),
             detections.class_id[rows],
@@ -587,6 +666,8 @@ class Tracker:
             settings=self.settings,
             chain=self._chain.copy(),
             first_xyxy=self._first.copy(),
+            first_seen=self._first_seen.copy(),
+            faint=self._faint.copy(),
         )
 
     def restore(self, state: TrackerState) -> None:
@@ -613,6 +694,11 @@ class Tracker:
             if state.first_xyxy is None
             else state.first_xyxy.copy()
         )
+        n = len(state.keys)
+        self._first_seen = (
+            np.full(n, np.nan) if state.first_seen is None else state.first_seen.copy()
+        )
+        self._faint = np.zeros(n, dtype=bool) if state.faint is None else state.faint.copy()
 
     @classmethod
     def from_state(cls, state: TrackerState) -> Tracker:

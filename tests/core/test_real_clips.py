@@ -282,15 +282,7 @@ def _skip_reason(clip: ClipTruth, class_names: tuple[str, ...]) -> str | None:
 
 #: Clips whose seen crossings the counter is known not to count, and why;
 #: strict, so the day they are counted the mark has to go.
-KNOWN_SHORT = {
-    "videos/ahmetozlu_pedestrian_survaillance.mp4": (
-        "the far pair crosses as one box at scores 0.31-0.47 (frames 110-135, feet x 472 "
-        "to 428; the line is x = 450); boxes under the tracker's high_threshold (0.5) extend "
-        "tracks but never start one, frame 105's 0.52 box starts a weak track that dies "
-        "unseen, and the first box to start a lasting one (0.68, frame 136) is past the line, "
-        "so that track has no side to cross from"
-    ),
-}
+KNOWN_SHORT: dict[str, str] = {}
 
 
 @dataclass(frozen=True)

@@ -56,12 +56,17 @@ def test_after_the_lost_buffer_the_track_is_removed_and_a_new_id_starts():
     assert {int(i) for o in out[26:] for i in o.detections.tracker_id} == {2}
 
 
-def test_low_confidence_keeps_a_track_alive_but_never_starts_one():
+def test_low_confidence_keeps_a_track_alive_and_starts_one_only_once_it_moves():
     frames = [[(50 + 5 * i, 100, 0.9 if i < 5 else 0.3, 0)] for i in range(10)]
     out = walk(Tracker(), frames)
     assert [list(o.detections.tracker_id) for o in out[5:]] == [[1]] * 5
-    weak_only = walk(Tracker(), [[(50 + 5 * i, 100, 0.3, 0)] for i in range(10)])
-    assert all(len(o.detections) == 0 for o in weak_only)
+    # Weak boxes alone: one that stays put (jittering a pixel) never becomes a
+    # track; one that walks 5 px a frame (its height a second) does, once it
+    # has travelled a quarter of its height over weak_min_hits sightings.
+    still = walk(Tracker(), [[(50 + i % 2, 100, 0.3, 0)] for i in range(30)])
+    assert all(len(o.detections) == 0 for o in still)
+    walking = walk(Tracker(), [[(50 + 5 * i, 100, 0.3, 0)] for i in range(10)])
+    assert [len(o.detections) for o in walking] == [0, 0, 0] + [1] * 7
 
 
 def test_one_misclassified_frame_does_not_change_the_class():

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from camcount.config import CameraConfig, LineConfig, TrackerConfig
+from camcount.config import CameraConfig, LineConfig, TrackerConfig, ZoneConfig
 from camcount.detectors.detections import Detections
-from camcount.events import Crossing
+from camcount.events import Crossing, ZoneSample
 from camcount.vision.processor import CameraProcessor
 from camcount.vision.tracking import Tracker, TrackerSettings, TrackFrame
 
@@ -520,3 +520,85 @@ def test_weak_detections_alone_never_start_a_track():
     still = Mover((300.0, 200.0), (1.0, 0.0), (20.0, 50.0), score=always(0.45))
     outcome = run([still], [], 40, SMALL)
     assert outcome.paths() == {}
+
+
+# ------------------------------------------------------------------ faint: weak boxes alone
+
+
+def faint(seed: int, low: float = 0.35, high: float = 0.45, miss_rate: float = 0.3) -> Score:
+    """Scores from ``low`` to ``high``, all under the high threshold, as a
+    detector gives someone far away or half hidden, with seeded misses of
+    up to two frames in a row."""
+    rng = np.random.default_rng(seed)
+    scores = rng.uniform(low, high, size=1000)
+    missed = rng.uniform(size=1000) < miss_rate
+    missed[2:] &= ~(missed[1:-1] & missed[:-2])
+    return lambda i: None if missed[i] else float(scores[i])
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("direction", [1, -1], ids=["rightwards", "leftwards"])
+def test_a_walker_boxed_only_weakly_across_a_line_counts_once(seed, direction):
+    """Never a box at the high threshold, a third of the frames missed: the
+    walker's boxes start a faint track, which confirms once it has moved a
+    quarter of its height, and counts the crossing from where it was first
+    seen."""
+    start = 540.0 if direction == 1 else 740.0
+    walker = Mover((start, 500.0), (6.0 * direction, 0.0), PERSON_BOX, score=faint(seed))
+    outcome = run([walker], [vertical_line(640.0)], 40)
+    assert outcome.counts == ((0, 1) if direction == 1 else (1, 0))
+    assert len(outcome.paths()) == 1
+
+
+@pytest.mark.parametrize("score", [0.35, 0.45])
+def test_a_still_object_boxed_weakly_in_every_frame_is_never_a_track(score):
+    """A bin or a poster the detector scores just under the high threshold
+    in every frame, its box jittering a pixel: no track, so no crossing of
+    the line through it and no occupant of the zone around it."""
+    camera = CameraConfig(
+        id="cam",
+        source="scenario.mp4",
+        lines=(LineConfig(id="line", points=vertical_line(300.0)),),
+        zones=(
+            ZoneConfig(
+                id="around",
+                polygon=((200, 300), (400, 300), (400, 500), (200, 500)),
+                sample_every_s=0,
+            ),
+        ),
+    )
+    processor = CameraProcessor(camera, TrackerConfig(), CLASSES, HD, FPS)
+    tracker = Tracker(TrackerSettings(fps=FPS))
+    bin_ = Mover((300.0, 450.0), (0.0, 0.0), PERSON_BOX, score=always(score))
+    events = []
+    for i, d in enumerate(detections([bin_], 300, HD, jitter=1.0)):
+        events.extend(processor.process(d, i, i / FPS))
+        assert len(tracker.update(d, i, i / FPS).detections) == 0
+    samples = [e for e in events if isinstance(e, ZoneSample)]
+    assert len(samples) == 300
+    assert all(s.occupancy == 0 for s in samples)
+    assert not [e for e in events if not isinstance(e, ZoneSample)]
+
+
+@pytest.mark.parametrize("frames", [2, 3])
+def test_a_flicker_of_weak_boxes_never_confirms(frames):
+    """A walker boxed weakly for two or three frames, then not at all: too
+    few sightings to tell a person from a flicker, however far it moved."""
+    flicker_ = Mover((600.0, 500.0), (15.0, 0.0), PERSON_BOX, score=seen((5, 5 + frames, 0.4)))
+    outcome = run([flicker_], [vertical_line(640.0)], 30)
+    assert outcome.paths() == {}
+    assert outcome.counts == (0, 0)
+
+
+@pytest.mark.parametrize("score", [0.35, 0.45])
+def test_a_weak_duplicate_box_on_a_tracked_walker_is_not_a_second_person(score):
+    """Detectors often add a weaker box on part of someone already boxed
+    (the upper body, a half-overlapping second guess). It moves with them,
+    so travel alone cannot tell it from a faint person: a low box lying on
+    a box of this frame that a track took, or on a strong one, is that
+    object's, and starts nothing. One walker, one crossing."""
+    walker = Mover((540.0, 500.0), (6.0, 0.0), PERSON_BOX)
+    upper = Mover((540.0, 440.0), (6.0, 0.0), (50.0, 60.0), score=always(score))
+    outcome = run([walker, upper], [vertical_line(640.0)], 40)
+    assert outcome.counts == (0, 1)
+    assert len(outcome.paths()) == 1
