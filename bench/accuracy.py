@@ -47,20 +47,20 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from itertools import chain
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
-from camcount.config import AppConfig, CameraConfig, LineConfig
-from camcount.detectors import Detector, FrameMeta
+from camcount.config import AppConfig, CameraConfig
+from camcount.detectors import Detector
 from camcount.detectors.detections import Detections
 from camcount.events import Crossing
-from camcount.scenes.truth import ClipTruth, LineTruth, load_truth_file
+from camcount.reference import batches, detect_batch
+from camcount.scenes.truth import ClipTruth, CountedCrossing, LineTruth, load_truth_file
 from camcount.vision.processor import CameraProcessor
-from camcount.vision.video import DecodedFrame, VideoFile
+from camcount.vision.video import VideoFile
 
 ROOT = Path(__file__).resolve().parents[1]
 TRUTH = ROOT / "tests" / "data" / "truth.yaml"
@@ -71,7 +71,7 @@ BATCH_SIZE = 8  # camcount count's default
 DIRECTIONS: tuple[Literal["in", "out"], ...] = ("in", "out")
 
 Counts = dict[tuple[str, str], int]  # (line id, direction) -> count
-Counted = list[tuple[str, str, int]]  # (line id, direction, frame index) per crossing counted
+Counted = list[CountedCrossing]
 
 # ------------------------------------------------------------ detections
 
@@ -139,23 +139,6 @@ class ClipDetections:
         )
 
 
-def _detect_batch(
-    detector: Detector, camera: CameraConfig, batch: Sequence[DecodedFrame], size: tuple[int, int]
-) -> list[Detections]:
-    """One batch of frames through the detector as ``count_video`` sends it,
-    through slicing when the camera has it."""
-    metas = [FrameMeta(camera.source, f.index, size) for f in batch]
-    slicing = getattr(camera, "slicing", None)
-    if slicing is not None:
-        from camcount.detectors.slicing import detect_sliced  # type: ignore[import-not-found,unused-ignore]
-
-        found: list[Detections] = detect_sliced(
-            detector, [f.image for f in batch], metas, slicing.settings()
-        )
-        return found
-    return detector.detect([detector.prepare(f.image) for f in batch], metas)
-
-
 def detect_clip(detector: Detector, camera: CameraConfig) -> ClipDetections:
     index: list[int] = []
     times: list[float] = []
@@ -164,16 +147,12 @@ def detect_clip(detector: Detector, camera: CameraConfig) -> ClipDetections:
     with VideoFile(camera.source, camera.fps, camera.start_timestamp) as video:
         size = video.frame_size
         fps = camera.fps or video.native_fps
-        batch: list[DecodedFrame] = []
-        for frame in chain(video, [None]):
-            if frame is not None:
-                batch.append(frame)
-            if batch and (frame is None or len(batch) == BATCH_SIZE):
-                for f, d in zip(batch, _detect_batch(detector, camera, batch, size), strict=True):
-                    index.append(f.index)
-                    times.append(f.time)
-                    per_frame.append(d)
-                batch = []
+        for batch in batches(video, BATCH_SIZE):
+            found = detect_batch(detector, camera, batch, size, BATCH_SIZE)
+            for f, d in zip(batch, found, strict=True):
+                index.append(f.index)
+                times.append(f.time)
+                per_frame.append(d)
     seconds = time.perf_counter() - started
     offsets = np.cumsum([0, *(len(d) for d in per_frame)]).astype(np.int64)
 
@@ -245,7 +224,9 @@ def run_ours(
         events.extend(processor.process(d, index, frame_time))
     seconds = time.perf_counter() - started
     counted = [
-        (e.counter_id, str(e.direction), e.frame_index) for e in events if isinstance(e, Crossing)
+        CountedCrossing(e.counter_id, str(e.direction), e.frame_index)
+        for e in events
+        if isinstance(e, Crossing)
     ]
     return _row_counts(processor.totals()), counted, seconds
 
@@ -333,8 +314,10 @@ def run_peer(
     counted: Counted = []
     for index, per_zone in zip(dets.index, crossed, strict=True):
         for line, (went_in, went_out) in zip(lines, per_zone, strict=True):
-            counted += [(line.id, "in", int(index))] * int(np.count_nonzero(went_in))
-            counted += [(line.id, "out", int(index))] * int(np.count_nonzero(went_out))
+            counted += [CountedCrossing(line.id, "in", int(index))] * int(np.count_nonzero(went_in))
+            counted += [CountedCrossing(line.id, "out", int(index))] * int(
+                np.count_nonzero(went_out)
+            )
     return counts, counted, seconds
 
 
@@ -378,25 +361,9 @@ def count_error(truth: Counts, counts: Counts) -> int:
     return sum(abs(counts.get(k, 0) - v) for k, v in truth.items())
 
 
-def match_crossings(clip: ClipTruth, counted: Counted) -> tuple[int, int]:
-    """(missed, extra): each counted crossing is matched, one to one, to a
-    true crossing of its line and direction whose frames (widened by the
-    truth's tolerance) hold its frame, the nearest first. A right total can
-    hide a miss and a false count that cancel; these two cannot."""
-    tol = clip.frame_tolerance
-    free = [
-        (line.id, c.direction, c.frames[0] - tol, c.frames[1] + tol)
-        for line in clip.lines
-        for c in line.crossings
-    ]
-    extra = 0
-    for line_id, direction, frame in sorted(counted, key=lambda c: c[2]):
-        fits = [t for t in free if t[:2] == (line_id, direction) and t[2] <= frame <= t[3]]
-        if not fits:
-            extra += 1
-            continue
-        free.remove(min(fits, key=lambda t: abs((t[2] + t[3]) / 2 - frame)))
-    return len(free), extra
+def _missed_extra_of(clip: ClipTruth, counted: Counted) -> tuple[int, int]:
+    match = clip.match(counted)
+    return match.missed, len(match.false)
 
 
 def truth_counts(clip: ClipTruth) -> Counts:
@@ -405,18 +372,6 @@ def truth_counts(clip: ClipTruth) -> Counts:
 
 def _flat(counts: Counts) -> dict[str, int]:
     return {f"{line}/{d}": n for (line, d), n in sorted(counts.items())}
-
-
-def camera_for(clip: ClipTruth, video: Path, slice_grid: tuple[int, int] | None) -> CameraConfig:
-    """The camera ``camcount count VIDEO --line ...`` builds (plus slicing)."""
-    fields: dict[str, Any] = {
-        "id": video.stem.replace(" ", "_"),
-        "source": str(video),
-        "lines": [LineConfig(id=line.id, points=line.points) for line in clip.lines],
-    }
-    if slice_grid is not None:
-        fields["slicing"] = {"grid": slice_grid}
-    return CameraConfig.model_validate(fields)
 
 
 def run_variant(
@@ -446,16 +401,16 @@ def run_variant(
         Side(
             _flat(ours),
             count_error(truth, ours),
-            *match_crossings(clip, ours_seen),
+            *_missed_extra_of(clip, ours_seen),
             len(dets) / ours_s,
         ),
         Side(
             _flat(peer),
             count_error(truth, peer),
-            *match_crossings(clip, peer_seen),
+            *_missed_extra_of(clip, peer_seen),
             len(dets) / peer_s,
         ),
-        Side(_flat(plain), count_error(truth, plain), *match_crossings(clip, plain_seen)),
+        Side(_flat(plain), count_error(truth, plain), *_missed_extra_of(clip, plain_seen)),
         detect_fps=len(dets) / dets.detect_s,
     )
     if timed:
@@ -475,28 +430,16 @@ def run_variant(
 # ------------------------------------------------------------ driver
 
 
-def slicing_available() -> str | None:
-    """None when this code base can slice, else why not."""
-    if "slicing" not in CameraConfig.model_fields:
-        return "this code base has no slicing setting yet (CameraConfig.slicing)"
-    try:
-        import camcount.detectors.slicing  # type: ignore[import-not-found,unused-ignore]  # noqa: F401
-    except ImportError as exc:
-        return f"camcount.detectors.slicing cannot be imported: {exc}"
-    return None
-
-
 def _skip_reason(clip: ClipTruth, video: Path, class_names: Sequence[str]) -> str | None:
-    if not clip.lines:
-        return "its truth is zone visits, not line crossings"
-    if clip.class_ not in class_names:
-        return f"the detector sees no {clip.class_}s (it sees {', '.join(class_names)})"
+    reason = clip.unmeasurable(class_names)
+    if reason is not None:
+        return reason
     if not video.is_file():
         return f"{video} not found"
     return None
 
 
-def _print_report(results: Sequence[ClipResult], pending: str | None, stderr: bool) -> None:
+def _print_report(results: Sequence[ClipResult], stderr: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -557,8 +500,6 @@ def _print_report(results: Sequence[ClipResult], pending: str | None, stderr: bo
                 f"{v.peer.track_count_fps:.0f}" if v.peer.track_count_fps else "-",
             )
     console.print(speed)
-    if pending:
-        console.print(f"with slicing: pending ({pending})")
 
 
 def _error(sides: Sequence[Side], truth_total: int) -> str:
@@ -681,7 +622,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CamcountError as exc:
         log(f"accuracy: {exc}")
         return 2
-    pending = slicing_available()
     machine = _machine()
     started = time.perf_counter()
     results: list[ClipResult] = []
@@ -699,9 +639,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             _flat(truth_counts(clip)),
             sum(len(line.crossings) for line in clip.lines),
         )
-        variants = [("whole frame", None)] + ([] if pending else [("sliced", args.slice_grid)])
+        variants = [("whole frame", None), ("sliced", args.slice_grid)]
         for name, grid in variants:
-            camera = camera_for(clip, video, grid)
+            camera = clip.camera(video, grid)
             result.variants.append(
                 run_variant(
                     name, clip, config, camera, detector, args.cache, not args.no_timing, log
@@ -709,7 +649,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         results.append(result)
     passed, verdict = check(results)
-    _print_report(results, pending, stderr=args.json)
+    _print_report(results, stderr=args.json)
     if args.json:
         doc = {
             "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -718,7 +658,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "seconds": round(time.perf_counter() - started, 1),
             "detector": config.detector.model_dump(mode="json"),
             "tracker": config.tracker.model_dump(mode="json"),
-            "slicing": pending or {"grid": list(args.slice_grid)},
+            "slicing": {"grid": list(args.slice_grid)},
             "peer_matched": peer_settings(config, 0.0, matched=True) | {"frame_rate": "clip fps"},
             "results": [asdict(r) for r in results],
             "check": {"passed": passed, "verdict": verdict},

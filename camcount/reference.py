@@ -6,12 +6,13 @@ counts on the same video and detector.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from camcount.config import AppConfig, CameraConfig
 from camcount.detectors import Detector, FrameMeta
+from camcount.detectors.detections import Detections
 from camcount.detectors.slicing import detect_sliced
 from camcount.events import CountRow, Crossing, WindowRow, ZoneSample, ZoneTransition, ZoneVisit
 from camcount.stream.windows import WatermarkClock, WindowCounts
@@ -51,6 +52,34 @@ class CountResult:
         return self.of_type(ZoneSample)
 
 
+def batches(frames: Iterable[DecodedFrame], size: int) -> Iterator[list[DecodedFrame]]:
+    """Frames in batches of ``size``, the last one shorter."""
+    batch: list[DecodedFrame] = []
+    for frame in frames:
+        batch.append(frame)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def detect_batch(
+    detector: Detector,
+    camera: CameraConfig,
+    batch: Sequence[DecodedFrame],
+    frame_size: tuple[int, int],
+    batch_size: int = 8,
+) -> list[Detections]:
+    """One batch of a camera's frames through the detector as its actor
+    sends them: whole, or in tiles when the camera has ``slicing``."""
+    metas = [FrameMeta(camera.source, f.index, frame_size) for f in batch]
+    if camera.slicing is not None:
+        images = [f.image for f in batch]
+        return detect_sliced(detector, images, metas, camera.slicing.settings(), batch_size)
+    return detector.detect([detector.prepare(f.image) for f in batch], metas)
+
+
 def count_video(
     config: AppConfig,
     camera: CameraConfig,
@@ -72,15 +101,8 @@ def count_video(
             camera.fps or video.native_fps,
         )
 
-        slicing = camera.slicing.settings() if camera.slicing is not None else None
-
-        def run(batch: list[DecodedFrame]) -> None:
-            metas = [FrameMeta(camera.source, f.index, video.frame_size) for f in batch]
-            if slicing is not None:
-                images = [f.image for f in batch]
-                dets = detect_sliced(detector, images, metas, slicing, batch_size)
-            else:
-                dets = detector.detect([detector.prepare(f.image) for f in batch], metas)
+        for batch in batches(video, batch_size):
+            dets = detect_batch(detector, camera, batch, video.frame_size, batch_size)
             for frame, d in zip(batch, dets, strict=True):
                 events = processor.process(d, frame.index, frame.time)
                 _window(events, windows, result)
@@ -92,15 +114,6 @@ def count_video(
             result.frames_processed += len(batch)
             if progress is not None:
                 progress(video.decoded, max(video.frame_count, video.decoded))
-
-        batch: list[DecodedFrame] = []
-        for frame in video:
-            batch.append(frame)
-            if len(batch) >= batch_size:
-                run(batch)
-                batch = []
-        if batch:
-            run(batch)
         result.frames_decoded = video.decoded
     closing = processor.finish()
     _window(closing, windows, result)

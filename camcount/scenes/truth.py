@@ -10,13 +10,21 @@ would refuse is refused here too.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NamedTuple
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from camcount.config import Coordinate, Identifier, distinct_ends, simple_polygon
+from camcount.config import (
+    CameraConfig,
+    Coordinate,
+    Identifier,
+    LineConfig,
+    distinct_ends,
+    simple_polygon,
+)
 from camcount.errors import ConfigError
 from camcount.geometry import Polygon, Segment
 
@@ -100,6 +108,22 @@ class ZoneTruth(_Model):
         return self
 
 
+class CountedCrossing(NamedTuple):
+    """A crossing a counter made, as the truth judges it."""
+
+    line: str
+    direction: str
+    frame: int
+
+
+class CrossingMatch(NamedTuple):
+    """``false``: the counted crossings no true one matches; ``missed``: how
+    many true crossings no counted one matched."""
+
+    false: list[CountedCrossing]
+    missed: int
+
+
 class ClipTruth(_Model):
     """One clip's truth; ``video`` is relative to the shared data folder."""
 
@@ -128,6 +152,48 @@ class ClipTruth(_Model):
             self._points_inside(f"zone {zone.id!r}", zone.polygon)
             self._frames_inside(f"zone {zone.id!r}", [v.frames for v in zone.visits])
         return self
+
+    def unmeasurable(self, class_names: Iterable[str]) -> str | None:
+        """Why a line counter with a detector of ``class_names`` cannot be
+        judged on this clip, or None."""
+        if not self.lines:
+            return "its truth is zone visits, not line crossings"
+        names = list(class_names)
+        if self.class_ not in names:
+            return f"the detector sees no {self.class_}s (it sees {', '.join(names)})"
+        return None
+
+    def camera(self, video: Path, slice_grid: tuple[int, int] | None = None) -> CameraConfig:
+        """The camera ``camcount count VIDEO --line ...`` builds for this
+        clip's lines (plus ``--slice``)."""
+        fields: dict[str, object] = {
+            "id": video.stem.replace(" ", "_"),
+            "source": str(video),
+            "lines": [LineConfig(id=line.id, points=line.points) for line in self.lines],
+        }
+        if slice_grid is not None:
+            fields["slicing"] = {"grid": slice_grid}
+        return CameraConfig.model_validate(fields)
+
+    def match(self, counted: Iterable[CountedCrossing]) -> CrossingMatch:
+        """Each counted crossing matched, one to one, to a true crossing of
+        its line and direction whose frames (widened by the tolerance) hold
+        its frame, the nearest first. A right total can hide a miss and a
+        false count that cancel; this cannot."""
+        tol = self.frame_tolerance
+        free = [
+            (line.id, c.direction, c.frames[0] - tol, c.frames[1] + tol)
+            for line in self.lines
+            for c in line.crossings
+        ]
+        false: list[CountedCrossing] = []
+        for c in sorted(counted, key=lambda c: c.frame):
+            fits = [t for t in free if t[:2] == (c.line, c.direction) and t[2] <= c.frame <= t[3]]
+            if not fits:
+                false.append(c)
+                continue
+            free.remove(min(fits, key=lambda t: abs((t[2] + t[3]) / 2 - c.frame)))
+        return CrossingMatch(false, len(free))
 
     def _points_inside(self, what: str, points: tuple[Coordinate, ...]) -> None:
         """Every point in the picture (its border included): truth counted

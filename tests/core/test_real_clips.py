@@ -56,14 +56,21 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from camcount.config import AppConfig, CameraConfig, LineConfig
-from camcount.detectors import Detector, FrameMeta
+from camcount.config import AppConfig, CameraConfig
+from camcount.detectors import Detector
 from camcount.detectors.detections import Detections
 from camcount.errors import DetectorError
 from camcount.events import Crossing
-from camcount.scenes.truth import ClipTruth, LineTruth, SeenCrossing, load_truth_file
+from camcount.reference import batches, detect_batch
+from camcount.scenes.truth import (
+    ClipTruth,
+    CountedCrossing,
+    LineTruth,
+    SeenCrossing,
+    load_truth_file,
+)
 from camcount.vision.processor import CameraProcessor
-from camcount.vision.video import DecodedFrame, VideoFile
+from camcount.vision.video import VideoFile
 
 TRUTH = Path(__file__).resolve().parents[1] / "data" / "truth.yaml"
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -77,13 +84,6 @@ class DetectedFrame:
     index: int
     time: float
     detections: Detections
-
-
-@dataclass(frozen=True)
-class Counted:
-    line: str
-    direction: str
-    frame: int
 
 
 @dataclass(frozen=True)
@@ -122,38 +122,15 @@ def detector(config: AppConfig) -> Detector:
     return build_detector_from(config)
 
 
-def _camera(clip: ClipTruth, video: Path) -> CameraConfig:
-    """The camera ``camcount count VIDEO --line ...`` builds."""
-    return CameraConfig.model_validate(
-        {
-            "id": video.stem,
-            "source": str(video),
-            "lines": [LineConfig(id=line.id, points=line.points) for line in clip.lines],
-        }
-    )
-
-
 def _detect(detector: Detector, camera: CameraConfig) -> tuple[list[DetectedFrame], float]:
     """Every frame's detections as ``count_video`` makes them, with the rate
     it gives the processor."""
     out: list[DetectedFrame] = []
     with VideoFile(camera.source, camera.fps, camera.start_timestamp) as video:
-        size = video.frame_size
+        for batch in batches(video, BATCH_SIZE):
+            found = detect_batch(detector, camera, batch, video.frame_size, BATCH_SIZE)
+            out.extend(DetectedFrame(f.index, f.time, d) for f, d in zip(batch, found, strict=True))
         fps = camera.fps or video.native_fps
-
-        def run(batch: list[DecodedFrame]) -> None:
-            metas = [FrameMeta(camera.source, f.index, size) for f in batch]
-            dets = detector.detect([detector.prepare(f.image) for f in batch], metas)
-            out.extend(DetectedFrame(f.index, f.time, d) for f, d in zip(batch, dets, strict=True))
-
-        batch: list[DecodedFrame] = []
-        for frame in video:
-            batch.append(frame)
-            if len(batch) == BATCH_SIZE:
-                run(batch)
-                batch = []
-        if batch:
-            run(batch)
     return out, float(fps)
 
 
@@ -164,12 +141,12 @@ def _count(
     frames: list[DetectedFrame],
     fps: float,
     frame_size: tuple[int, int],
-) -> list[Counted]:
+) -> list[CountedCrossing]:
     processor = CameraProcessor(camera, config.tracker, class_names, frame_size, fps)
     events = [e for f in frames for e in processor.process(f.detections, f.index, f.time)]
     events += processor.finish()
     return [
-        Counted(e.counter_id, str(e.direction), e.frame_index)
+        CountedCrossing(e.counter_id, str(e.direction), e.frame_index)
         for e in events
         if isinstance(e, Crossing)
     ]
@@ -181,25 +158,6 @@ def _count(
 def _windows(clip: ClipTruth, crossings: Iterable[SeenCrossing]) -> list[tuple[int, int]]:
     tol = clip.frame_tolerance
     return [(c.frames[0] - tol, c.frames[1] + tol) for c in crossings]
-
-
-def matched_crossings(clip: ClipTruth, counted: list[Counted]) -> tuple[list[Counted], int]:
-    """Counted crossings that match no true one, and how many matched: one
-    to one, each to a true crossing of its line and direction whose widened
-    frames hold it, the nearest first."""
-    free = [
-        (line.id, c.direction, lo, hi)
-        for line in clip.lines
-        for c, (lo, hi) in zip(line.crossings, _windows(clip, line.crossings), strict=True)
-    ]
-    false: list[Counted] = []
-    for c in sorted(counted, key=lambda c: c.frame):
-        fits = [t for t in free if t[:2] == (c.line, c.direction) and t[2] <= c.frame <= t[3]]
-        if not fits:
-            false.append(c)
-            continue
-        free.remove(min(fits, key=lambda t: abs((t[2] + t[3]) / 2 - c.frame)))
-    return false, len(counted) - len(false)
 
 
 def _near_line(
@@ -253,7 +211,7 @@ def seen_crossings(
     return seen
 
 
-def _table(name: str, rows: list[Row], false: list[Counted]) -> str:
+def _table(name: str, rows: list[Row], false: list[CountedCrossing]) -> str:
     lines = [f"{name}, whole frame:", "  line/dir        true  seen  counted  matched"]
     lines += [
         f"  {r.line + '/' + r.direction:<15} {r.true:>4}  {r.seen:>4}"
@@ -270,10 +228,9 @@ CLIPS = load_truth_file(TRUTH).clips
 
 
 def _skip_reason(clip: ClipTruth, class_names: tuple[str, ...]) -> str | None:
-    if not clip.lines:
-        return "its truth is zone visits, not line crossings"
-    if clip.class_ not in class_names:
-        return f"the detector sees no {clip.class_} (it sees {', '.join(class_names)})"
+    reason = clip.unmeasurable(class_names)
+    if reason is not None:
+        return reason
     video = DATA / clip.video
     if not video.is_file():
         return f"{video} not found (the shared real data, ../shared/data)"
@@ -288,7 +245,7 @@ KNOWN_SHORT: dict[str, str] = {}
 @dataclass(frozen=True)
 class Outcome:
     rows: list[Row]
-    false: list[Counted]
+    false: list[CountedCrossing]
     table: str
 
 
@@ -307,16 +264,16 @@ def _outcome(
         pytest.skip(f"{clip.video}: {reason}")
     if clip.video in outcomes:
         return outcomes[clip.video]
-    camera = _camera(clip, DATA / clip.video)
+    camera = clip.camera(DATA / clip.video)
     frames, fps = _detect(detector, camera)
     counted = _count(config, camera, detector.class_names, frames, fps, clip.frame_size)
-    false, _ = matched_crossings(clip, counted)
+    false = clip.match(counted).false
     class_id = detector.class_names.index(clip.class_)
     rows = []
     for line, line_config in zip(clip.lines, camera.lines, strict=True):
         for direction in ("in", "out"):
             mine = [c for c in counted if (c.line, c.direction) == (line.id, direction)]
-            _, matched = matched_crossings(clip, mine)
+            matched = len(mine) - len(clip.match(mine).false)
             seen = seen_crossings(
                 clip,
                 line,
