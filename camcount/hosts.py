@@ -91,6 +91,21 @@ class HostPlan:
         host.cameras.add(camera_id)
         self._where[camera_id] = host_id
 
+    def found(self, camera_ids: list[str], key: str) -> str:
+        """A host found running with ``camera_ids`` (a restarted controller
+        adopting what outlived it), entered as it is. A host found fuller
+        than ``capacity`` is closed, as it cannot take more."""
+        taken = [c for c in camera_ids if c in self._where]
+        if taken:
+            raise PlacementError(f"cameras {taken} are in other hosts already")
+        host_id = self.new_host(key)
+        host = self._hosts[host_id]
+        host.cameras.update(camera_ids)
+        host.closed = len(camera_ids) > self.capacity
+        for camera_id in camera_ids:
+            self._where[camera_id] = host_id
+        return host_id
+
     def host_of(self, camera_id: str) -> str | None:
         return self._where.get(camera_id)
 

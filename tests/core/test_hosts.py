@@ -143,3 +143,14 @@ def test_the_knob_in_the_config():
     assert parse_config("pipeline: {cameras_per_process: 32}").pipeline.cameras_per_process == 32
     with pytest.raises(ConfigError, match=r"line 1: pipeline.cameras_per_process"):
         parse_config("pipeline: {cameras_per_process: 0}")
+
+
+def test_hosts_found_after_a_restart_are_entered_as_they_are():
+    plan = HostPlan(2)
+    roomy = plan.found(["a"], "k")
+    crowded = plan.found(["b", "c", "d"], "k")  # run with a larger capacity
+    assert plan.host_of("a") == roomy and plan.cameras_of(crowded) == {"b", "c", "d"}
+    assert plan.is_closed(crowded) and not plan.is_closed(roomy)
+    assert plan.place("e", "k") == (roomy, False)
+    with pytest.raises(PlacementError, match="in other hosts"):
+        plan.found(["a"], "k")
