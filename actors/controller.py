@@ -326,6 +326,8 @@ class Controller:
         found = await asyncio.to_thread(parts_of, self._run_id)
         found.pop("hub", None)  # taken when this actor was made
         self._spare = self._spare_ready = None  # found again below
+        self._plan = HostPlan(self.config.pipeline.cameras_per_process)
+        self._hosts = {}
         if self._sink is not None:  # lost with the controller's node, say
             await _until_back(lambda: self._sink.epoch.remote())
         self.shards = []
@@ -1034,7 +1036,7 @@ class Controller:
                     self._last_status[camera_id] = await asyncio.wait_for(
                         actor.status.remote(), timeout=self._health_interval_s * 5
                     )
-                except (RayActorError, GetTimeoutError, TimeoutError) as exc:
+                except (RayActorError, GetTimeoutError, TimeoutError, CameraNotHosted) as exc:
                     cfg = self._cameras.get(camera_id)
                     if cfg is not None and self._actors.get(camera_id) is actor:
                         await self._recover_until_done(
@@ -1136,7 +1138,7 @@ class Controller:
         for camera_id, actor in list(self._actors.items()):
             try:
                 s = await asyncio.wait_for(actor.status.remote(), timeout=10)
-            except (RayActorError, TimeoutError):
+            except (RayActorError, TimeoutError, CameraNotHosted):
                 return False
             self._last_status[camera_id] = s
             if s.get("state") not in ENDED:
