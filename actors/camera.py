@@ -1,6 +1,11 @@
-"""One actor per camera: decode, detect through Serve, track, count, send.
+"""One camera: decode, detect through Serve, track, count, send.
 
-The actor is a shell around core objects: ``Capture`` decodes in a thread
+A ``CameraWorker`` runs one camera inside a camera process, a host of
+several (actors/camera_host.py, ``pipeline.cameras_per_process``): its
+own task on the host's event loop and its own thread for what blocks
+(opening the source, waiting for decoded frames, resizing them), so a
+stalled or broken source holds up only itself. It is a shell around core
+objects: ``Capture`` decodes in a thread
 into a bounded queue, ``prepare_frame`` resizes once for the model, the
 Serve detector batches frames across cameras, ``CameraProcessor`` tracks
 and counts, and a numbered ``channels.Sender`` carries event batches to the
@@ -29,23 +34,21 @@ source resumes from now and records the time in between as a ``Gap``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import sys
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
-import ray
 from ray.util import metrics
 
-from actors.lifetime import end_with
 from actors.placement import ModelCoreAvoider
 from camcount.checkpoints.states import CAMERA_STATE_VERSION, CameraState
 from camcount.config import CameraConfig, TrackerConfig
-from camcount.detectors.affinity import current_cores
 from camcount.detectors.base import FrameMeta, InputSpec, prepare_frame
 from camcount.detectors.detections import Detections
 from camcount.detectors.slicing import frame_regions
@@ -57,17 +60,7 @@ from camcount.vision.processor import CameraEvent, CameraProcessor
 from camcount.vision.video import DecodedFrame
 
 log = logging.getLogger("camcount.camera")
-
-
-def _without_pandas() -> None:
-    """Keep pandas out of this process.
-
-    Ray Serve imports pandas when it is installed, for features a camera
-    never uses; with one process per camera that is ~70 MB each. Called in
-    the actor's own process before Serve is first imported there.
-    """
-    if "pandas" not in sys.modules and "ray.serve" not in sys.modules:
-        sys.modules["pandas"] = None  # type: ignore[assignment]
+_T = TypeVar("_T")
 
 
 def _backpressure() -> type[Exception]:
@@ -76,31 +69,15 @@ def _backpressure() -> type[Exception]:
     return BackPressureError
 
 
-def _memory_mb() -> dict[str, float]:
-    """This actor's resident memory (Linux), for capacity planning: all of
-    it (``rss_mb``), and the part no other process shares (``private_mb``:
-    RSS less shared libraries and the object store's shared pages that the
-    camera wrote its requests into)."""
-    fields = {"VmRSS:": "rss_mb", "RssAnon:": "private_mb"}
-    out = {v: 0.0 for v in fields.values()}
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                parts = line.split()
-                if parts and parts[0] in fields:
-                    out[fields[parts[0]]] = round(int(parts[1]) / 1024, 1)
-    except OSError:
-        pass
-    return out
-
-
 _LATENCY_BOUNDARIES_S = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10]
 #: How long a request lost with its detector replica is sent again before
 #: the camera fails: Serve replaces a dead replica in seconds.
 DETECTOR_RETRY_S = 120.0
 _NO_IMAGE = np.zeros((0, 0, 3), dtype=np.uint8)
 _SOURCE_ENDED = frozenset({SourceState.FINISHED, SourceState.FAILED, SourceState.STOPPED})
-_HEAVY = ("torch", "pyarrow", "pandas", "scipy.optimize")
+#: How long ``start`` waits for the source to open before it answers
+#: (``connecting``); the camera goes on opening in its own thread.
+OPEN_WAIT_S = 5.0
 
 
 #: Frames per detector request, at least: a Serve request costs ~2 ms of
@@ -129,85 +106,100 @@ class _Request:
 
 @dataclass(frozen=True)
 class CameraIdentity:
-    """What a camera process says it is, for a restarted controller
-    finding its parts: the camera it runs (its config may have changed
-    since the run's; None for an idle spare), as which incarnation
-    (``sender``)."""
+    """What a camera says it is, for a restarted controller finding its
+    parts: its config (which may have changed since the run's), as which
+    incarnation (``sender``)."""
 
-    camera: CameraConfig | None
+    camera: CameraConfig
     sender: str
 
 
-#: Ray CPUs a camera actor asks for: it mostly waits on its decoder and the
-#: detector, so four share a core.
+#: Ray CPUs a camera asks for: it mostly waits on its decoder and the
+#: detector, so four share a core. A camera process asks for its cameras'.
 CAMERA_CPUS = 0.25
 
 
-@ray.remote(num_cpus=CAMERA_CPUS, max_restarts=0)
-class CameraActor:
+class CameraMetrics:
+    """The camera metrics of one process, made once and shared by its
+    cameras: each call names its camera (the ``camera`` label), as a
+    process's default tags would name only one."""
+
+    def __init__(self) -> None:
+        self.processed = metrics.Counter(
+            "camcount_frames_processed", "frames tracked and counted", ("camera",)
+        )
+        self.dropped = metrics.Counter(
+            "camcount_frames_dropped", "live frames dropped", ("camera",)
+        )
+        self.events = metrics.Counter("camcount_camera_events", "events produced", ("camera",))
+        self.latency = metrics.Histogram(
+            "camcount_capture_to_events_s",
+            "capture to events sent (live sources)",
+            boundaries=_LATENCY_BOUNDARIES_S,
+            tag_keys=("camera",),
+        )
+        self.queue = metrics.Gauge(
+            "camcount_decode_queue", "frames waiting in the decode queue", ("camera",)
+        )
+
+
+@dataclass(frozen=True)
+class HostServices:
+    """What the cameras of one process share: the detector's handle, the
+    metrics, the guard that keeps the process off the model's cores, and
+    what the process reports about itself (memory, cameras) in each
+    camera's status."""
+
+    detector: Any
+    metrics: CameraMetrics
+    keep_off_model: ModelCoreAvoider
+    process_status: Callable[[], dict[str, Any]]
+
+
+class CameraWorker:
+    """One camera of a camera process (module docstring). Nothing of it is
+    shared with the other cameras of its process but ``HostServices``: its
+    state, its checkpoints, its sender to its shard and its thread are its
+    own, and an exception in its loop ends only its loop."""
+
     def __init__(
         self,
         camera: CameraConfig,
         tracker: TrackerConfig,
         aggregator: Any,
         sender_id: str,
-        detector_app: str = "camcount",
-        detector_deployment: str = "Detector",
+        services: HostServices,
         max_in_flight: int = 4,
         frames_per_batch: int = 8,
         queue_size: int = 4,
         restore: CameraState | None = None,
-        owner: Any = None,
     ) -> None:
         """``queue_size`` frames wait decoded at full size (6 MB each at
         1080p) besides the ``max_in_flight`` at the detector: a few are
         enough to keep the detector fed, and memory per camera is what
-        bounds cameras per node. With ``owner`` (its controller) the
-        process ends once the owner is gone for good (actors/lifetime.py).
-        The configs come checked, as objects: they were validated once where
-        they entered (the config file, the REST body)."""
+        bounds cameras per node. The configs come checked, as objects: they
+        were validated once where they entered (the config file, the REST
+        body)."""
         self.camera = camera
         self.tracker = tracker
-        _without_pandas()
-        from ray import serve
-
-        self._detector = serve.get_deployment_handle(detector_deployment, app_name=detector_app)
+        self._services = services
+        self._detector = services.detector
+        self._m = services.metrics
+        self._tags = {"camera": camera.id}
+        # Its own thread: a source that blocks (an open that never returns,
+        # a read that hangs) blocks this camera and no other.
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"camera:{camera.id}")
         self._max_in_flight = max_in_flight
         self._frames_per_batch = frames_per_batch
         self._queue_size = queue_size
-        self._keep_off_model = ModelCoreAvoider()
         self._preview_gate = PreviewGate()
+        #: Set once the camera has left its process (``close``).
+        self.gone = asyncio.Event()
         self._new_identity()
         self._reset(aggregator, sender_id, restore)
-        self._m_processed = metrics.Counter(
-            "camcount_frames_processed", "frames tracked and counted", ("camera",)
-        )
-        self._m_dropped = metrics.Counter(
-            "camcount_frames_dropped", "live frames dropped", ("camera",)
-        )
-        self._m_events = metrics.Counter("camcount_camera_events", "events produced", ("camera",))
-        self._m_latency = metrics.Histogram(
-            "camcount_capture_to_events_s",
-            "capture to events sent (live sources)",
-            boundaries=_LATENCY_BOUNDARIES_S,
-            tag_keys=("camera",),
-        )
-        self._m_queue = metrics.Gauge(
-            "camcount_decode_queue", "frames waiting in the decode queue", ("camera",)
-        )
-        self._tag_metrics()
-        end_with(owner)
 
-    def _tag_metrics(self) -> None:
-        tags = {"camera": self.camera.id}
-        for m in (
-            self._m_processed,
-            self._m_dropped,
-            self._m_events,
-            self._m_latency,
-            self._m_queue,
-        ):
-            m.set_default_tags(tags)
+    def _in_thread(self, fn: Callable[..., _T], *args: Any) -> asyncio.Future[_T]:
+        return asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
     def _new_identity(self) -> None:
         """What this process keeps about the camera it is across its runs:
@@ -240,6 +232,7 @@ class CameraActor:
         self._processor: CameraProcessor | None = None
         self._spec: InputSpec | None = None
         self._task: asyncio.Task[None] | None = None
+        self._opened = asyncio.Event()
         # Set once the loop has ended (finished, failed, stopped); until then
         # the state is the capture's own.
         self._final: tuple[SourceState, str] | None = None
@@ -261,21 +254,14 @@ class CameraActor:
             self._events = restore.events
             self._last_frame_time = restore.last_frame_time
 
-    def ready(self) -> str:
-        """For the controller: this process has started (a spare is
-        ready to take a camera over)."""
-        return self.camera.id
-
     def identity(self) -> CameraIdentity:
-        spare = self._aggregator is None
-        return CameraIdentity(None if spare else self.camera, self._sender.sender_id)
+        return CameraIdentity(self.camera, self._sender.sender_id)
 
     async def rewind(
         self,
         aggregator: Any,
         sender_id: str,
         restore: CameraState | None,
-        camera: CameraConfig | None = None,
         max_in_flight: int | None = None,
     ) -> None:
         """Back to a checkpoint's snapshot in this process, as a new
@@ -284,10 +270,7 @@ class CameraActor:
         (seconds to start). Nothing of the run before leaves after this
         returns: the loop and the decoder are stopped, and sends still on
         their way carry the old sender id, which the restored shard fences
-        off. ``start`` follows, once the new sender is registered.
-
-        With ``camera``, this process becomes that camera: a spare the
-        controller keeps started takes over a camera that died."""
+        off. ``start`` follows, once the new sender is registered."""
         barriers, self._barriers = self._barriers, deque()
         for _, _, future in barriers:
             if not future.done():
@@ -297,38 +280,55 @@ class CameraActor:
             task.cancel()
             await asyncio.wait({task})
         await asyncio.to_thread(self._capture.stop)
-        if camera is not None:  # a spare taking a camera over: nothing of before
-            self.camera = camera
-            self._tag_metrics()
-            self._new_identity()
         if max_in_flight is not None:
             self._max_in_flight = max_in_flight
         self._reset(aggregator, sender_id, restore)
 
     async def start(self) -> dict[str, Any]:
-        """Open the source and start the loop; a file that cannot be opened
-        fails here with its reason, the other cameras are unaffected. A
-        camera restored from a snapshot of an ended source stays ended."""
+        """Open the source in the camera's thread and start the loop; a file
+        that cannot be opened fails with its reason, the other cameras are
+        unaffected. A source still opening after ``OPEN_WAIT_S`` (a path
+        that blocks) is ``connecting`` meanwhile. A camera restored from a
+        snapshot of an ended source stays ended."""
         restored = self._restore
         if restored is not None and restored.ended is not None:
             self._final = (SourceState(restored.ended_state or "finished"), restored.ended)
             return self.status()
-        try:
-            position = (
-                restored.position if restored is not None and not self._capture.live else None
-            )
-            self._capture.open(position)
-        except Exception as exc:
-            self._final = (SourceState.FAILED, str(exc))
-            letter = DeadLetter(self.camera.id, "source", str(exc), time.time(), "camera", 0)
-            self._dead_letters.append(letter)
-            # In the camera's own stream, so it reaches the dead-letter store.
-            await self._send([letter], [EndOfStream(f"failed: {exc}")])
-            return self.status()
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        position = restored.position if restored is not None and not self._capture.live else None
+        opening = self._in_thread(self._capture.open, position)
+        self._task = asyncio.get_running_loop().create_task(self._run(opening))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._opened.wait(), OPEN_WAIT_S)
         return self.status()
 
-    async def _run(self) -> None:
+    async def _open(self, opening: asyncio.Future[None]) -> bool:
+        """Until the source has opened, cutting barriers meanwhile (a camera
+        whose source blocks must not hold the checkpoints of the others);
+        False when it failed to or a final barrier stopped it."""
+        try:
+            while not (await asyncio.wait({opening}, timeout=0.2))[0]:
+                if await self._barriers_due():
+                    return False
+            try:
+                opening.result()
+            except Exception as exc:
+                self._final = (SourceState.FAILED, str(exc))
+                letter = DeadLetter(self.camera.id, "source", str(exc), time.time(), "camera", 0)
+                self._dead_letters.append(letter)
+                # In the camera's own stream, so it reaches the dead-letter store.
+                await self._send([letter], [EndOfStream(f"failed: {exc}")])
+                return False
+            if self._final is not None:  # stopped while it opened
+                await asyncio.to_thread(self._capture.stop)
+                return False
+            return True
+        finally:
+            self._opened.set()
+
+    async def _run(self, opening: asyncio.Future[None]) -> None:
+        if not await self._open(opening):
+            await self._barriers_due()
+            return
         try:
             spec: InputSpec = await self._detector.spec.remote()
             self._spec = spec
@@ -338,13 +338,13 @@ class CameraActor:
             while True:
                 if await self._barriers_due():
                     return  # a final checkpoint: stopped where it was cut
-                items = await asyncio.to_thread(self._capture.get_many, group, 0.2)
+                items = await self._in_thread(self._capture.get_many, group, 0.2)
                 self._refresh_state()
                 frames = [i for i in items if isinstance(i, DecodedFrame)]
                 if frames:
                     if self._processor is None:
                         self._processor = self._build_processor(frames[0])
-                    request = self._request(frames)
+                    request = await self._request(frames)
                     if not self._preview_gate.watched(time.monotonic()):
                         # Nobody watches: frames in flight need no full-size pixels.
                         frames = [
@@ -376,10 +376,16 @@ class CameraActor:
             # Barriers asked for while the loop ended are cut at its end.
             await self._barriers_due()
 
-    def _request(self, frames: list[DecodedFrame]) -> _Request:
-        """One request for the frames; a sliced camera sends each frame as
-        its regions, which the deployment merges back into one result per
-        frame (camcount.detectors.slicing)."""
+    async def _request(self, frames: list[DecodedFrame]) -> _Request:
+        """One request for the frames, resized in the camera's thread (the
+        other cameras of the process count meanwhile)."""
+        method, args = await self._in_thread(self._request_args, frames)
+        return _Request(method, args, getattr(self._detector, method).remote(*args))
+
+    def _request_args(self, frames: list[DecodedFrame]) -> tuple[str, tuple[Any, ...]]:
+        """The detector method and its arguments for the frames; a sliced
+        camera sends each frame as its regions, which the deployment merges
+        back into one result per frame (camcount.detectors.slicing)."""
         assert self._spec is not None  # fetched before the first frame
         spec = self._spec
         metas = [FrameMeta(self.camera.source, f.index, self._frame_size(f)) for f in frames]
@@ -396,7 +402,7 @@ class CameraActor:
             regions = [inputs for inputs, _ in sliced]
             region_meta = [input_metas for _, input_metas in sliced]
             method, args = "detect_sliced", (regions, region_meta, settings)
-        return _Request(method, args, getattr(self._detector, method).remote(*args))
+        return method, args
 
     def _frame_size(self, frame: DecodedFrame) -> tuple[int, int]:
         return (frame.image.shape[1], frame.image.shape[0])
@@ -446,7 +452,7 @@ class CameraActor:
             results = await self._detect_again(request)
         if results is None:  # live frames refused by a saturated detector
             self._skipped += len(frames)
-            self._m_dropped.inc(len(frames))
+            self._m.dropped.inc(len(frames), self._tags)
             return
         for frame, dets in zip(frames, results, strict=True):
             await self._apply_one(frame, dets)
@@ -463,7 +469,7 @@ class CameraActor:
         if frame.image.size and self._preview_gate.keep_frame(time.monotonic()):
             self._keep_preview(frame, self._processor)
         self._processed += 1
-        self._m_processed.inc()
+        self._m.processed.inc(1, self._tags)
         self._last_frame_time = frame.time
         self._fps_window.append(time.monotonic())
         self._outbox.extend(events)
@@ -471,13 +477,13 @@ class CameraActor:
         if self._outbox_frames >= self._frames_per_batch or self._outbox:
             await self._flush_outbox(frame.time)
             if self._capture.live:
-                self._m_latency.observe(max(0.0, time.time() - frame.time))
+                self._m.latency.observe(max(0.0, time.time() - frame.time), self._tags)
 
     async def _flush_outbox(self, progress_time: float) -> None:
         events, self._outbox, self._outbox_frames = self._outbox, [], 0
         self._events += len(events)
         if events:
-            self._m_events.inc(len(events))
+            self._m.events.inc(len(events), self._tags)
         controls: list[Any] = [Progress(progress_time)]
         if self._processed > self._counted_upto:  # the shard's frame ledger
             controls.append(Counted(self._counted_upto, self._processed - 1))
@@ -509,7 +515,7 @@ class CameraActor:
         if self._task is None or self._task.done():
             await self._cut(checkpoint_id)
             if final:
-                self._stop_at_barrier(checkpoint_id)
+                await self._stop_at_barrier(checkpoint_id)
             return {"camera_id": self.camera.id, "checkpoint": checkpoint_id}
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._barriers.append((checkpoint_id, final, future))
@@ -528,7 +534,7 @@ class CameraActor:
                 continue
             future.set_result({"camera_id": self.camera.id, "checkpoint": checkpoint_id})
             if final:
-                self._stop_at_barrier(checkpoint_id)
+                await self._stop_at_barrier(checkpoint_id)
                 stop = True
         return stop
 
@@ -558,10 +564,12 @@ class CameraActor:
             time.time(),
         )
 
-    def _stop_at_barrier(self, checkpoint_id: int) -> None:
-        self._capture.stop()
+    async def _stop_at_barrier(self, checkpoint_id: int) -> None:
         if self._final is None:
             self._final = (SourceState.STOPPED, f"stopped at checkpoint {checkpoint_id}")
+        # Off the loop: joining a decoder stuck in a read would stall the
+        # process's other cameras.
+        await asyncio.to_thread(self._capture.stop)
 
     def _totals(self) -> list[Any]:
         if self._processor is not None:
@@ -585,8 +593,8 @@ class CameraActor:
         self._final = (end.state, end.reason)
 
     def _refresh_state(self) -> None:
-        self._keep_off_model()
-        self._m_queue.set(self._capture.stats().queued)
+        self._services.keep_off_model()
+        self._m.queue.set(self._capture.stats().queued, self._tags)
 
     def status(self) -> dict[str, Any]:
         stats = self._capture.stats()
@@ -616,11 +624,7 @@ class CameraActor:
             "events": self._events,
             "last_frame_time": self._last_frame_time,
             "totals": self._totals(),
-            **_memory_mb(),
-            "torch_loaded": "torch" in sys.modules,
-            "cpu_cores": sorted(current_cores()),
-            # What a camera process should never carry (camera docs, memory).
-            "heavy_imports": [m for m in _HEAVY if sys.modules.get(m) is not None],
+            **self._services.process_status(),
         }
 
     def _state(self, stats: CaptureStats) -> SourceState:
@@ -683,11 +687,6 @@ class CameraActor:
             self._preview_jpeg = (shot, jpeg)
         return self._preview_jpeg[1]
 
-    async def alive(self) -> None:
-        """Never returns: the controller keeps one call pending to learn at
-        once when this actor dies."""
-        await asyncio.Event().wait()
-
     async def wait(self, timeout_s: float | None = None) -> dict[str, Any]:
         """Until the loop ends (a file finished or the camera failed)."""
         if self._task is not None:
@@ -695,9 +694,17 @@ class CameraActor:
         return self.status()
 
     async def stop(self) -> dict[str, Any]:
-        self._capture.stop()
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
         if self._final is None:
             self._final = (SourceState.STOPPED, "stopped")
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        await asyncio.to_thread(self._capture.stop)
         return self.status()
+
+    async def close(self) -> dict[str, Any]:
+        """Stop, and leave the process: its thread ends once what it runs
+        returns (a source blocked in its open keeps only that thread)."""
+        status = await self.stop()
+        self._thread.shutdown(wait=False, cancel_futures=True)
+        self.gone.set()
+        return status

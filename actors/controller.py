@@ -1,14 +1,15 @@
 """The controller: owns the topology, checkpoints it, and brings it back.
 
-It builds the live hub, the aggregator shards and one camera actor per
-camera from the config; adds, removes and updates cameras while running;
-drives checkpoints; and restores any part that dies from the newest
-complete checkpoint.
+It builds the live hub, the aggregator shards and the camera processes
+from the config (``pipeline.cameras_per_process`` cameras each,
+actors/camera_host.py; camcount/hosts.py is the plan of who is where);
+adds, removes and updates cameras while running; drives checkpoints; and
+restores any part that dies from the newest complete checkpoint.
 
 Checkpoint ``n`` (docs/checkpoints.md), every
 ``storage.checkpoint_interval_s``:
 
-1. ask every camera for ``Barrier(n)`` (``CameraActor.barrier``);
+1. ask every camera for ``Barrier(n)`` (``CameraHost.barrier``);
 2. (the cameras cut it between two frames and send it with their state;)
 3. (each shard aligns, writes its cameras' and its own state, has the
    sink flush every row before the barrier,) and reports the objects it
@@ -23,7 +24,8 @@ what the camera sent up to the checkpoint. When a camera or a shard dies,
 its region rolls back to the newest complete checkpoint: the shard (or a
 new one) restores its state, every camera of the region becomes a new
 incarnation restored from its own state (a file seeks to the saved frame;
-a live camera rewinds in its own process, a dead one gets a new process),
+a live camera rewinds in its own process, a dead one is placed again: the
+spare process, or a process with room, or a new one),
 and batches from the old incarnations are fenced off. What the
 region had sent after the checkpoint is made again, identically; the
 warehouse keeps one row per identity, so nothing is counted twice, and
@@ -33,6 +35,12 @@ hub restarts itself and numbers on. The parts outlive a controller that
 dies (actors/lifetime.py): Ray restarts it, it finds them, and every
 region rolls back in place, as after a sink loss; parts lost with it are
 made again.
+
+A camera process that dies takes every camera it held: each camera is
+watched on its own, so each one's region rolls back, and the lost process
+is *closed* at once (no camera is placed in it again). A camera that stops
+answering closes its process too; its neighbours there run on, and the
+process ends once the last of them has left it.
 """
 
 from __future__ import annotations
@@ -52,14 +60,17 @@ from ray.exceptions import GetTimeoutError, RayActorError
 from ray.util import metrics
 
 from actors.aggregator import AggregatorActor
-from actors.camera import MIN_FRAMES_PER_REQUEST, CameraActor, CameraIdentity
+from actors.camera import MIN_FRAMES_PER_REQUEST, CameraIdentity
+from actors.camera_host import CAMERA_CPUS, CameraHost, CameraLink
 from actors.hub import LiveHub
 from actors.lifetime import detached, parts_of
 from actors.placement import ModelCoreAvoider
 from camcount.checkpoints import CheckpointStore, Manifest, PartInfo
 from camcount.checkpoints.states import CameraState
 from camcount.config import AppConfig, CameraConfig
+from camcount.errors import CameraNotHosted
 from camcount.events import CountRow, DeadLetter, row_order, to_arrow
+from camcount.hosts import HostPlan
 from camcount.stream.aggregation import AggregatorState, GroupSpec, resplit, shard_router
 
 log = logging.getLogger("camcount.controller")
@@ -135,7 +146,11 @@ class Controller:
         self._window_args = (w.sizes_s, w.allowed_lateness_s, w.idle_timeout_s)
         self.shards: list[Any] = []
         self._cameras: dict[str, CameraConfig] = {}
+        # Each camera's link into its process (CameraLink), and the processes.
         self._actors: dict[str, Any] = {}
+        self._plan = HostPlan(self.config.pipeline.cameras_per_process)
+        self._hosts: dict[str, Any] = {}
+        self._background: set[asyncio.Task[None]] = set()
         self._incarnation: dict[str, int] = {}
         self._last_status: dict[str, dict[str, Any]] = {}
         self._spare: Any = None
@@ -311,6 +326,8 @@ class Controller:
         found = await asyncio.to_thread(parts_of, self._run_id)
         found.pop("hub", None)  # taken when this actor was made
         self._spare = self._spare_ready = None  # found again below
+        self._plan = HostPlan(self.config.pipeline.cameras_per_process)
+        self._hosts = {}
         if self._sink is not None:  # lost with the controller's node, say
             await _until_back(lambda: self._sink.epoch.remote())
         self.shards = []
@@ -321,34 +338,12 @@ class Controller:
             self.shards.append(same[0] if same else self._new_shard(i, None))
             _kill(same[1:])
         configs = {c.id: c for c in self.config.cameras}
-        survivors: dict[str, tuple[int, Any]] = {}
-        candidates = found.pop("camera", [])
-        identities: list[CameraIdentity | None] = await asyncio.gather(
-            *(_answer(a.identity.remote()) for a in candidates)
-        )
-        for actor, identity in zip(candidates, identities, strict=True):
-            if identity is None or identity.camera is None:
-                if identity is not None and self._spare is None:
-                    self._spare = actor  # an idle spare: still the spare
-                    self._spare_ready = asyncio.ensure_future(actor.ready.remote())
-                else:
-                    _kill([actor])
-                continue
-            cfg = identity.camera
-            n = _incarnation_of(identity.sender)
-            kept = survivors.get(cfg.id)
-            if kept is not None and kept[0] >= n:
-                _kill([actor])
-                continue
-            if kept is not None:
-                _kill([kept[1]])
-            survivors[cfg.id] = (n, actor)
-            configs[cfg.id] = cfg
+        survivors = await self._adopt_cameras(found.pop("camera", []), configs)
         for leftover in found.values():  # shards of more shards than now
             _kill(leftover)
         self._cameras.update(configs)
-        for camera_id, (n, actor) in survivors.items():
-            self._install(configs[camera_id], actor, n)
+        for camera_id, (n, link) in survivors.items():
+            self._install(configs[camera_id], link, n)
         # The shards' registered incarnations: a camera lost with the
         # controller is numbered after its last, never as one in flight.
         registered = await asyncio.gather(*(_answer(s.senders.remote()) for s in self.shards))
@@ -371,6 +366,52 @@ class Controller:
             list(range(self._n_shards)), cameras, None, set(configs) - set(survivors)
         )
         return [self._last_status.get(c.id, {"camera_id": c.id}) for c in cameras]
+
+    async def _adopt_cameras(
+        self, hosts: list[Any], configs: dict[str, CameraConfig]
+    ) -> dict[str, tuple[int, CameraLink]]:
+        """The cameras found running in ``hosts`` (a restarted controller's
+        start): each camera's newest incarnation, by camera id, entered in
+        the plan as found; an older one still running is removed from its
+        process, and a process left with none ends (an idle one stays the
+        spare). ``configs`` takes the cameras' configs as they are now."""
+        answers: list[list[CameraIdentity] | None] = await asyncio.gather(
+            *(_answer(h.identity.remote()) for h in hosts)
+        )
+        survivors: dict[str, tuple[int, int, CameraLink]] = {}
+        for index, (host, identities) in enumerate(zip(hosts, answers, strict=True)):
+            if identities is None:
+                _kill([host])
+                continue
+            if not identities:
+                if self._spare is None:
+                    self._spare = host  # an idle spare: still the spare
+                    self._spare_ready = asyncio.ensure_future(host.ready.remote())
+                else:
+                    _kill([host])
+                continue
+            for identity in identities:
+                cfg = identity.camera
+                n = _incarnation_of(identity.sender)
+                link = CameraLink(host, cfg.id)
+                kept = survivors.get(cfg.id)
+                if kept is not None and kept[0] >= n:
+                    self._quietly(link.remove.remote())
+                    continue
+                if kept is not None:
+                    self._quietly(kept[2].remove.remote())
+                survivors[cfg.id] = (n, index, link)
+                configs[cfg.id] = cfg
+        held: dict[int, list[str]] = {}
+        for camera_id, (_, index, _) in survivors.items():
+            held.setdefault(index, []).append(camera_id)
+        for index, host in enumerate(hosts):
+            if answers[index] and index not in held:
+                _kill([host])
+        for index, camera_ids in held.items():
+            host_id = self._plan.found(camera_ids, _placement_key(configs[camera_ids[0]]))
+            self._hosts[host_id] = hosts[index]
+        return {c: (n, link) for c, (n, _, link) in survivors.items()}
 
     def _load(
         self, manifest: Manifest | None
@@ -464,24 +505,57 @@ class Controller:
         return await self._begin(cfg, actor)
 
     def _spawn(self, cfg: CameraConfig, state: CameraState | None, cameras: int) -> Any:
-        """Create the camera's next incarnation; its process starts (seconds)
-        while the caller does other work. It sends nothing before ``_begin``."""
+        """Create the camera's next incarnation in a process with room for
+        it (of its placement key), or in a new one, which starts (seconds)
+        while the caller does other work. It sends nothing before
+        ``_begin``. Placing is synchronous, so cameras spawned together fill
+        the same new process."""
         n = self._next_incarnation(cfg.id)
         self._cameras[cfg.id] = cfg
-        actor = CameraActor.options(
-            runtime_env=CAMERA_RUNTIME_ENV, **self._detached("camera")
-        ).remote(
+        self._release(cfg.id)  # out of sync otherwise: it is placed afresh
+        host_id, new = self._plan.place(cfg.id, _placement_key(cfg))
+        if new:
+            share = min(self._plan.capacity, max(1, cameras))
+            self._hosts[host_id] = CameraHost.options(
+                num_cpus=CAMERA_CPUS * share,
+                runtime_env=CAMERA_RUNTIME_ENV,
+                **self._detached("camera"),
+            ).remote(self._detector_app, owner=self._me)
+        host = self._hosts[host_id]
+        # Any call on the camera waits in the host until this has arrived.
+        host.add.remote(
             cfg,
             self.config.tracker,
             self._shard_of(cfg),
             f"{cfg.id}#{n}",
-            self._detector_app,
-            max_in_flight=self._frames_in_flight(cameras),
-            restore=state,
-            owner=self._me,
+            self._frames_in_flight(cameras),
+            state,
         )
-        self._install(cfg, actor, n)
-        return actor
+        link = CameraLink(host, cfg.id)
+        self._install(cfg, link, n)
+        return link
+
+    def _quietly(self, ref: Any) -> None:
+        """A call whose answer nobody needs (a camera leaving a process that
+        may be lost), collected so that its failure is not reported."""
+        task = asyncio.get_running_loop().create_task(_collect(ref))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _release(self, camera_id: str, lost: bool = False) -> None:
+        """``camera_id`` leaves its process (told so, not waited for: it may
+        be lost); with ``lost`` (the camera died or stopped answering) no
+        camera is placed in that process again. A process left empty ends."""
+        host_id = self._plan.host_of(camera_id)
+        if host_id is None:
+            return
+        host = self._hosts[host_id]
+        if lost:
+            self._plan.close(host_id)
+        self._quietly(host.remove.remote(camera_id))
+        if self._plan.release(camera_id) is not None:
+            self._hosts.pop(host_id, None)
+            _kill([host])
 
     def _next_incarnation(self, camera_id: str) -> int:
         return self._incarnation.get(camera_id, -1) + 1
@@ -546,10 +620,11 @@ class Controller:
             raise KeyError(camera_id)
         self._unwatch(("camera", camera_id))
         try:
-            status = await asyncio.wait_for(actor.stop.remote(), timeout=10)
-        except (RayActorError, TimeoutError):
+            # Its neighbours in the process run on.
+            status = await asyncio.wait_for(actor.remove.remote(), timeout=10)
+        except (RayActorError, TimeoutError, CameraNotHosted):
             status = {**self._last_status.get(camera_id, {}), "state": "stopped"}
-        ray.kill(actor, no_restart=True)
+        self._release(camera_id)
         cfg = self._cameras.pop(camera_id)
         with contextlib.suppress(RayActorError):
             await self._shard_of(cfg).remove.remote(camera_id)
@@ -824,15 +899,14 @@ class Controller:
                     actor.rewind.remote(self._shard_of(cfg), f"{cfg.id}#{n}", state),
                     REWIND_TIMEOUT_S,
                 )
-            except (RayActorError, TimeoutError) as exc:
+            except (RayActorError, TimeoutError, CameraNotHosted) as exc:
                 log.warning("camera %s did not rewind (%r): replacing it", cfg.id, exc)
             else:
                 self._incarnation[cfg.id] = n
                 return actor
-        old = self._actors.pop(cfg.id, None)
+        self._actors.pop(cfg.id, None)
         self._unwatch(("camera", cfg.id))
-        if old is not None:
-            ray.kill(old, no_restart=True)
+        self._release(cfg.id, lost=True)
         spare = await self._take_spare(cfg, state)
         if spare is not None:
             return spare
@@ -846,22 +920,16 @@ class Controller:
     def _start_spare(self) -> None:
         if self._stopping or not self._cameras or not self._spare_enabled:
             return
-        template = next(iter(self._cameras.values()))
-        self._spare = CameraActor.options(
+        self._spare = CameraHost.options(
             num_cpus=0, runtime_env=CAMERA_RUNTIME_ENV, **self._detached("camera")
-        ).remote(
-            template,
-            self.config.tracker,
-            None,
-            "spare",
-            self._detector_app,
-            owner=self._me,
-        )
+        ).remote(self._detector_app, owner=self._me)
         self._spare_ready = asyncio.ensure_future(self._spare.ready.remote())
 
     async def _take_spare(self, cfg: CameraConfig, state: CameraState | None) -> Any:
-        """The spare as ``cfg``'s next incarnation, or None (no spare ready,
-        or it failed); a new spare starts in its place."""
+        """The spare process holding ``cfg``'s next incarnation, or None (no
+        spare ready, or it failed); a new spare starts in its place. The
+        spare is a camera process like any other from then on: cameras
+        placed later fill it."""
         spare, state_of_spare = self._spare, self._spare_state()
         if state_of_spare != "ready":
             if spare is not None and state_of_spare == "none":
@@ -871,12 +939,13 @@ class Controller:
         n = self._next_incarnation(cfg.id)
         try:
             await asyncio.wait_for(
-                spare.rewind.remote(
+                spare.add.remote(
+                    cfg,
+                    self.config.tracker,
                     self._shard_of(cfg),
                     f"{cfg.id}#{n}",
-                    state,
-                    cfg,
                     self._frames_in_flight(len(self._cameras)),
+                    state,
                 ),
                 REWIND_TIMEOUT_S,
             )
@@ -887,8 +956,13 @@ class Controller:
             return None
         finally:
             self._start_spare()
-        self._install(cfg, spare, n)
-        return spare
+        key = _placement_key(cfg)
+        host_id = self._plan.new_host(key)
+        self._plan.take(host_id, cfg.id, key)
+        self._hosts[host_id] = spare
+        link = CameraLink(spare, cfg.id)
+        self._install(cfg, link, n)
+        return link
 
     def _base_states(
         self, base: int | None, indices: list[int], cameras: list[str]
@@ -962,7 +1036,7 @@ class Controller:
                     self._last_status[camera_id] = await asyncio.wait_for(
                         actor.status.remote(), timeout=self._health_interval_s * 5
                     )
-                except (RayActorError, GetTimeoutError, TimeoutError) as exc:
+                except (RayActorError, GetTimeoutError, TimeoutError, CameraNotHosted) as exc:
                     cfg = self._cameras.get(camera_id)
                     if cfg is not None and self._actors.get(camera_id) is actor:
                         await self._recover_until_done(
@@ -985,8 +1059,9 @@ class Controller:
             try:
                 s = await asyncio.wait_for(actor.status.remote(), timeout=5)
                 self._last_status[camera_id] = s
-            except (RayActorError, TimeoutError):
-                s = {**self._last_status.get(camera_id, {}), "state": "unreachable"}
+            except (RayActorError, TimeoutError, CameraNotHosted):
+                last = self._last_status.get(camera_id, {})
+                s = {"camera_id": camera_id, **last, "state": "unreachable"}
             if self._restoring[camera_id] > 0:
                 s = {**s, "state": "restoring"}
             s["restarts"] = self._restarts.get(camera_id, 0)
@@ -1063,7 +1138,7 @@ class Controller:
         for camera_id, actor in list(self._actors.items()):
             try:
                 s = await asyncio.wait_for(actor.status.remote(), timeout=10)
-            except (RayActorError, TimeoutError):
+            except (RayActorError, TimeoutError, CameraNotHosted):
                 return False
             self._last_status[camera_id] = s
             if s.get("state") not in ENDED:
@@ -1145,7 +1220,8 @@ class Controller:
                 with contextlib.suppress(RayActorError):
                     await shard.drain.remote()
             # They would outlive this actor (actors/lifetime.py).
-            _kill([*self.shards, self.hub])
+            _kill([*self.shards, self.hub, *self._hosts.values()])
+            self._hosts.clear()
         return {"final_checkpoint": final, "checkpoints": self._checkpoint_status()}
 
 
@@ -1167,6 +1243,17 @@ async def _answer(ref: Any, timeout_s: float = 10.0) -> Any:
         return await asyncio.wait_for(ref, timeout_s)
     except (RayActorError, TimeoutError):
         return None
+
+
+def _placement_key(camera: CameraConfig) -> str:
+    """Cameras that share a process share this: their site, which the
+    shards group by and a deployment places by."""
+    return camera.site
+
+
+async def _collect(ref: Any) -> None:
+    with contextlib.suppress(Exception):
+        await ref
 
 
 def _kill(actors: Iterable[Any]) -> None:

@@ -378,6 +378,23 @@ class StorageConfig(_Model):
     )
 
 
+#: Cameras one camera process holds unless the config says otherwise
+#: (bench/RESULTS.md, "Cameras per process", has the measurements behind it).
+DEFAULT_CAMERAS_PER_PROCESS = 8
+
+
+class PipelineConfig(_Model):
+    """How the running pipeline lays its parts out in processes."""
+
+    cameras_per_process: Annotated[int, Field(ge=1, le=256)] = Field(
+        default=DEFAULT_CAMERAS_PER_PROCESS,
+        description="cameras sharing one camera process, each in its own task with its own "
+        "decoder thread, state and checkpoints: a process costs ~190 MB before its first "
+        "camera, so more per process is less memory; a process lost takes all of its cameras "
+        "back to the last checkpoint together. 1: a process per camera",
+    )
+
+
 class WarehouseConfig(_Model):
     """Where rows land (docs/warehouse.md) and how the sink batches them."""
 
@@ -550,6 +567,7 @@ class AppConfig(_Model):
     tracker: TrackerConfig = TrackerConfig()
     windows: WindowsConfig = WindowsConfig()
     storage: StorageConfig = StorageConfig()
+    pipeline: PipelineConfig = PipelineConfig()
     warehouse: WarehouseConfig = WarehouseConfig()
     api: ApiConfig = ApiConfig()
 

@@ -41,6 +41,16 @@ class SlicingError(CamcountError, ValueError):
     an overlap of a whole tile or more, a match threshold outside (0, 1])."""
 
 
+class CameraNotHosted(CamcountError, KeyError):
+    """A camera process was asked about a camera it does not hold (it was
+    removed, or moved to another process): the caller looks the camera's
+    process up again."""
+
+    def __init__(self, camera_id: str) -> None:
+        super().__init__(camera_id)
+        self.camera_id = camera_id
+
+
 class SourceError(CamcountError):
     """A video source cannot be opened or read."""
 

@@ -36,7 +36,7 @@ from starlette.responses import FileResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from camcount.config import ApiConfig, CameraConfig
-from camcount.errors import RequestError
+from camcount.errors import CameraNotHosted, RequestError
 from camcount.http.counts import CountsQuery, count_row, wanted
 from camcount.http.limits import RateLimiter
 from camcount.http.openapi import openapi_document
@@ -170,7 +170,7 @@ class ControllerClient:
             handle = await self._camera(camera_id)
             try:
                 return await make(handle)
-            except RayActorError:
+            except (RayActorError, CameraNotHosted):  # its process, or it, moved
                 self._cameras.pop(camera_id, None)
                 if attempt:
                     raise RequestError("not_found", f"camera {camera_id!r} is gone", 404) from None

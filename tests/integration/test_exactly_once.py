@@ -30,6 +30,7 @@ import ray
 from camcount.config import (
     AppConfig,
     DetectorConfig,
+    PipelineConfig,
     StorageConfig,
     WarehouseConfig,
     WindowsConfig,
@@ -55,6 +56,10 @@ MOMENTS = (30, 110, 190, 270, 350)
 #: Windows of 1 s close 2 s behind the slowest camera of a shard, so rows
 #: leave the shards between checkpoints while the cameras run.
 ALLOWED_LATENESS_S = 2.0
+#: Cameras per camera process in these runs: the config's default unless
+#: set (``CAMCOUNT_TEST_CAMERAS_PER_PROCESS=1``: a process each; with more
+#: than one, a camera's kill takes its neighbours in the process too).
+CAMERAS_PER_PROCESS = os.environ.get("CAMCOUNT_TEST_CAMERAS_PER_PROCESS")
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,9 @@ def config_for(scenes: list[Path], run: Path, model: str = "oracle") -> AppConfi
         storage=StorageConfig(
             root=f"file://{run / 'store'}", checkpoint_interval_s=CHECKPOINT_INTERVAL_S
         ),
+        pipeline=PipelineConfig(cameras_per_process=int(CAMERAS_PER_PROCESS))
+        if CAMERAS_PER_PROCESS
+        else PipelineConfig(),
     )
 
 

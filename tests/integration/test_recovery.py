@@ -234,7 +234,7 @@ def process_of(title: str, not_in: set[int] = frozenset()) -> int | None:  # typ
     return None
 
 
-@pytest.mark.parametrize("title", ["ray::CameraActor", "ray::AggregatorActor", "ray::Controller"])
+@pytest.mark.parametrize("title", ["ray::CameraHost", "ray::AggregatorActor", "ray::Controller"])
 def test_replay_survives_a_kill_from_outside(scenes, base, tmp_path, title):
     config = cli_config(scenes, tmp_path)
     before = {int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()}
