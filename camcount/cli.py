@@ -814,6 +814,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from serve_app.app import connect_ray, start_pipeline, write_metrics_targets
 
     config = load_config(args.config)
+    if args.serve_apps:
+        config = config.model_copy(
+            update={"serve": config.serve.model_copy(update={"apps": args.serve_apps})}
+        )
     files_only = bool(config.cameras) and not any(is_live(c.source) for c in config.cameras)
     connect_ray(
         args.address,
@@ -1168,6 +1172,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--fresh",
         action="store_true",
         help="start every source over, deleting the checkpoints (default: resume from them)",
+    )
+    p.add_argument(
+        "--serve-apps",
+        choices=("auto", "owned", "declared"),
+        help="who owns the Serve apps, over the config's serve.apps (cluster/README.md)",
     )
     p.set_defaults(func=cmd_run)
 

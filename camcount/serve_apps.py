@@ -34,8 +34,9 @@ from camcount.errors import CamcountError
 AppsSetting = Literal["auto", "owned", "declared"]
 
 #: Serve's application states (ray.serve's ApplicationStatus) that mean
-#: "not settled yet": a RayService just applied is still building its apps.
-SETTLING = frozenset({"NOT_STARTED", "DEPLOYING"})
+#: "not settled yet": a RayService just applied is still building its apps,
+#: and an app a new config left out is being deleted (then it is missing).
+SETTLING = frozenset({"NOT_STARTED", "DEPLOYING", "DELETING"})
 RUNNING = "RUNNING"
 
 

@@ -182,8 +182,8 @@ def running_apps() -> dict[str, RunningApp]:
     return {
         name: RunningApp(
             name=name,
-            status=str(app.get("status", "")),
-            declared=app.get("source") == "declarative",
+            status=_plain(app.get("status", "")),
+            declared=_plain(app.get("source")) == "declarative",
             route_prefix=app.get("route_prefix"),
             deployments=tuple(app.get("deployments") or ()),
             message=str(app.get("message") or ""),
@@ -191,6 +191,11 @@ def running_apps() -> dict[str, RunningApp]:
         for name, app in apps.items()
         if name in names
     }
+
+
+def _plain(value: Any) -> str:
+    """An enum of Serve's details (ApplicationStatus, APIType) as its value."""
+    return str(getattr(value, "value", value))
 
 
 def serve_address() -> tuple[str, int] | None:

@@ -128,6 +128,7 @@ def test_a_misconfigured_declaration_is_one_error_naming_each_app():
 
 def test_apps_still_deploying_are_waited_for_and_failed_ones_are_not():
     assert settling(NEEDED, apps(app(DETECTOR, status="DEPLOYING")))
+    assert settling(NEEDED, apps(app(LIVE, status="DELETING")))  # then it is missing
     assert not settling(NEEDED, apps(app(DETECTOR, status="DEPLOY_FAILED")))
     assert not settling(NEEDED, apps(*(app(s) for s in NEEDED)))
 
