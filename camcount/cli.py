@@ -843,7 +843,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             while True:
                 if targets and time.monotonic() >= targets_due:
                     # Nodes join and leave: Prometheus follows the file.
-                    write_metrics_targets(targets)
+                    try:
+                        write_metrics_targets(targets)
+                    except OSError as exc:  # monitoring never stops the counting
+                        err.print(f"metrics.targets_file {targets}: {exc.strerror}; not written")
+                        targets = None
                     targets_due = time.monotonic() + METRICS_TARGETS_EVERY_S
                 time.sleep(1.0)
                 status = pipeline.status()
