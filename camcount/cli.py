@@ -792,6 +792,10 @@ def _status_table(status: dict[str, object]) -> Table:
     return table
 
 
+#: How often ``camcount run`` rewrites the Prometheus target file.
+METRICS_TARGETS_EVERY_S = 30.0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Run until Ctrl-C (or SIGTERM), showing per camera progress; when every
     source is a file that has ended, close the windows and stop.
@@ -807,11 +811,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from camcount.config import load_config
     from camcount.vision.capture import is_live
-    from serve_app.app import connect_ray, start_pipeline
+    from serve_app.app import connect_ray, start_pipeline, write_metrics_targets
 
     config = load_config(args.config)
+    if args.serve_apps:
+        config = config.model_copy(
+            update={"serve": config.serve.model_copy(update={"apps": args.serve_apps})}
+        )
     files_only = bool(config.cameras) and not any(is_live(c.source) for c in config.cameras)
-    connect_ray(args.address, cameras=len(config.cameras))
+    connect_ray(
+        args.address,
+        cameras=len(config.cameras),
+        metrics_export_port=config.metrics.export_port,
+    )
+    targets = config.metrics.targets_file
+    targets_due = 0.0
 
     def terminate(signum: int, frame: object) -> None:
         raise KeyboardInterrupt  # the same clean stop as Ctrl-C
@@ -822,9 +836,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     if resumed is not None:
         err.print(f"resumed from checkpoint {resumed} (--fresh starts over)")
     err.print(f"dashboard: {pipeline.dashboard_url} (API: docs/api.md, health: /healthz)")
+    if pipeline.apps_mode == "declared":
+        err.print("Serve apps: declared (used as found, left running on stop)")
     try:
         with Live(_status_table(pipeline.status()), console=err, refresh_per_second=2) as live:
             while True:
+                if targets and time.monotonic() >= targets_due:
+                    # Nodes join and leave: Prometheus follows the file.
+                    try:
+                        write_metrics_targets(targets)
+                    except OSError as exc:  # monitoring never stops the counting
+                        err.print(f"metrics.targets_file {targets}: {exc.strerror}; not written")
+                        targets = None
+                    targets_due = time.monotonic() + METRICS_TARGETS_EVERY_S
                 time.sleep(1.0)
                 status = pipeline.status()
                 live.update(_status_table(status))
@@ -888,7 +912,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     # Ray and its processes print to stdout (worker logs, a worker's death):
     # with --json, stdout carries the JSON alone.
     with _stdout_to_stderr() if args.json else contextlib.nullcontext():
-        connect_ray(args.address, cameras=len(config.cameras))
+        connect_ray(
+            args.address,
+            cameras=len(config.cameras),
+            metrics_export_port=config.metrics.export_port,
+        )
         pipeline = start_pipeline(config, shards=args.shards, api=False, fresh=not args.resume)
         try:
             status = _wait_files_with_progress(pipeline, config)
@@ -1148,6 +1176,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--fresh",
         action="store_true",
         help="start every source over, deleting the checkpoints (default: resume from them)",
+    )
+    p.add_argument(
+        "--serve-apps",
+        choices=("auto", "owned", "declared"),
+        help="who owns the Serve apps, over the config's serve.apps (cluster/README.md)",
     )
     p.set_defaults(func=cmd_run)
 

@@ -545,6 +545,34 @@ class ApiConfig(_Model):
     preview_fps: Annotated[float, Field(gt=0, le=10)] = 2.0
 
 
+class ServeConfig(_Model):
+    """Who owns the Serve applications (cluster/README.md, "One rule")."""
+
+    apps: Literal["auto", "owned", "declared"] = Field(
+        default="auto",
+        description="owned: `camcount run` creates the detector, REST and live apps and "
+        "deletes them on stop; declared: a Serve config or RayService deployed them and "
+        "`camcount run` only uses them (an error if one is missing or misconfigured); "
+        "auto: declared when Serve already runs a camcount app deployed from a config, "
+        "else owned",
+    )
+
+
+class MetricsConfig(_Model):
+    """How Prometheus finds the clusters `camcount run` starts or joins."""
+
+    export_port: Annotated[int, Field(ge=0, le=65535)] = Field(
+        default=0,
+        description="port a local cluster exports its metrics on (0: one Ray picks); "
+        "clusters you start yourself take `ray start --metrics-export-port`",
+    )
+    targets_file: str | None = Field(
+        default="var/prometheus/targets.json",
+        description="file_sd target file `camcount run` writes and keeps current: every "
+        "live node's metrics address (null: none written)",
+    )
+
+
 class GroupMember(_Model):
     camera: str
     counter: str
@@ -570,6 +598,8 @@ class AppConfig(_Model):
     pipeline: PipelineConfig = PipelineConfig()
     warehouse: WarehouseConfig = WarehouseConfig()
     api: ApiConfig = ApiConfig()
+    serve: ServeConfig = ServeConfig()
+    metrics: MetricsConfig = MetricsConfig()
 
     @field_validator("cameras")
     @classmethod
