@@ -194,6 +194,8 @@ class LocalCluster:
 
     def stop(self) -> None:
         for server in self.replicas:
+            server.terminate()
+        for server in self.replicas:
             server.stop()
         self.zookeeper.stop()
 
