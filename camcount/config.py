@@ -423,7 +423,7 @@ class WarehouseConfig(_Model):
 
     @model_validator(mode="after")
     def _cluster_needs_a_server(self) -> WarehouseConfig:
-        if self.cluster is not None and not self.url.startswith("clickhouse://"):
+        if self.cluster is not None and not self.url.lower().startswith("clickhouse://"):
             raise ValueError(
                 f"cluster {self.cluster!r} needs a clickhouse:// server URL, got {self.url!r}"
             )
