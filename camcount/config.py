@@ -424,6 +424,27 @@ class WarehouseConfig(_Model):
     sink_id: str = Field(
         default="sink-0", description="names the sink's spill folder and its metrics"
     )
+    cluster: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")] | None = Field(
+        default=None,
+        description="a ClickHouse cluster (remote_servers) to create the tables on: replicated "
+        "tables on every node and a Distributed table over them that reads and writes use; "
+        "needs a clickhouse:// URL",
+    )
+    zookeeper_path: str = Field(
+        default="/clickhouse/tables/{shard}/{database}/{table}",
+        pattern=r"^/.*\{table\}",
+        description="with cluster: ZooKeeper path of each replicated table; {shard} is the "
+        "server's macro (and {replica} names each replica), {database} and {table} are "
+        "filled in by camcount",
+    )
+
+    @model_validator(mode="after")
+    def _cluster_needs_a_server(self) -> WarehouseConfig:
+        if self.cluster is not None and not self.url.lower().startswith("clickhouse://"):
+            raise ValueError(
+                f"cluster {self.cluster!r} needs a clickhouse:// server URL, got {self.url!r}"
+            )
+        return self
 
 
 TokenScope = Literal["read", "admin"]

@@ -47,6 +47,7 @@ from camcount.warehouse.errors import (
     WarehouseError,
     WarehouseLocked,
     WarehouseRejected,
+    WarehouseSchemaError,
     WarehouseUnavailable,
     WarehouseUrlError,
 )
@@ -120,12 +121,15 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-def open_backend(url: WarehouseUrl, role: str = "camcount") -> Backend:
-    """Connect (and create the database if missing); raise a clear error
-    now rather than at the first write."""
+def open_backend(url: WarehouseUrl, role: str = "camcount", cluster: str | None = None) -> Backend:
+    """Connect (and create the database if missing, on every node of
+    ``cluster`` when one is named); raise a clear error now rather than at
+    the first write."""
     if url.is_embedded:
+        if cluster is not None:
+            raise WarehouseUrlError(url.masked(), "a cluster needs a clickhouse:// server URL")
         return ChdbBackend(url, role=role)
-    return ServerBackend(url)
+    return ServerBackend(url, cluster=cluster)
 
 
 # ---------------------------------------------------------------- server
@@ -138,12 +142,20 @@ class ServerBackend:
     own connections (so a writer may keep several inserts in flight), and
     queries use one more behind a lock, so an API query never waits behind
     a large insert.
+
+    With a ``cluster``, the tables written are Distributed ones, and each
+    insert is synchronous (``insert_distributed_sync``): it returns once
+    every row is on a replica of its shard, not when it is queued on this
+    node's disk, so an acknowledged flush is as durable as on one server.
     """
 
-    def __init__(self, url: WarehouseUrl, client_name: str = "camcount") -> None:
+    def __init__(
+        self, url: WarehouseUrl, client_name: str = "camcount", cluster: str | None = None
+    ) -> None:
         from clickhouse_driver import Client  # noqa: F401  (fail early if missing)
 
         self.url = url
+        self.cluster = cluster
         self._client_name = client_name
         self._local = threading.local()
         self._clients: list[Any] = []
@@ -152,7 +164,13 @@ class ServerBackend:
         boot = self._client(database="default")
         try:
             version = self._guard(lambda: boot.execute("SELECT version()")[0][0])
-            self._guard(lambda: boot.execute(f"CREATE DATABASE IF NOT EXISTS `{url.database}`"))
+            on_cluster = ""
+            if cluster is not None:
+                self._check_cluster(boot, cluster)
+                on_cluster = f" ON CLUSTER `{cluster}`"
+            self._guard(
+                lambda: boot.execute(f"CREATE DATABASE IF NOT EXISTS `{url.database}`{on_cluster}")
+            )
         finally:
             boot.disconnect()
         self._version = str(version)
@@ -161,7 +179,8 @@ class ServerBackend:
         self._clients.append(self._query_client)
 
     def __repr__(self) -> str:
-        return f"ServerBackend({self.url.masked()})"
+        on = f", cluster {self.cluster}" if self.cluster else ""
+        return f"ServerBackend({self.url.masked()}{on})"
 
     @property
     def server_version(self) -> str:
@@ -170,6 +189,17 @@ class ServerBackend:
     @property
     def features(self) -> Features:
         return self._features
+
+    def _check_cluster(self, boot: Any, cluster: str) -> None:
+        """A cluster the server does not know is a config mistake: name the
+        ones it knows, rather than failing later on the first DDL."""
+        rows = self._guard(lambda: boot.execute("SELECT DISTINCT cluster FROM system.clusters"))
+        known = sorted(str(r[0]) for r in rows)
+        if cluster not in known:
+            raise WarehouseSchemaError(
+                f"warehouse.cluster {cluster!r} is not in the remote_servers of "
+                f"{self.url.masked()}; it knows {known}"
+            )
 
     def _client(self, database: str | None = None, use_numpy: bool = False) -> Any:
         from clickhouse_driver import Client
@@ -221,6 +251,8 @@ class ServerBackend:
         settings: dict[str, Any] = {}
         if dedup_token is not None and self._features.insert_dedup_token:
             settings["insert_deduplication_token"] = dedup_token
+        if self.cluster is not None:
+            settings["insert_distributed_sync"] = 1
         client = self._insert_client(numpy=not has_lists)
         self._guard(
             lambda: client.execute(

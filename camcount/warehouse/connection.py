@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from types import TracebackType
 from typing import Any
 
@@ -18,7 +19,7 @@ from camcount.config import WarehouseConfig
 from camcount.warehouse.backends import Backend, open_backend
 from camcount.warehouse.queries import run_query
 from camcount.warehouse.rows import batch_digest, check_source, convert, kind_of
-from camcount.warehouse.schema import Features, SchemaOptions, migrate
+from camcount.warehouse.schema import ClusterOptions, Features, SchemaOptions, migrate
 from camcount.warehouse.urls import parse_url, resolve_password
 
 log = logging.getLogger(__name__)
@@ -90,15 +91,20 @@ def connect(
     """Open the warehouse named by a config (or a URL), migrate, return it.
 
     ``role`` is written into a chDB lock so that a second opener learns
-    who holds the database.
+    who holds the database. With ``cluster`` in the config, the database
+    and tables are made on every node of that cluster
+    (`camcount.warehouse.schema`).
     """
     cfg = WarehouseConfig(url=config) if isinstance(config, str) else config
     if config_overrides:
         cfg = cfg.model_copy(update=config_overrides)
     url = resolve_password(parse_url(cfg.url), cfg.password_env, cfg.password_file, environ)
-    backend = open_backend(url, role=role)
-    if schema is None and cfg.raw_ttl_days is not None:
+    if schema is None:
         schema = SchemaOptions(raw_ttl_days=cfg.raw_ttl_days)
+    if cfg.cluster is not None and schema.cluster is None:
+        schema = replace(schema, cluster=ClusterOptions(cfg.cluster, cfg.zookeeper_path))
+    cluster = schema.cluster.name if schema.cluster is not None else None
+    backend = open_backend(url, role=role, cluster=cluster)
     try:
         applied = migrate(backend, backend.features, schema)
     except BaseException:

@@ -4,7 +4,10 @@ It runs Debian's ``clickhouse-server`` (18.16) with the packaged config,
 overriding on the command line everything that would touch the system:
 ports, data and temporary paths, logs and the users file all live under
 one directory, so it runs as root or as any user, beside a system server,
-and a restart on the same directory finds its data again.
+and a restart on the same directory finds its data again. Settings that
+the command line cannot carry (a cluster, ZooKeeper, macros) go into
+``extra_config``, merged over a copy of the packaged config
+(`camcount.warehouse.localcluster` uses it).
 """
 
 from __future__ import annotations
@@ -24,7 +27,12 @@ SERVER_CONFIG = "/etc/clickhouse-server/config.xml"
 
 _USERS_XML = """<?xml version="1.0"?>
 <yandex>
-  <profiles><default><max_memory_usage>4000000000</max_memory_usage></default></profiles>
+  <profiles><default>
+    <max_memory_usage>4000000000</max_memory_usage>
+    <!-- How often an idle connection checks for shutdown (10 s by
+         default): a stop waits that long for every open one. -->
+    <poll_interval>1</poll_interval>
+  </default></profiles>
   <users>
     <default>
       <password></password>
@@ -70,18 +78,33 @@ class LocalServer:
         self.tcp_port = free_port()
         self.http_port = free_port()
         self.interserver_port = free_port()
+        #: XML (a ``<yandex>`` document) merged over the packaged config;
+        #: set it before `start`, once the ports are known.
+        self.extra_config: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def config_file(self) -> Path:
+        """The config the server reads: the packaged one, or a copy of it
+        beside ``config.d/`` when there is extra config (the server merges
+        ``config.d/*.xml`` found next to its config file)."""
+        if self.extra_config is None:
+            return Path(self.config)
+        return self.root / "config.xml"
 
     @property
     def command(self) -> list[str]:
         d = self.root
         return [
             self.binary,
-            f"--config-file={self.config}",
+            f"--config-file={self.config_file}",
             "--",
             f"--tcp_port={self.tcp_port}",
             f"--http_port={self.http_port}",
             f"--interserver_http_port={self.interserver_port}",
+            # Replicas fetch parts from the host a server announces: this
+            # one, not the machine's name, which may not resolve.
+            "--interserver_http_host=127.0.0.1",
             "--listen_host=127.0.0.1",
             f"--path={d}/data/",
             f"--tmp_path={d}/data/tmp/",
@@ -112,6 +135,10 @@ class LocalServer:
         (self.root / "users.xml").write_text(
             _USERS_XML.format(user=self.user, password=self.password)
         )
+        if self.extra_config is not None:
+            shutil.copyfile(self.config, self.config_file)
+            (self.root / "config.d").mkdir(exist_ok=True)
+            (self.root / "config.d" / "camcount.xml").write_text(self.extra_config)
         out = open(self.root / "log" / "stdout.log", "ab")  # noqa: SIM115 (owned by the child)
         self._proc = subprocess.Popen(
             self.command, stdout=out, stderr=subprocess.STDOUT, cwd=self.root
@@ -129,6 +156,12 @@ class LocalServer:
             time.sleep(0.1)
         self.stop()
         raise TimeoutError(f"clickhouse-server not ready on port {self.tcp_port} in {timeout_s}s")
+
+    def terminate(self) -> None:
+        """Ask the server to stop, without waiting: servers stopped
+        together wind down in parallel; `stop` then waits."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGTERM)
 
     def stop(self, timeout_s: float = 30.0) -> None:
         proc, self._proc = self._proc, None

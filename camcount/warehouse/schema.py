@@ -18,6 +18,16 @@ and only for tables created on that server:
 - insert deduplication tokens with ``non_replicated_deduplication_window``
   (22.2 and later): a retried insert is then dropped by the server, on top
   of the ReplacingMergeTree guarantee.
+
+On a cluster (`ClusterOptions`), each table is two: ``NAME_local``, a
+``ReplicatedReplacingMergeTree`` with the same keys on every node, and
+``NAME``, a ``Distributed`` table over them that every read and write
+uses, so queries and the writer name the same tables as on one server.
+The Distributed table sends each row to the shard its sharding key picks,
+and that key is a function of the row's identity: every copy of a row
+lands on one shard, where ``FINAL`` and ``argMax`` collapse them as on one
+server. Replicas of a shard hold the same rows, so a read from any of
+them gives one row per identity.
 """
 
 from __future__ import annotations
@@ -34,6 +44,10 @@ from camcount.warehouse.errors import WarehouseSchemaError
 
 MIGRATIONS_TABLE = "schema_migrations"
 DEDUP_WINDOW_BLOCKS = 1000
+LOCAL_SUFFIX = "_local"
+#: Each node's replica name: the server's ``{replica}`` macro.
+REPLICA_NAME = "{replica}"
+_CLUSTER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
 
 def parse_version(text: str) -> tuple[int, ...]:
@@ -71,8 +85,47 @@ class Features:
         return self.version >= (22, 2)
 
     @property
+    def replicated_comments(self) -> bool:
+        """18.16 records a replicated table's column comments in ZooKeeper
+        in a form its second replica then refuses ("Table structure in
+        ZooKeeper is too different"); later servers take them (20.1 here,
+        conservative, as for codecs)."""
+        return self.version >= (20, 1)
+
+    @property
     def version_text(self) -> str:
         return ".".join(str(v) for v in self.version)
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    """A ClickHouse cluster (a ``remote_servers`` entry of every node) that
+    the tables span.
+
+    ``zookeeper_path`` is where each replicated table keeps its metadata:
+    ``{shard}`` is the server's macro; ``{database}`` and ``{table}`` are
+    filled in here, since 18.16 does not expand them. It must name
+    ``{table}``, so that two tables never share replication metadata, and
+    should name ``{database}``, so that two databases on one cluster do
+    not either (warehouse.zookeeper_path in the config has the default).
+    """
+
+    name: str
+    zookeeper_path: str
+
+    def __post_init__(self) -> None:
+        if not _CLUSTER_NAME.match(self.name):
+            raise WarehouseSchemaError(
+                f"cluster name must match {_CLUSTER_NAME.pattern}, got {self.name!r}"
+            )
+        if "{table}" not in self.zookeeper_path or not self.zookeeper_path.startswith("/"):
+            raise WarehouseSchemaError(
+                "zookeeper_path must start with / and contain {table}, "
+                f"got {self.zookeeper_path!r}"
+            )
+
+    def replica_path(self, database: str, table: str) -> str:
+        return self.zookeeper_path.replace("{database}", database).replace("{table}", table)
 
 
 @dataclass(frozen=True)
@@ -83,9 +136,13 @@ class SchemaOptions:
     visits, dead letters) this many days after their event time, on servers
     with TTL. ``None`` keeps them forever; window counts, gaps and cameras
     are never expired.
+
+    ``cluster``: create every table on a cluster (replicated tables and a
+    Distributed table over them); ``None`` for one server or chDB.
     """
 
     raw_ttl_days: int | None = None
+    cluster: ClusterOptions | None = None
 
     def __post_init__(self) -> None:
         if self.raw_ttl_days is not None and self.raw_ttl_days < 1:
@@ -101,15 +158,16 @@ class Column:
     codec: str | None = None
     default: str | None = None
 
-    def ddl(self, features: Features) -> str:
+    def ddl(self, features: Features, comment: bool = True, codec: bool = True) -> str:
         type_ = self.type
         if self.low_cardinality and features.low_cardinality:
             type_ = f"LowCardinality({type_})"
         parts = [f"`{self.name}`", type_]
         if self.default is not None:
             parts.append(f"DEFAULT {self.default}")
-        parts.append(f"COMMENT {quote_string(self.comment)}")
-        if self.codec is not None and features.codecs:
+        if comment:
+            parts.append(f"COMMENT {quote_string(self.comment)}")
+        if codec and self.codec is not None and features.codecs:
             parts.append(f"CODEC({self.codec})")
         return " ".join(parts)
 
@@ -125,24 +183,76 @@ class Table:
     order_by: tuple[str, ...]
     partition_by: str | None = None
     raw_time_column: str | None = None
+    #: How a Distributed table picks a row's shard: a function of the
+    #: row's identity, so every copy of a row meets the others on one shard.
+    shard_key: str = "event_id"
 
-    def create_sql(self, features: Features, options: SchemaOptions) -> str:
-        cols = ",\n    ".join(c.ddl(features) for c in self.columns)
+    @property
+    def local_name(self) -> str:
+        """The replicated table under the Distributed one, on a cluster."""
+        return self.name + LOCAL_SUFFIX
+
+    def create_sql(
+        self, features: Features, options: SchemaOptions, database: str | None = None
+    ) -> str:
+        """One server: the table itself. A cluster (``options.cluster``,
+        which needs ``database``): the replicated table on every node; see
+        `create_distributed_sql` for the table over it."""
+        cluster = options.cluster
+        comments = cluster is None or features.replicated_comments
+        cols = ",\n    ".join(c.ddl(features, comment=comments) for c in self.columns)
         version = self.version_column or ""
-        lines = [
-            f"CREATE TABLE IF NOT EXISTS `{self.name}` (\n    {cols}\n)",
-            f"ENGINE = ReplacingMergeTree({version})",
-        ]
+        if cluster is None:
+            lines = [
+                f"CREATE TABLE IF NOT EXISTS `{self.name}` (\n    {cols}\n)",
+                f"ENGINE = ReplacingMergeTree({version})",
+            ]
+        else:
+            if not database:
+                raise WarehouseSchemaError(f"{self.name}: a cluster's DDL needs the database")
+            path = quote_string(cluster.replica_path(database, self.local_name))
+            engine_args = ", ".join(a for a in (path, quote_string(REPLICA_NAME), version) if a)
+            lines = [
+                f"CREATE TABLE IF NOT EXISTS `{database}`.`{self.local_name}` "
+                f"ON CLUSTER `{cluster.name}` (\n    {cols}\n)",
+                f"ENGINE = ReplicatedReplacingMergeTree({engine_args})",
+            ]
         if self.partition_by:
             lines.append(f"PARTITION BY {self.partition_by}")
         lines.append(f"ORDER BY ({', '.join(self.order_by)})")
         if self.raw_time_column and options.raw_ttl_days and features.ttl:
             lines.append(f"TTL {self.raw_time_column} + INTERVAL {int(options.raw_ttl_days)} DAY")
         settings = ["index_granularity = 8192"]
-        if features.insert_dedup_token:
+        if features.insert_dedup_token and cluster is None:
+            # Replicated tables deduplicate by token with their own window.
             settings.append(f"non_replicated_deduplication_window = {DEDUP_WINDOW_BLOCKS}")
         lines.append("SETTINGS " + ", ".join(settings))
         return "\n".join(lines)
+
+    def create_distributed_sql(
+        self,
+        features: Features,
+        cluster: ClusterOptions,
+        database: str,
+        column_ddl: Sequence[str] | None = None,
+    ) -> str:
+        """The Distributed table, named as the table is on one server, over
+        the replicated ones: reads and writes go through it. It carries the
+        column comments (what analysts read), which the replicated tables
+        on 18.16 cannot. ``column_ddl`` replaces the declared columns (a
+        migration that added one)."""
+        if column_ddl is None:
+            column_ddl = [c.ddl(features, codec=False) for c in self.columns]
+        cols = ",\n    ".join(column_ddl)
+        return (
+            f"CREATE TABLE IF NOT EXISTS `{database}`.`{self.name}` ON CLUSTER `{cluster.name}` "
+            f"(\n    {cols}\n)\n"
+            f"ENGINE = Distributed({quote_string(cluster.name)}, {quote_string(database)}, "
+            f"{quote_string(self.local_name)}, {self.shard_key})"
+        )
+
+    def drop_distributed_sql(self, cluster: ClusterOptions, database: str) -> str:
+        return f"DROP TABLE IF EXISTS `{database}`.`{self.name}` ON CLUSTER `{cluster.name}`"
 
     def column(self, name: str) -> Column:
         for c in self.columns:
@@ -378,6 +488,7 @@ CAMERAS = Table(
     ),
     version_column="version",
     order_by=("camera_id",),
+    shard_key="cityHash64(camera_id)",
 )
 
 CAMERA_COUNTERS = Table(
@@ -398,6 +509,7 @@ CAMERA_COUNTERS = Table(
     ),
     version_column="version",
     order_by=("camera_id", "counter_id"),
+    shard_key="cityHash64(camera_id)",
 )
 
 SCHEMA_MIGRATIONS = Table(
@@ -411,6 +523,7 @@ SCHEMA_MIGRATIONS = Table(
     ),
     version_column=None,
     order_by=("version",),
+    shard_key="version",
 )
 
 # The tables of migration 1, fixed forever: a database that has it keeps
@@ -441,14 +554,26 @@ class SqlRunner(Protocol):
 
 @dataclass
 class MigrationContext:
-    """Handed to each migration: the server, its features, the options."""
+    """Handed to each migration: the server, its features, the options.
+
+    Migrations say what to create or change in one-server terms
+    (`create`, `add_column`); on a cluster the context turns that into
+    ``ON CLUSTER`` DDL on the replicated tables and their Distributed one.
+    """
 
     runner: SqlRunner
     features: Features
     options: SchemaOptions
+    database: str = ""
 
     def execute(self, sql: str) -> None:
         self.runner.execute(sql)
+
+    def create(self, table: Table) -> None:
+        cluster = self.options.cluster
+        self.execute(table.create_sql(self.features, self.options, self.database))
+        if cluster is not None:
+            self.execute(table.create_distributed_sql(self.features, cluster, self.database))
 
     def columns(self, table: str) -> dict[str, str]:
         """Existing columns of ``table`` (name -> type); 18.16 has no
@@ -461,10 +586,54 @@ class MigrationContext:
         return {r["name"]: r["type"] for r in rows}
 
     def add_column(self, table: str, column: Column, after: str | None = None) -> None:
-        if column.name in self.columns(table):
-            return
+        cluster = self.options.cluster
         where = f" AFTER `{after}`" if after else ""
-        self.execute(f"ALTER TABLE `{table}` ADD COLUMN {column.ddl(self.features)}{where}")
+        if cluster is None:
+            if column.name not in self.columns(table):
+                self.execute(f"ALTER TABLE `{table}` ADD COLUMN {column.ddl(self.features)}{where}")
+            return
+        local = table + LOCAL_SUFFIX
+        if column.name not in self.columns(local):
+            # A replicated ALTER reaches every replica of a shard through
+            # ZooKeeper; ON CLUSTER reaches every shard.
+            ddl = column.ddl(self.features, comment=self.features.replicated_comments)
+            self.execute(
+                f"ALTER TABLE `{self.database}`.`{local}` ON CLUSTER `{cluster.name}` "
+                f"ADD COLUMN {ddl}{where}"
+            )
+        if column.name not in self.columns(table):
+            # 18.16 refuses ALTER ON CLUSTER of a Distributed table over
+            # replicated shards. It holds no rows (inserts through it are
+            # synchronous), so it is made again with its columns and the
+            # new one.
+            spec = TABLES_BY_NAME[table]
+            columns = self._column_ddl(table)
+            new = column.ddl(self.features, codec=False)
+            at = next((i + 1 for i, (n, _) in enumerate(columns) if n == after), len(columns))
+            columns.insert(at, (column.name, new))
+            self.execute(spec.drop_distributed_sql(cluster, self.database))
+            self.execute(
+                spec.create_distributed_sql(
+                    self.features, cluster, self.database, [d for _, d in columns]
+                )
+            )
+
+    def _column_ddl(self, table: str) -> list[tuple[str, str]]:
+        """(name, DDL) of each column of ``table`` as the server has it."""
+        rows = self.runner.query(
+            "SELECT name, type, default_kind, default_expression, comment FROM system.columns "
+            "WHERE database = currentDatabase() AND table = {table:String}",
+            {"table": table},
+        ).to_pylist()
+        out = []
+        for r in rows:
+            parts = [f"`{r['name']}`", r["type"]]
+            if r["default_kind"]:
+                parts.append(f"{r['default_kind']} {r['default_expression']}")
+            if r["comment"]:
+                parts.append(f"COMMENT {quote_string(r['comment'])}")
+            out.append((r["name"], " ".join(parts)))
+        return out
 
 
 @dataclass(frozen=True)
@@ -480,7 +649,7 @@ class Migration:
 def _create(*tables: Table) -> Callable[[MigrationContext], None]:
     def apply(ctx: MigrationContext) -> None:
         for table in tables:
-            ctx.execute(table.create_sql(ctx.features, ctx.options))
+            ctx.create(table)
 
     return apply
 
@@ -511,10 +680,17 @@ def migrate(
     versions = [m.version for m in migrations]
     if versions != sorted(set(versions)):
         raise WarehouseSchemaError(f"migration versions must be unique and increasing: {versions}")
-    ctx = MigrationContext(runner, features, options or SchemaOptions())
+    options = options or SchemaOptions()
+    database = ""
+    if options.cluster is not None:
+        database = str(runner.query("SELECT currentDatabase() AS db").column(0)[0].as_py())
+        _check_engines(runner, options.cluster)
+    ctx = MigrationContext(runner, features, options, database)
     # The bookkeeping table is created without version-dependent features
     # so it reads the same on every server.
-    runner.execute(SCHEMA_MIGRATIONS.create_sql(Features((18, 16)), SchemaOptions()))
+    MigrationContext(
+        runner, Features((18, 16)), SchemaOptions(cluster=options.cluster), database
+    ).create(SCHEMA_MIGRATIONS)
     done = applied_versions(runner)
     applied: list[int] = []
     for m in migrations:
@@ -531,3 +707,20 @@ def migrate(
         runner.insert(MIGRATIONS_TABLE, record)
         applied.append(m.version)
     return applied
+
+
+def _check_engines(runner: SqlRunner, cluster: ClusterOptions) -> None:
+    """Refuse a database made for one server when a cluster is asked for:
+    its tables would take every write, unreplicated, and hide the
+    Distributed ones the cluster needs."""
+    rows = runner.query(
+        "SELECT name, engine FROM system.tables WHERE database = currentDatabase()"
+    ).to_pylist()
+    wrong = sorted(
+        r["name"] for r in rows if r["name"] in TABLES_BY_NAME and r["engine"] != "Distributed"
+    )
+    if wrong:
+        raise WarehouseSchemaError(
+            f"warehouse.cluster is {cluster.name!r}, but this database's tables {wrong} "
+            "were made for one server (not Distributed); use a new database for the cluster"
+        )

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from camcount.warehouse.localcluster import JAVA_BINARY, ZOOKEEPER_JAR, LocalCluster
 from camcount.warehouse.localserver import SERVER_BINARY, LocalServer
 
 
@@ -54,3 +55,22 @@ def clickhouse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loca
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def clickhouse_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A ClickHouse cluster of one shard and two replicas (Debian's 18.16
+    servers) with a standalone ZooKeeper (Debian's ``zookeeperd``), all on
+    free ports under a temporary directory; about two seconds to start.
+    Skipped where a package is absent, a failure under CI."""
+    from tests.conftest import require_binary
+
+    require_binary(SERVER_BINARY, "ClickHouse server (apt-get install clickhouse-server)")
+    require_binary(JAVA_BINARY, "Java (apt-get install zookeeperd)")
+    require_binary(ZOOKEEPER_JAR, "ZooKeeper (apt-get install zookeeperd)")
+    cluster = LocalCluster(tmp_path_factory.mktemp("clickhouse-cluster"))
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
