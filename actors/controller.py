@@ -542,9 +542,9 @@ class Controller:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    def _release(self, camera_id: str, lost: bool = False) -> None:
-        """``camera_id`` leaves its process (told so, not waited for: it may
-        be lost); with ``lost`` (the camera died or stopped answering) no
+    def _release(self, camera_id: str, lost: bool = False, told: bool = False) -> None:
+        """``camera_id`` leaves its process (told so unless ``told`` already,
+        not waited for: it may be lost); with ``lost`` (the camera died or stopped answering) no
         camera is placed in that process again. A process left empty ends."""
         host_id = self._plan.host_of(camera_id)
         if host_id is None:
@@ -552,7 +552,8 @@ class Controller:
         host = self._hosts[host_id]
         if lost:
             self._plan.close(host_id)
-        self._quietly(host.remove.remote(camera_id))
+        if not told:
+            self._quietly(host.remove.remote(camera_id))
         if self._plan.release(camera_id) is not None:
             self._hosts.pop(host_id, None)
             _kill([host])
@@ -624,7 +625,7 @@ class Controller:
             status = await asyncio.wait_for(actor.remove.remote(), timeout=10)
         except (RayActorError, TimeoutError, CameraNotHosted):
             status = {**self._last_status.get(camera_id, {}), "state": "stopped"}
-        self._release(camera_id)
+        self._release(camera_id, told=True)
         cfg = self._cameras.pop(camera_id)
         with contextlib.suppress(RayActorError):
             await self._shard_of(cfg).remove.remote(camera_id)
