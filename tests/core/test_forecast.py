@@ -10,27 +10,13 @@ import pytest
 from camcount.events import WindowRow
 from camcount.forecast.book import ForecastBook, ForecastSettings
 from camcount.forecast.seasonal import SeasonalForecaster, SeasonalSettings
+from camcount.scenes.series import MONDAY, counting_series
 
 WINDOW_S = 300
 DAY = 86_400 // WINDOW_S
 WEEK = 7 * DAY
 HOUR_STEPS = 3600 // WINDOW_S
-#: A Monday 00:00 UTC, so days and weeks start on window boundaries.
-T0 = 1_767_571_200.0
-
-
-def counting_series(weeks: int, seed: int, mean: float = 20.0) -> np.ndarray:
-    """Weeks of 5-minute counts: a morning and an evening peak, quieter
-    weekends, a level drifting up 30 % over the span, Poisson noise."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(weeks * WEEK)
-    tod = (t % DAY) / DAY
-    dow = (t // DAY) % 7
-    daily = (
-        0.2 + np.exp(-(((tod - 0.35) / 0.06) ** 2)) + 0.8 * np.exp(-(((tod - 0.72) / 0.08) ** 2))
-    )
-    expected = mean * daily * np.where(dow >= 5, 0.6, 1.0) * (1 + 0.3 * t / len(t))
-    return rng.poisson(expected).astype(float)
+T0 = MONDAY
 
 
 def hour_ahead_errors(y: np.ndarray, skip_weeks: int) -> tuple[float, float, float]:
