@@ -340,3 +340,44 @@ def test_rules_that_cannot_work_are_refused_naming_the_problem(rule: dict, messa
 def test_rule_ids_are_unique() -> None:
     with pytest.raises(ValidationError, match="unique"):
         AlertsConfig.model_validate({"rules": [RULES[0], RULES[0]]})
+
+
+CONFIG = """
+cameras:
+  - id: gate
+    source: gate.mp4
+    lines: [{id: line, points: [[0, 100], [200, 100]]}]
+groups:
+  - id: site
+    members: [{camera: gate, counter: line}]
+windows: {sizes_s: [60, 900, 3600]}
+alerts:
+  rules:
+"""
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ("{kind: flow, id: f, camera: gate, counter: line, above: 5, window_s: 300}",
+         "window_s 300 is not one of windows.sizes_s"),
+        ("{kind: occupancy, id: o, group: sites, above: 5, window_s: 60}",
+         "names group 'sites'.*did you mean 'site'"),
+        ("{kind: forecast, id: x, camera: gate, counter: line, class_name: person, "
+         "direction: in, window_s: 60}", "no forecast at window_s 60"),
+    ],
+)
+def test_a_rule_on_windows_or_groups_nobody_counts_is_refused(rule: str, message: str) -> None:
+    from camcount.config import parse_config
+    from camcount.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        parse_config(CONFIG + f"    - {rule}\n", "cfg.yaml")
+
+
+def test_forecasts_default_to_the_counted_windows_long_enough_to_show_a_day() -> None:
+    from camcount.config import parse_config
+
+    cfg = parse_config(CONFIG + "    []\n", "cfg.yaml")
+    assert cfg.forecast.sizes(cfg.windows.sizes_s) == (900, 3600)
+    assert cfg.forecast.settings(cfg.windows.sizes_s).steps(900) == 4
