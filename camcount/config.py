@@ -568,9 +568,7 @@ class ForecastConfig(_Model):
         # Shorter windows hold too few counts to show a daily shape, and a
         # week of them is a large profile per key.
         return tuple(
-            s
-            for s in counted
-            if MIN_FORECAST_WINDOW_S <= s <= self.horizon_s and 86_400 % s == 0
+            s for s in counted if MIN_FORECAST_WINDOW_S <= s <= self.horizon_s and 86_400 % s == 0
         )
 
     def settings(self, counted: tuple[int, ...]) -> ForecastSettings:

@@ -16,7 +16,7 @@ controller observes them, and reports them with the time it saw them.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from camcount.alerts.rules import (
@@ -50,10 +50,12 @@ class AlertEngineState:
     tracks: tuple[TrackState, ...]
     occupancy: tuple[tuple[str, str, tuple[tuple[str, int], ...]], ...]
     group_occupancy: tuple[tuple[str, int, float], ...]
-    #: (rule id, window start, value) of windows waiting for the watermark.
-    pending: tuple[tuple[str, float, float], ...]
-    next_window: tuple[tuple[str, float], ...]
-    forecasts: tuple[tuple[str, float, float, float], ...]
+    #: (rule id, source, window start, value) of windows waiting for the
+    #: watermark; the source (a camera or ``group:`` key) says which shard
+    #: owns the entry when shards are re-split.
+    pending: tuple[tuple[str, str, float, float], ...]
+    next_window: tuple[tuple[str, str, float], ...]
+    forecasts: tuple[tuple[str, str, float, float, float], ...]
     watermark: float
 
 
@@ -159,8 +161,8 @@ class AlertEngine:
     def advance(self, watermark: float) -> list[Alert]:
         """Decides every window-valued rule's windows that ended by
         ``watermark``, in window order."""
-        if watermark <= self._watermark:
-            return []
+        if watermark <= self._watermark or not math.isfinite(watermark):
+            return []  # an infinite watermark has no windows to decide
         self._watermark = watermark
         out: list[Alert] = []
         for rule in self._rules.values():
@@ -313,17 +315,17 @@ class AlertEngine:
                 for (target, size), level in sorted(self._group_occupancy.items())
             ),
             pending=tuple(
-                (rid, start, value)
+                (rid, self._source(rid), start, value)
                 for rid, w in sorted(self._windows.items())
                 for start, value in sorted(w.values.items())
             ),
             next_window=tuple(
-                (rid, w.next_start)
+                (rid, self._source(rid), w.next_start)
                 for rid, w in sorted(self._windows.items())
                 if w.next_start is not None
             ),
             forecasts=tuple(
-                (rid, start, value, half)
+                (rid, self._source(rid), start, value, half)
                 for (rid, start), (value, half) in sorted(self._forecasts.items())
             ),
             watermark=self._watermark,
@@ -340,14 +342,60 @@ class AlertEngine:
         self._occupancy = {(c, z): dict(counts) for c, z, counts in state.occupancy}
         self._group_occupancy = {(t, s): v for t, s, v in state.group_occupancy}
         self._windows = {}
-        for rid, start, value in state.pending:
+        for rid, _, start, value in state.pending:
             if rid in known:
                 self._windows.setdefault(rid, _Window()).values[start] = value
-        for rid, start in state.next_window:
+        for rid, _, start in state.next_window:
             if rid in known:
                 self._windows.setdefault(rid, _Window()).next_start = start
-        self._forecasts = {(rid, s): (v, h) for rid, s, v, h in state.forecasts if rid in known}
+        self._forecasts = {(rid, s): (v, h) for rid, _, s, v, h in state.forecasts if rid in known}
         self._watermark = state.watermark
+
+    def _source(self, rule_id: str) -> str:
+        rule = self._rules.get(rule_id)
+        if isinstance(rule, FlowRule | ForecastRule):
+            return rule.source
+        if isinstance(rule, OccupancyRule):
+            return rule.target
+        return ""
+
+
+def split_state(
+    states: Sequence[AlertEngineState], shards: int, route: Callable[[str], int]
+) -> list[AlertEngineState]:
+    """Engine states re-cut for ``shards`` shards, each entry to the shard
+    that owns its camera or group (``route``), so an open alert survives a
+    restore onto another number of shards."""
+    cut: list[dict[str, list[object]]] = [
+        {k: [] for k in ("tracks", "occupancy", "group", "pending", "next", "forecasts")}
+        for _ in range(shards)
+    ]
+    for st in states:
+        for t in st.tracks:
+            cut[route(t.target.split("/", 1)[0])]["tracks"].append(t)
+        for o in st.occupancy:
+            cut[route(o[0])]["occupancy"].append(o)
+        for g in st.group_occupancy:
+            cut[route(g[0])]["group"].append(g)
+        for p in st.pending:
+            cut[route(p[1])]["pending"].append(p)
+        for n in st.next_window:
+            cut[route(n[1])]["next"].append(n)
+        for f in st.forecasts:
+            cut[route(f[1])]["forecasts"].append(f)
+    mark = min((st.watermark for st in states), default=-math.inf)
+    return [
+        AlertEngineState(
+            tracks=tuple(c["tracks"]),  # type: ignore[arg-type]
+            occupancy=tuple(c["occupancy"]),  # type: ignore[arg-type]
+            group_occupancy=tuple(c["group"]),  # type: ignore[arg-type]
+            pending=tuple(c["pending"]),  # type: ignore[arg-type]
+            next_window=tuple(c["next"]),  # type: ignore[arg-type]
+            forecasts=tuple(c["forecasts"]),  # type: ignore[arg-type]
+            watermark=mark,
+        )
+        for c in cut
+    ]
 
 
 def _row_value(rule: AlertRule, row: WindowRow) -> float | None:

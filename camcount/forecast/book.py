@@ -12,8 +12,9 @@ around the next forecasts and the figure ``errors()`` reports as it goes.
 
 from __future__ import annotations
 
+import math
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from camcount.events import Forecast, WindowRow
@@ -102,6 +103,8 @@ class ForecastBook:
     def advance(self, watermark: float) -> list[Forecast]:
         """Windows that closed by ``watermark`` without a row were zeros."""
         out: list[Forecast] = []
+        if not math.isfinite(watermark):
+            return out  # inputs that ended: no window after them to call empty
         for series in self._series.values():
             size, moved = series.key[4], False
             while (start := series.model.next_start) is not None and start + size <= watermark:
@@ -224,3 +227,15 @@ class ForecastBook:
             if len(st.mae) == series.steps:
                 series.mae, series.checked = list(st.mae), list(st.checked)
             self._series[st.key] = series
+
+
+def split_book(
+    states: Sequence[ForecastBookState], shards: int, route: Callable[[str], int]
+) -> list[ForecastBookState]:
+    """Book states re-cut for ``shards`` shards, each series to the shard
+    that owns its camera or group."""
+    cut: list[list[SeriesState]] = [[] for _ in range(shards)]
+    for st in states:
+        for series in st.series:
+            cut[route(series.key[0])].append(series)
+    return [ForecastBookState(tuple(c)) for c in cut]
