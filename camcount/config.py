@@ -20,9 +20,11 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from camcount.alerts.rules import AlertsConfig
 from camcount.detectors import check_model_name
 from camcount.detectors.slicing import MAX_REGIONS, SliceSettings
 from camcount.errors import ConfigError, DetectorError, GeometryError
+from camcount.forecast.book import ForecastSettings
 from camcount.geometry import Anchor, Polygon
 from camcount.vision.tracking import TrackerSettings
 
@@ -599,6 +601,52 @@ class GroupMember(_Model):
     counter: str
 
 
+MIN_FORECAST_WINDOW_S = 300
+
+
+class ForecastConfig(_Model):
+    """Forecasts of every key's counts at these window sizes (each one of
+    ``windows.sizes_s``; left out: those of ``MIN_FORECAST_WINDOW_S`` up to
+    the horizon that divide a day), the next ``horizon_s``: docs/alerts.md."""
+
+    enabled: bool = True
+    window_sizes_s: tuple[Annotated[int, Field(gt=0)], ...] | None = None
+    horizon_s: Annotated[int, Field(gt=0)] = 3600
+    profile_smoothing: Annotated[float, Field(gt=0, le=1)] = 0.35
+    level_smoothing: Annotated[float, Field(gt=0, le=1)] = 0.02
+    band_width: Annotated[float, Field(gt=0)] = 2.5
+
+    @model_validator(mode="after")
+    def _whole_days(self) -> ForecastConfig:
+        for size in self.window_sizes_s or ():
+            if 86_400 % size:
+                raise ValueError(f"a forecast window must divide a day, got {size} s")
+            if size > self.horizon_s:
+                raise ValueError(f"horizon_s {self.horizon_s} is shorter than a {size} s window")
+        return self
+
+    def sizes(self, counted: tuple[int, ...]) -> tuple[int, ...]:
+        """The window sizes forecast, given those counted (empty: none)."""
+        if not self.enabled:
+            return ()
+        if self.window_sizes_s is not None:
+            return self.window_sizes_s
+        # Shorter windows hold too few counts to show a daily shape, and a
+        # week of them is a large profile per key.
+        return tuple(
+            s for s in counted if MIN_FORECAST_WINDOW_S <= s <= self.horizon_s and 86_400 % s == 0
+        )
+
+    def settings(self, counted: tuple[int, ...]) -> ForecastSettings:
+        return ForecastSettings(
+            window_sizes_s=self.sizes(counted),
+            horizon_s=self.horizon_s,
+            profile_smoothing=self.profile_smoothing,
+            level_smoothing=self.level_smoothing,
+            band_width=self.band_width,
+        )
+
+
 class GroupConfig(_Model):
     """Counters of several cameras counted together (a site's entrances):
     window rows under ``group:<id>`` with in, out and net (in minus out)."""
@@ -621,6 +669,8 @@ class AppConfig(_Model):
     api: ApiConfig = ApiConfig()
     serve: ServeConfig = ServeConfig()
     metrics: MetricsConfig = MetricsConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    forecast: ForecastConfig = ForecastConfig()
 
     @field_validator("cameras")
     @classmethod
@@ -652,6 +702,41 @@ class AppConfig(_Model):
                         f"{m.camera!r}, which has no such line or zone"
                         f"{_did_you_mean(m.counter, counters[m.camera])}"
                     )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _windows_exist(self) -> AppConfig:
+        """A forecast or rule on a window size nobody counts, or a group the
+        config does not have, would wait for rows that never come."""
+        sizes = set(self.windows.sizes_s)
+        forecast = self.forecast.sizes(self.windows.sizes_s)
+        problems = [
+            f"forecast.window_sizes_s has {size} s, not one of windows.sizes_s {sorted(sizes)}"
+            for size in forecast
+            if size not in sizes
+        ]
+        groups = {g.id for g in self.groups}
+        for rule in self.alerts.rules:
+            size = getattr(rule, "window_s", None)
+            counted = rule.kind != "occupancy" or getattr(rule, "group", None) is not None
+            if size is not None and counted and size not in sizes:
+                problems.append(
+                    f"alert rule {rule.id!r}: window_s {size} is not one of windows.sizes_s "
+                    f"{sorted(sizes)}"
+                )
+            group = getattr(rule, "group", None)
+            if group is not None and group not in groups:
+                problems.append(
+                    f"alert rule {rule.id!r} names group {group!r}, which the config does not "
+                    f"have{_did_you_mean(group, groups)}"
+                )
+            if rule.kind == "forecast" and size not in forecast:
+                problems.append(
+                    f"alert rule {rule.id!r}: no forecast at window_s {size} "
+                    f"(forecasts at {list(forecast)} s)"
+                )
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -212,7 +212,88 @@ class Gap:
         return stable_id(self.kind, self.camera_id, self.gap_from)
 
 
-Event = Crossing | ZoneTransition | ZoneVisit | ZoneSample | WindowRow | DeadLetter | Gap
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One change of an alert: ``firing`` when its rule's condition held
+    for the rule's hold time, ``resolved`` when it cleared as long.
+
+    ``alert_id`` names the alert across both changes (rule, target and the
+    event time it opened), so a replay raises the same id and receivers
+    dedupe by ``event_id`` (the change) or group by ``alert_id`` (the alert).
+    """
+
+    alert_id: int
+    rule_id: str
+    target: str
+    state: str
+    severity: str
+    value: float
+    threshold: float
+    opened_at: float
+    event_time: float
+    message: str
+    labels: tuple[str, ...]
+
+    kind: ClassVar[str] = "alert"
+
+    @property
+    def camera_id(self) -> str:
+        """The target's first part, for routing and live filters."""
+        return self.target.split("/", 1)[0]
+
+    @property
+    def event_id(self) -> int:
+        return stable_id(self.kind, self.alert_id, self.state)
+
+
+@dataclass(frozen=True, slots=True)
+class Forecast:
+    """The expected count of one future window of a key, issued when the
+    window before ``issued_for`` closed; ``lower``..``upper`` the band the
+    measured errors put around it."""
+
+    camera_id: str
+    counter_id: str
+    class_name: str
+    direction: str
+    window_size_s: int
+    window_start: float
+    issued_for: float
+    value: float
+    lower: float
+    upper: float
+
+    kind: ClassVar[str] = "forecast"
+
+    @property
+    def steps_ahead(self) -> int:
+        return round((self.window_start - self.issued_for) / self.window_size_s) + 1
+
+    @property
+    def event_id(self) -> int:
+        return stable_id(
+            self.kind,
+            self.camera_id,
+            self.counter_id,
+            self.class_name,
+            self.direction,
+            self.window_size_s,
+            self.window_start,
+            self.issued_for,
+        )
+
+
+Event = (
+    Crossing
+    | ZoneTransition
+    | ZoneVisit
+    | ZoneSample
+    | WindowRow
+    | DeadLetter
+    | Gap
+    | Alert
+    | Forecast
+)
 
 _TYPES_BY_NAME: dict[str, Any] = {
     "str": str,
@@ -279,7 +360,7 @@ def from_arrow(cls: type[E], table: pa.Table) -> list[E]:
     for row in table.select(names).to_pylist():
         if "direction" in row and cls is not WindowRow:
             row["direction"] = Direction(row["direction"])
-        for key in ("class_names", "class_counts"):
+        for key in ("class_names", "class_counts", "labels"):
             if key in row:
                 row[key] = tuple(row[key])
         out.append(cls(**row))

@@ -37,6 +37,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from camcount.alerts.engine import AlertEngine, AlertEngineState, split_state
+from camcount.alerts.rules import AlertRule
 from camcount.errors import StateError
 from camcount.events import (
     CountRow,
@@ -44,9 +46,11 @@ from camcount.events import (
     DeadLetter,
     WindowKey,
     WindowRow,
+    ZoneSample,
     ZoneTransition,
     count_row,
 )
+from camcount.forecast.book import ForecastBook, ForecastBookState, ForecastSettings, split_book
 from camcount.stream.channels import (
     Barrier,
     Counted,
@@ -123,6 +127,10 @@ class AggregatorState:
     senders: tuple[tuple[str, str], ...]
     #: Per camera, the runs of frame numbers it counted (``FrameLedger``).
     ledger: tuple[tuple[str, tuple[tuple[int, int], ...]], ...] = ()
+    #: Open alerts and forecasts: snapshotted with the windows whose rows
+    #: they were decided on, so a restore neither repeats nor loses one.
+    alerts: AlertEngineState | None = None
+    forecasts: ForecastBookState | None = None
 
 
 def shard_key(camera_id: str, site: str, groups: Sequence[GroupSpec]) -> str:
@@ -190,7 +198,17 @@ class Aggregator:
         sites: Mapping[str, str] | None = None,
         groups: Sequence[GroupSpec] = (),
         now: Callable[[], float] = time.monotonic,
+        alert_rules: Sequence[AlertRule] = (),
+        forecast: ForecastSettings | None = None,
     ) -> None:
+        """Alerts and forecasts are watched here, on the rows as they
+        close and the zone samples as they come, in event time."""
+        self.alerts = AlertEngine(alert_rules)
+        self.forecasts = (
+            ForecastBook(forecast) if forecast is not None and forecast.window_sizes_s else None
+        )
+        # Alerts and forecasts made since the caller last took an Output.
+        self._watched: list[object] = []
         self.receiver = Receiver()
         self.clock = WatermarkClock(allowed_lateness_s, idle_timeout_s, now)
         self.windows = WindowCounts(sizes_s)
@@ -238,6 +256,7 @@ class Aggregator:
         self.clock.remove(camera_id)
         self._check_aligned(out)
         out.rows.extend(self._close())
+        self._hand_over(out)
         return out
 
     def accept(self, envelope: Envelope) -> Output:
@@ -251,7 +270,12 @@ class Aggregator:
         for env in self.receiver.accept(envelope):
             self._route(env, out)
         out.rows.extend(self._close())
+        self._hand_over(out)
         return out
+
+    def _hand_over(self, out: Output) -> None:
+        out.events.extend(self._watched)
+        self._watched = []
 
     def _route(self, env: Envelope, out: Output) -> None:
         held = self._held.get(env.sender)
@@ -282,6 +306,7 @@ class Aggregator:
         if self._aligning is None or not set(self._sender_camera).issubset(self._held):
             return
         out.rows.extend(self._close())
+        self._hand_over(out)
         out.checkpoints.append(
             ShardCheckpoint(self._aligning, self.snapshot(), dict(self._arrived))
         )
@@ -302,6 +327,7 @@ class Aggregator:
         if self._aligning is not None and self._aligning <= checkpoint_id:
             self._release(out)
             out.rows.extend(self._close())
+        self._hand_over(out)
         return out
 
     def cut_alone(self, checkpoint_id: int) -> Output:
@@ -310,6 +336,7 @@ class Aggregator:
         out = Output()
         if not self._sender_camera:
             out.rows.extend(self._close())
+            self._hand_over(out)
             out.checkpoints.append(ShardCheckpoint(checkpoint_id, self.snapshot(), {}))
         return out
 
@@ -328,6 +355,9 @@ class Aggregator:
         # its stream and leave with the shard's.
         out.dead_letters.extend(e for e in env.events if isinstance(e, DeadLetter))
         out.events.extend(e for e in env.events if not isinstance(e, DeadLetter))
+        samples = [e for e in env.events if isinstance(e, ZoneSample)]
+        if samples:
+            self._watched.extend(self.alerts.on_samples(samples))
         for e in countable:
             self.clock.observe(camera, e.event_time)
         for control in env.controls:
@@ -354,11 +384,50 @@ class Aggregator:
         watermark = self.clock.watermark
         if watermark <= self.windows.watermark:
             return []
-        return _with_net_rows(self.windows.advance(watermark))
+        rows = _with_net_rows(self.windows.advance(watermark))
+        if not math.isfinite(watermark):
+            # Every input ended: the rows' windows are the last there are.
+            watermark = max((r.window_end for r in rows), default=self.windows.watermark)
+        if math.isfinite(watermark):
+            self._watch(rows, watermark)
+        return rows
+
+    def _watch(self, rows: list[WindowRow], watermark: float) -> None:
+        """Closed rows to the forecasts and the alert rules, the watermark
+        after them: each window is decided once, when it closes."""
+        if self.forecasts is not None:
+            issued = self.forecasts.observe(rows) + self.forecasts.advance(watermark)
+            self.alerts.on_forecasts(issued)
+            self._watched.extend(issued)
+        self.alerts.on_rows(rows)
+        self._watched.extend(self.alerts.advance(watermark))
 
     def flush(self) -> list[WindowRow]:
-        """Close every window: all inputs have ended for good."""
-        return _with_net_rows(self.windows.flush())
+        """Close every window: all inputs have ended for good. The alerts
+        and forecasts they made wait in ``take_watched``."""
+        rows = _with_net_rows(self.windows.flush())
+        # The end of the last window closed, not the infinite watermark of
+        # inputs that ended: no window after it exists to be called empty.
+        end = max((r.window_end for r in rows), default=None)
+        if end is not None:
+            self._watch(
+                rows, max(end, self.clock.watermark if math.isfinite(self.clock.watermark) else end)
+            )
+        return rows
+
+    def take_watched(self) -> list[object]:
+        """Alerts and forecasts not yet handed over in an ``Output``."""
+        out, self._watched = self._watched, []
+        return out
+
+    def camera_state(self, camera_id: str, state: str, at: float) -> list[object]:
+        """A camera's state as the controller saw it at ``at``: camera rules'
+        alerts, handed back at once (they are not in any camera's stream)."""
+        return list(self.alerts.on_camera_state(camera_id, state, at))
+
+    def set_alert_rules(self, rules: Sequence[AlertRule], at: float | None = None) -> list[object]:
+        """Rules changed while running; alerts of rules gone or changed resolve."""
+        return list(self.alerts.set_rules(rules, at))
 
     @property
     def watermark(self) -> float:
@@ -378,6 +447,8 @@ class Aggregator:
             tuple(sorted(self.totals.items())),
             tuple(sorted(self._sender_camera.items())),
             tuple((c, tuple(led.runs)) for c, led in sorted(self.ledgers.items())),
+            self.alerts.snapshot(),
+            self.forecasts.snapshot() if self.forecasts is not None else None,
         )
 
     def restore(self, state: AggregatorState) -> None:
@@ -393,6 +464,11 @@ class Aggregator:
         self.windows.restore(state.windows)
         self.totals = dict(state.totals)
         self.ledgers = {c: FrameLedger(runs) for c, runs in state.ledger}
+        if state.alerts is not None:
+            self.alerts.restore(state.alerts)
+        if state.forecasts is not None and self.forecasts is not None:
+            self.forecasts.restore(state.forecasts)
+        self._watched = []
         self._sender_camera = {}
         self._aligning, self._arrived, self._held = None, {}, {}
 
@@ -442,6 +518,9 @@ def resplit(
             marks[i].append((state.clock.watermark, state.windows.watermark))
     if sizes is None:
         return []
+    alerts = split_state([st.alerts for st in states if st.alerts is not None], shards, route)
+    books = [st.forecasts for st in states if st.forecasts is not None]
+    forecasts = split_book(books, shards, route) if books else [None] * shards
     out = []
     for i in range(shards):
         clock_mark = min((m[0] for m in marks[i]), default=-math.inf)
@@ -455,6 +534,8 @@ def resplit(
                 tuple(sorted(totals[i].items())),
                 (),
                 tuple(sorted(ledgers[i])),
+                alerts[i],
+                forecasts[i],
             )
         )
     return out
