@@ -723,8 +723,29 @@ def cmd_models_export(args: argparse.Namespace) -> int:
     from camcount.detectors import DetectorSettings
     from camcount.errors import DetectorError
 
-    out = Path(args.out)
     kind, _, name = args.model.partition(":")
+    if args.int8:
+        from camcount.detectors.quantize import export_int8, int8_path
+
+        if args.model != "ssdlite-person":
+            raise DetectorError(f"int8 export covers ssdlite-person, not {args.model!r}")
+        if not args.calibration:
+            raise DetectorError(
+                "--int8 needs --calibration: videos or images like the cameras' scenes"
+            )
+        out = Path(args.out) if args.out else int8_path()
+        if out.suffix.lower() != ".onnx":
+            raise DetectorError(f"--out must end in .onnx for an int8 model: {out}")
+        path = export_int8(
+            out, args.calibration, weights=args.weights, progress=lambda m: err.print(m)
+        )
+        hint = "ssdlite-person-int8" if path == int8_path() else f"onnx:{path}"
+        err.print(f"wrote {path}; use it as --model {hint}")
+        print(path)
+        return 0
+    if not args.out:
+        raise DetectorError("--out FILE.onnx or FILE.pt is needed (only --int8 has a default)")
+    out = Path(args.out)
     if out.suffix.lower() == ".onnx":
         if args.model != "ssdlite-person":
             raise DetectorError(f"ONNX export covers ssdlite-person, not {args.model!r}")
@@ -1226,7 +1247,20 @@ def build_parser() -> argparse.ArgumentParser:
         "export", help="write a model as ONNX (ssdlite-person) or TorchScript (torchvision:...)"
     )
     m.add_argument("--model", default="ssdlite-person", help="ssdlite-person or torchvision:NAME")
-    m.add_argument("--out", required=True, help="FILE.onnx or FILE.pt")
+    m.add_argument(
+        "--out", help="FILE.onnx or FILE.pt (with --int8: default the ssdlite-person-int8 model)"
+    )
+    m.add_argument(
+        "--int8",
+        action="store_true",
+        help="quantize the person SSDLite to int8 for CPUs (onnxruntime; needs --calibration)",
+    )
+    m.add_argument(
+        "--calibration",
+        nargs="+",
+        metavar="PATH",
+        help="videos, images or folders of them whose scenes the cameras see",
+    )
     m.add_argument("--weights", help="weights of the model (default: its usual place)")
     m.add_argument("--opset", type=_at_least_one, help="ONNX opset (default: the exporter's)")
     m.set_defaults(func=cmd_models_export)
