@@ -423,6 +423,9 @@ def cmd_count(args: argparse.Namespace) -> int:
     from camcount.vision.video import DecodedFrame, VideoFile
 
     config, camera = _count_config(args)
+    if args.motion and not camera.motion.enabled:
+        motion = camera.motion.model_copy(update={"enabled": True})
+        camera = camera.model_copy(update={"motion": motion})
     _check_out(args.out, camera.source)
     detector = build_detector_from(config)
     progress = _LateBar(f"count {Path(camera.source).name}")
@@ -471,6 +474,14 @@ def cmd_count(args: argparse.Namespace) -> int:
                 f"--out {args.out}: {Path(camera.source).name} yields no frames; nothing written"
             )
         err.print(f"wrote {args.out} ({writer.frames} frames)")
+    if camera.motion.enabled:
+        ran = ", ".join(
+            f"{k} {result.gate.get(k, 0)}" for k in ("motion", "tracks", "pending", "keyframe")
+        )
+        err.print(
+            f"motion gate: {result.gate.get('skipped', 0)} of {result.frames_processed} frames "
+            f"skipped the detector (it ran for {ran})"
+        )
     if args.json:
         print(json.dumps(result.totals, indent=2))
         return 0
@@ -1119,6 +1130,11 @@ def build_parser() -> argparse.ArgumentParser:
         "times the model's time per frame",
     )
     p.add_argument("--batch-size", type=_at_least_one, default=8)
+    p.add_argument(
+        "--motion",
+        action="store_true",
+        help="skip the detector on frames where nothing moves and nothing is tracked",
+    )
     p.add_argument(
         "--out",
         metavar="FILE.mp4",

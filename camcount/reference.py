@@ -128,19 +128,25 @@ def count_video(
                 progress(video.decoded, max(video.frame_count, video.decoded))
 
         pending: list[DecodedFrame] = []
+
+        def flush() -> None:
+            run(pending)
+            pending.clear()
+
+        def tracks() -> int:
+            return processor.tracker.track_count
+
         for frame in video:
             # A frame the gate lets past waits for a full batch, as a
             # camera's requests wait in the detector's queue.
-            tracks = processor.tracker.track_count
-            if gate.decide(frame.image, frame.time, tracks, len(pending)) == "skipped":
+            if gate.decide(frame.image, frame.time, tracks, len(pending), flush) == "skipped":
                 take(frame, none)
                 continue
             pending.append(frame)
             if len(pending) == batch_size:
-                run(pending)
-                pending = []
+                flush()
         if pending:
-            run(pending)
+            flush()
         result.frames_decoded = video.decoded
         result.gate = dict(gate.decisions)
     closing = processor.finish()

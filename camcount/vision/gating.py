@@ -10,7 +10,8 @@ of these hold, so that the detector could not have changed the counts:
   as before (the motion model carrying tracks between detector calls is a
   separate, stricter decision);
 - no earlier frame is still waiting for its detections: the tracker's state
-  is only known once they are in, so a pipelined caller runs the frame;
+  is only known once they are in, so a pipelined caller runs the frame
+  (or, given ``flush``, sends what waits at once, and decides after it);
 - a keyframe is not due: at least every ``keyframe_s`` of video the
   detector runs anyway, so something motion missed (an object too faint
   for the measure) is found within that time.
@@ -24,6 +25,7 @@ tracked, and is not found by the next keyframe.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -52,18 +54,31 @@ class DetectorGate:
         self._last_detected: float | None = None
         self.decisions: dict[str, int] = dict.fromkeys(REASONS, 0)
 
-    def decide(self, image: np.ndarray, frame_time: float, tracks: int, pending: int) -> str:
+    def decide(
+        self,
+        image: np.ndarray,
+        frame_time: float,
+        tracks: Callable[[], int],
+        pending: int,
+        flush: Callable[[], None] | None = None,
+    ) -> str:
         """The reason this frame goes to the detector, or ``"skipped"``.
 
-        The motion measure sees every frame, detected or not, so its
-        background stays current."""
+        ``tracks`` counts the tracker's tracks once every frame before this
+        one is in. The motion measure sees every frame, detected or not, so
+        its background stays current."""
         if self._motion is None:
             reason = "off"
         else:
             moving = self._motion(image).moving
+            if pending and not moving and flush is not None:
+                # Still frames behind moving ones: learn what the tracker
+                # holds now rather than detect every frame of a full batch.
+                flush()
+                pending = 0
             if pending:
                 reason = "pending"
-            elif tracks:
+            elif tracks():
                 reason = "tracks"
             elif moving:
                 reason = "motion"
