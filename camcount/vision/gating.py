@@ -65,34 +65,46 @@ class DetectorGate:
         """The reason this frame goes to the detector, or ``"skipped"``.
 
         ``tracks`` counts the tracker's tracks once every frame before this
-        one is in. The motion measure sees every frame, detected or not, so
-        its background stays current."""
+        one is in; with ``flush``, still frames behind moving ones send what
+        waits at once (to learn what the tracker holds) rather than detect
+        every frame of a full batch."""
+        moving = self.measure(image)
+        if pending and not moving and flush is not None:
+            flush()
+            pending = 0
+        return self.choose(moving, frame_time, tracks(), pending)
+
+    def measure(self, image: np.ndarray) -> bool:
+        """Whether anything moves. Every frame goes through it, detected or
+        not, so the background stays current."""
+        return self._motion(image).moving if self._motion is not None else True
+
+    def choose(self, moving: bool, frame_time: float, tracks: int, pending: int) -> str:
+        """The decision once the motion and the tracker's state are known
+        (for callers that drain their own pending frames)."""
         if self._motion is None:
             reason = "off"
+        elif pending:
+            reason = "pending"
+        elif tracks:
+            reason = "tracks"
+        elif moving:
+            reason = "motion"
+        elif (
+            self._last_detected is None
+            or frame_time - self._last_detected >= self.settings.keyframe_s
+        ):
+            reason = "keyframe"
         else:
-            moving = self._motion(image).moving
-            if pending and not moving and flush is not None:
-                # Still frames behind moving ones: learn what the tracker
-                # holds now rather than detect every frame of a full batch.
-                flush()
-                pending = 0
-            if pending:
-                reason = "pending"
-            elif tracks():
-                reason = "tracks"
-            elif moving:
-                reason = "motion"
-            elif (
-                self._last_detected is None
-                or frame_time - self._last_detected >= self.settings.keyframe_s
-            ):
-                reason = "keyframe"
-            else:
-                reason = "skipped"
+            reason = "skipped"
         if reason != "skipped":
             self._last_detected = frame_time
         self.decisions[reason] += 1
         return reason
+
+    @property
+    def enabled(self) -> bool:
+        return self._motion is not None
 
     def reset(self) -> None:
         """After a seek or a restore: the next frame is compared with nothing."""
