@@ -423,6 +423,9 @@ def cmd_count(args: argparse.Namespace) -> int:
     from camcount.vision.video import DecodedFrame, VideoFile
 
     config, camera = _count_config(args)
+    if args.motion and not camera.motion.enabled:
+        motion = camera.motion.model_copy(update={"enabled": True})
+        camera = camera.model_copy(update={"motion": motion})
     _check_out(args.out, camera.source)
     detector = build_detector_from(config)
     progress = _LateBar(f"count {Path(camera.source).name}")
@@ -471,6 +474,14 @@ def cmd_count(args: argparse.Namespace) -> int:
                 f"--out {args.out}: {Path(camera.source).name} yields no frames; nothing written"
             )
         err.print(f"wrote {args.out} ({writer.frames} frames)")
+    if camera.motion.enabled:
+        ran = ", ".join(
+            f"{k} {result.gate.get(k, 0)}" for k in ("motion", "tracks", "pending", "keyframe")
+        )
+        err.print(
+            f"motion gate: {result.gate.get('skipped', 0)} of {result.frames_processed} frames "
+            f"skipped the detector (it ran for {ran})"
+        )
     if args.json:
         print(json.dumps(result.totals, indent=2))
         return 0
@@ -723,8 +734,29 @@ def cmd_models_export(args: argparse.Namespace) -> int:
     from camcount.detectors import DetectorSettings
     from camcount.errors import DetectorError
 
-    out = Path(args.out)
     kind, _, name = args.model.partition(":")
+    if args.int8:
+        from camcount.detectors.quantize import export_int8, int8_path
+
+        if args.model != "ssdlite-person":
+            raise DetectorError(f"int8 export covers ssdlite-person, not {args.model!r}")
+        if not args.calibration:
+            raise DetectorError(
+                "--int8 needs --calibration: videos or images like the cameras' scenes"
+            )
+        out = Path(args.out) if args.out else int8_path()
+        if out.suffix.lower() != ".onnx":
+            raise DetectorError(f"--out must end in .onnx for an int8 model: {out}")
+        path = export_int8(
+            out, args.calibration, weights=args.weights, progress=lambda m: err.print(m)
+        )
+        hint = "ssdlite-person-int8" if path == int8_path() else f"onnx:{path}"
+        err.print(f"wrote {path}; use it as --model {hint}")
+        print(path)
+        return 0
+    if not args.out:
+        raise DetectorError("--out FILE.onnx or FILE.pt is needed (only --int8 has a default)")
+    out = Path(args.out)
     if out.suffix.lower() == ".onnx":
         if args.model != "ssdlite-person":
             raise DetectorError(f"ONNX export covers ssdlite-person, not {args.model!r}")
@@ -1127,6 +1159,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--batch-size", type=_at_least_one, default=8)
     p.add_argument(
+        "--motion",
+        action="store_true",
+        help="skip the detector on frames where nothing moves and nothing is tracked",
+    )
+    p.add_argument(
         "--out",
         metavar="FILE.mp4",
         help="also write the video as counted: every frame (after --fps sampling) with the "
@@ -1259,7 +1296,20 @@ def build_parser() -> argparse.ArgumentParser:
         "export", help="write a model as ONNX (ssdlite-person) or TorchScript (torchvision:...)"
     )
     m.add_argument("--model", default="ssdlite-person", help="ssdlite-person or torchvision:NAME")
-    m.add_argument("--out", required=True, help="FILE.onnx or FILE.pt")
+    m.add_argument(
+        "--out", help="FILE.onnx or FILE.pt (with --int8: default the ssdlite-person-int8 model)"
+    )
+    m.add_argument(
+        "--int8",
+        action="store_true",
+        help="quantize the person SSDLite to int8 for CPUs (onnxruntime; needs --calibration)",
+    )
+    m.add_argument(
+        "--calibration",
+        nargs="+",
+        metavar="PATH",
+        help="videos, images or folders of them whose scenes the cameras see",
+    )
     m.add_argument("--weights", help="weights of the model (default: its usual place)")
     m.add_argument("--opset", type=_at_least_one, help="ONNX opset (default: the exporter's)")
     m.set_defaults(func=cmd_models_export)

@@ -26,6 +26,8 @@ from camcount.detectors.slicing import MAX_REGIONS, SliceSettings
 from camcount.errors import ConfigError, DetectorError, GeometryError
 from camcount.forecast.book import ForecastSettings
 from camcount.geometry import Anchor, Polygon
+from camcount.vision.gating import GateSettings
+from camcount.vision.motion import MotionSettings
 from camcount.vision.tracking import TrackerSettings
 
 Coordinate = tuple[float, float]
@@ -239,6 +241,49 @@ EARLIEST_START = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST_START = datetime(2106, 2, 6, tzinfo=UTC)  # a day before DateTime's end
 
 
+class MotionConfig(_Model):
+    """The motion gate: the detector skips frames where nothing moves and
+    nothing is tracked (docs/detectors.md, "Motion gating")."""
+
+    enabled: bool = False
+    keyframe_s: Annotated[float, Field(gt=0)] = Field(
+        default=2.0, description="the detector runs at least this often, motion or not"
+    )
+    threshold: Annotated[int, Field(ge=1, le=254)] = Field(
+        default=15, description="grey levels a pixel must change by, after shrinking and blur"
+    )
+    min_area: Annotated[float, Field(ge=0, lt=1)] = Field(
+        default=0.0004, description="smallest moving blob, as a fraction of the frame"
+    )
+    masks: tuple[tuple[Coordinate, ...], ...] = Field(
+        default=(),
+        description="polygons in normalized (0-1) coordinates where change is ignored "
+        "(a timestamp overlay, a screen, trees)",
+    )
+
+    @field_validator("masks")
+    @classmethod
+    def _masks_in_frame(
+        cls, masks: tuple[tuple[Coordinate, ...], ...]
+    ) -> tuple[tuple[Coordinate, ...], ...]:
+        for polygon in masks:
+            if len(polygon) < 3:
+                raise ValueError("a mask needs at least 3 points")
+            if any(not (0 <= x <= 1 and 0 <= y <= 1) for x, y in polygon):
+                raise ValueError("mask points are normalized: 0 to 1")
+            simple_polygon(polygon)
+        return masks
+
+    def settings(self) -> GateSettings:
+        return GateSettings(
+            enabled=self.enabled,
+            keyframe_s=self.keyframe_s,
+            motion=MotionSettings(
+                threshold=self.threshold, min_area=self.min_area, masks=self.masks
+            ),
+        )
+
+
 class CameraConfig(_Model):
     id: Identifier
     source: Annotated[
@@ -270,6 +315,10 @@ class CameraConfig(_Model):
         default=None,
         description="detect in overlapping tiles as well as the whole frame, for small, "
         "distant objects; off (null) by default, each tile costs one more model input",
+    )
+    motion: MotionConfig = Field(
+        default_factory=MotionConfig,
+        description="skip the detector on frames where nothing moves and nothing is tracked",
     )
     decode_threads: Annotated[int, Field(ge=0, le=64)] = Field(
         default=1,

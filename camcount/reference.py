@@ -16,6 +16,7 @@ from camcount.detectors.detections import Detections
 from camcount.detectors.slicing import detect_sliced
 from camcount.events import CountRow, Crossing, WindowRow, ZoneSample, ZoneTransition, ZoneVisit
 from camcount.stream.windows import WatermarkClock, WindowCounts
+from camcount.vision.gating import DetectorGate
 from camcount.vision.processor import CameraEvent, CameraProcessor
 from camcount.vision.video import DecodedFrame, VideoFile
 
@@ -31,6 +32,10 @@ class CountResult:
     camera_id: str
     frames_decoded: int = 0
     frames_processed: int = 0
+    #: Frames that went to the detector (fewer than processed with the
+    #: motion gate on), and the gate's decisions by reason.
+    frames_detected: int = 0
+    gate: dict[str, int] = field(default_factory=dict)
     events: list[CameraEvent] = field(default_factory=list)
     totals: list[CountRow] = field(default_factory=list)
     windows: list[WindowRow] = field(default_factory=list)
@@ -101,20 +106,49 @@ def count_video(
             camera.fps or video.native_fps,
         )
 
-        for batch in batches(video, batch_size):
+        gate = DetectorGate(camera.motion.settings())
+        none = Detections.empty()
+
+        def take(frame: DecodedFrame, d: Detections) -> None:
+            events = processor.process(d, frame.index, frame.time)
+            _window(events, windows, result)
+            clock.observe(camera.id, frame.time)
+            result.windows.extend(windows.advance(clock.watermark))
+            result.events.extend(events)
+            if on_frame is not None:
+                on_frame(frame, processor)
+            result.frames_processed += 1
+
+        def run(batch: list[DecodedFrame]) -> None:
             dets = detect_batch(detector, camera, batch, video.frame_size, batch_size)
             for frame, d in zip(batch, dets, strict=True):
-                events = processor.process(d, frame.index, frame.time)
-                _window(events, windows, result)
-                clock.observe(camera.id, frame.time)
-                result.windows.extend(windows.advance(clock.watermark))
-                result.events.extend(events)
-                if on_frame is not None:
-                    on_frame(frame, processor)
-            result.frames_processed += len(batch)
+                take(frame, d)
+            result.frames_detected += len(batch)
             if progress is not None:
                 progress(video.decoded, max(video.frame_count, video.decoded))
+
+        pending: list[DecodedFrame] = []
+
+        def flush() -> None:
+            run(pending)
+            pending.clear()
+
+        def tracks() -> int:
+            return processor.tracker.track_count
+
+        for frame in video:
+            # A frame the gate lets past waits for a full batch, as a
+            # camera's requests wait in the detector's queue.
+            if gate.decide(frame.image, frame.time, tracks, len(pending), flush) == "skipped":
+                take(frame, none)
+                continue
+            pending.append(frame)
+            if len(pending) == batch_size:
+                flush()
+        if pending:
+            flush()
         result.frames_decoded = video.decoded
+        result.gate = dict(gate.decisions)
     closing = processor.finish()
     _window(closing, windows, result)
     result.events.extend(closing)

@@ -14,7 +14,7 @@ from camcount.errors import DetectorError
 __all__ = ["Detector", "DetectorSettings", "FrameMeta", "build_detector", "check_model_name"]
 
 #: Models named alone, and kinds that take a name or path after a colon.
-NAMED_MODELS = ("oracle", "noisy", "ssdlite-person")
+NAMED_MODELS = ("oracle", "noisy", "ssdlite-person", "ssdlite-person-int8")
 MODEL_KINDS = ("torchvision", "torchscript", "onnx")
 
 
@@ -40,7 +40,8 @@ def check_model_name(spec: str) -> None:
 
 
 def build_detector(spec: str, settings: DetectorSettings | None = None) -> Detector:
-    """``spec`` is ``oracle``, ``noisy``, ``ssdlite-person``, ``torchvision:<model>``,
+    """``spec`` is ``oracle``, ``noisy``, ``ssdlite-person``, ``ssdlite-person-int8``,
+    ``torchvision:<model>``,
     ``torchscript:<path>`` or ``onnx:<path>``."""
     check_model_name(spec)
     kind, _, arg = spec.partition(":")
@@ -56,6 +57,17 @@ def build_detector(spec: str, settings: DetectorSettings | None = None) -> Detec
         from camcount.detectors.ssdlite import SSDLitePerson
 
         return SSDLitePerson(settings)
+    if kind == "ssdlite-person-int8":
+        from camcount.detectors.onnx import OnnxDetector
+        from camcount.detectors.quantize import int8_path
+
+        path = int8_path()
+        if not path.is_file():
+            raise DetectorError(
+                f"ssdlite-person-int8 is not built yet ({path}): run "
+                "`camcount models export --int8 --calibration VIDEO_OR_DIR ...` once"
+            )
+        return OnnxDetector(str(path), settings)
     if kind == "torchvision":
         from camcount.detectors.torchvision_backend import TorchvisionDetector
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -44,6 +45,15 @@ def test_count_json_matches_the_truth(scene: Path):
     }
     assert got == want
     assert set(rows[0]) == {"camera_id", "counter_id", "class_name", "direction", "count"}
+
+
+def test_count_with_the_motion_gate_counts_the_same_and_says_what_it_skipped(scene: Path):
+    args = ("count", str(scene), "--config", str(scene.with_suffix(".yaml")), "--json")
+    plain, gated = camcount(*args), camcount(*args, "--motion")
+    assert plain.returncode == gated.returncode == 0, gated.stderr
+    assert json.loads(gated.stdout) == json.loads(plain.stdout)
+    assert re.search(r"motion gate: \d+ of \d+ frames skipped the detector", gated.stderr)
+    assert "motion gate" not in plain.stderr
 
 
 def test_count_with_a_line_on_the_command_line(scene: Path):

@@ -349,6 +349,59 @@ def test_onnx_batches_like_single_frames(onnx_file: Path) -> None:
         same(batch[i], onnx.detect([f], metas(1, size))[0])
 
 
+@pytest.fixture(scope="module")
+def int8_file(onnx_file: Path, tmp_path_factory) -> Path:
+    from camcount.detectors.quantize import calibration_frames, quantize_onnx
+
+    videos = sorted((DATA / "videos").glob("*"))
+    if not videos:
+        pytest.skip(f"no calibration videos at {DATA / 'videos'}")
+    frames = calibration_frames(videos, per_video=4)
+    return quantize_onnx(onnx_file, tmp_path_factory.mktemp("int8") / "int8.onnx", frames)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
+    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+    area = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1])
+    return float(inter / (area - inter))
+
+
+@needs_image
+def test_int8_finds_the_same_people_as_float_on_the_reference_image(
+    onnx_file: Path, int8_file: Path
+) -> None:
+    settings = DetectorSettings(score_threshold=0.5, device="cpu")
+    full = build_detector(f"onnx:{onnx_file}", settings)
+    int8 = build_detector(f"onnx:{int8_file}", settings)
+    image = cv2.imread(str(IMAGE))
+    meta = [FrameMeta(str(IMAGE), 0, (image.shape[1], image.shape[0]))]
+    want = full.detect([full.prepare(image)], meta)[0]
+    got = int8.detect([int8.prepare(image)], meta)[0]
+    assert len(got) == len(want) == 4
+    for box, score in zip(want.xyxy, want.confidence, strict=True):
+        best = max(range(len(got)), key=lambda i: iou(box, got.xyxy[i]))
+        assert iou(box, got.xyxy[best]) >= 0.85
+        assert abs(got.confidence[best] - score) <= 0.1
+
+
+def test_int8_needs_calibration_frames_it_can_read(tmp_path: Path) -> None:
+    from camcount.detectors.quantize import calibration_frames
+
+    with pytest.raises(DetectorError, match="not found"):
+        calibration_frames([tmp_path / "none.mp4"])
+    (tmp_path / "notes.txt").write_text("no frames here")
+    with pytest.raises(DetectorError, match="no frame could be read"):
+        calibration_frames([tmp_path])
+
+
+def test_the_named_int8_model_says_how_to_build_it(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("CAMCOUNT_MODELS_DIR", str(tmp_path))
+    with pytest.raises(DetectorError, match="models export --int8"):
+        build_detector("ssdlite-person-int8")
+
+
 def test_onnx_files_that_break_the_contract(tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
     with pytest.raises(DetectorError, match="not found"):
