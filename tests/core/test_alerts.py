@@ -359,12 +359,19 @@ alerts:
 @pytest.mark.parametrize(
     ("rule", "message"),
     [
-        ("{kind: flow, id: f, camera: gate, counter: line, above: 5, window_s: 300}",
-         "window_s 300 is not one of windows.sizes_s"),
-        ("{kind: occupancy, id: o, group: sites, above: 5, window_s: 60}",
-         "names group 'sites'.*did you mean 'site'"),
-        ("{kind: forecast, id: x, camera: gate, counter: line, class_name: person, "
-         "direction: in, window_s: 60}", "no forecast at window_s 60"),
+        (
+            "{kind: flow, id: f, camera: gate, counter: line, above: 5, window_s: 300}",
+            "window_s 300 is not one of windows.sizes_s",
+        ),
+        (
+            "{kind: occupancy, id: o, group: sites, above: 5, window_s: 60}",
+            "names group 'sites'.*did you mean 'site'",
+        ),
+        (
+            "{kind: forecast, id: x, camera: gate, counter: line, class_name: person, "
+            "direction: in, window_s: 60}",
+            "no forecast at window_s 60",
+        ),
     ],
 )
 def test_a_rule_on_windows_or_groups_nobody_counts_is_refused(rule: str, message: str) -> None:
