@@ -55,6 +55,7 @@ from camcount.detectors.slicing import frame_regions
 from camcount.events import DeadLetter, Gap
 from camcount.stream.channels import Barrier, Counted, EndOfStream, Progress, Sender
 from camcount.vision.capture import Capture, CaptureStats, EndOfSource, SourceState
+from camcount.vision.gating import DetectorGate
 from camcount.vision.preview import PreviewFrame, PreviewGate, confirmed_tracks, render
 from camcount.vision.processor import CameraEvent, CameraProcessor
 from camcount.vision.video import DecodedFrame
@@ -141,6 +142,11 @@ class CameraMetrics:
         self.queue = metrics.Gauge(
             "camcount_decode_queue", "frames waiting in the decode queue", ("camera",)
         )
+        self.gate = metrics.Counter(
+            "camcount_gate_decisions",
+            "frames by why they went to the detector, or skipped it (motion gate)",
+            ("camera", "reason"),
+        )
 
 
 @dataclass(frozen=True)
@@ -193,6 +199,9 @@ class CameraWorker:
         self._frames_per_batch = frames_per_batch
         self._queue_size = queue_size
         self._preview_gate = PreviewGate()
+        # Skips the detector where nothing moves (camcount/vision/gating.py);
+        # its background is not state: a restored camera starts it afresh.
+        self._gate = DetectorGate(camera.motion.settings())
         #: Set once the camera has left its process (``close``).
         self.gone = asyncio.Event()
         self._new_identity()
@@ -341,9 +350,11 @@ class CameraWorker:
                 items = await self._in_thread(self._capture.get_many, group, 0.2)
                 self._refresh_state()
                 frames = [i for i in items if isinstance(i, DecodedFrame)]
+                if frames and self._processor is None:
+                    self._processor = self._build_processor(frames[0])
+                if frames and self._gate.enabled:
+                    frames, waiting = await self._gated(frames, in_flight, waiting)
                 if frames:
-                    if self._processor is None:
-                        self._processor = self._build_processor(frames[0])
                     request = await self._request(frames)
                     if not self._preview_gate.watched(time.monotonic()):
                         # Nobody watches: frames in flight need no full-size pixels.
@@ -375,6 +386,36 @@ class CameraWorker:
         finally:
             # Barriers asked for while the loop ended are cut at its end.
             await self._barriers_due()
+
+    async def _gated(
+        self,
+        frames: list[DecodedFrame],
+        in_flight: deque[tuple[list[DecodedFrame], _Request]],
+        waiting: int,
+    ) -> tuple[list[DecodedFrame], int]:
+        """The frames that still go to the detector. A still frame is
+        decided once every frame before it is applied (what the tracker holds
+        then is what the gate needs), and counted at once if it skips."""
+        moving = await self._in_thread(lambda: [self._gate.measure(f.image) for f in frames])
+        assert self._processor is not None
+        detect: list[DecodedFrame] = []
+        for frame, still in ((f, not m) for f, m in zip(frames, moving, strict=True)):
+            if still and (detect or in_flight):
+                if detect:
+                    in_flight.append((detect, await self._request(detect)))
+                    detect = []
+                while in_flight:
+                    await self._apply(*in_flight.popleft())
+                waiting = 0
+            reason = self._gate.choose(
+                not still, frame.time, self._processor.tracker.track_count, len(detect)
+            )
+            self._m.gate.inc(1, {**self._tags, "reason": reason})
+            if reason == "skipped":
+                await self._apply_one(frame, Detections.empty())
+            else:
+                detect.append(frame)
+        return detect, waiting
 
     async def _request(self, frames: list[DecodedFrame]) -> _Request:
         """One request for the frames, resized in the camera's thread (the
@@ -613,6 +654,8 @@ class CameraWorker:
             "frames_decoded": stats.decoded,
             "frames_sampled": stats.sampled,
             "frames_processed": self._processed,
+            # Why frames went to the detector, or skipped it (motion gate).
+            "gate": dict(self._gate.decisions) if self._gate.enabled else None,
             "frames_dropped": stats.dropped + self._skipped,
             "detector_rejections": self._rejected,
             "detector_errors": self._detector_errors,

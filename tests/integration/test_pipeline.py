@@ -26,10 +26,16 @@ def scenes(tmp_path_factory) -> list[Path]:
     return [write_scene(generate_scene(s), root / f"cam{s}.mp4")[0] for s in SEEDS]
 
 
-def pipeline_config(scenes: list[Path], model: str, warehouse: Path) -> AppConfig:
+def pipeline_config(
+    scenes: list[Path], model: str, warehouse: Path, gated: bool = False
+) -> AppConfig:
+    """With ``gated``, every other camera skips the detector where nothing
+    moves (the motion gate)."""
     cameras = []
-    for video in scenes:
+    for i, video in enumerate(scenes):
         cam = load_config(video.with_suffix(".yaml")).cameras[0]
+        if gated and i % 2 == 0:
+            cam = cam.model_copy(update={"motion": cam.motion.model_copy(update={"enabled": True})})
         cameras.append(cam)
     return AppConfig(
         cameras=tuple(cameras),
@@ -64,8 +70,10 @@ def warehouse_totals(sink, size_s: int) -> list[dict]:
 
 
 def reference_totals(config: AppConfig, model: str) -> list[dict]:
+    """One process, every frame detected (no motion gate)."""
     rows = []
     for cam in config.cameras:
+        cam = cam.model_copy(update={"motion": cam.motion.model_copy(update={"enabled": False})})
         det = build_detector(model, DetectorSettings(options={"seed": 5}))
         rows.extend(count_video(config, cam, det).totals)
     return sorted(rows, key=row_order)
@@ -73,7 +81,9 @@ def reference_totals(config: AppConfig, model: str) -> list[dict]:
 
 @pytest.mark.parametrize("model", ["oracle", "noisy"])
 def test_four_cameras_at_once_agree_with_the_reference(ray_cluster, scenes, model, tmp_path):
-    config = pipeline_config(scenes, model, tmp_path / "chdb")
+    # The oracle run gates half its cameras: the same counts as every
+    # frame detected, in the actors as in the reference run.
+    config = pipeline_config(scenes, model, tmp_path / "chdb", gated=model == "oracle")
     pipeline = start_pipeline(config, shards=2, api=False)
     try:
         ray.get(pipeline.controller.wait_files.remote(300))
@@ -98,6 +108,13 @@ def test_four_cameras_at_once_agree_with_the_reference(ray_cluster, scenes, mode
     assert [c["heavy_imports"] for c in status["cameras"]] == [[]] * len(scenes)
     assert got == reference_totals(config, model)
     assert stored == got
+    for cam, cfg in zip(status["cameras"], config.cameras, strict=True):
+        if cfg.motion.enabled:
+            gate = cam["gate"]
+            assert sum(gate.values()) == cam["frames_processed"]
+            assert gate["motion"] + gate["tracks"] + gate["pending"] > 0
+        else:
+            assert cam["gate"] is None
     assert cameras == sorted(c.id for c in config.cameras)
     if model == "oracle":
         for video in scenes:
