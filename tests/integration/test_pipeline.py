@@ -108,7 +108,9 @@ def test_four_cameras_at_once_agree_with_the_reference(ray_cluster, scenes, mode
     assert [c["heavy_imports"] for c in status["cameras"]] == [[]] * len(scenes)
     assert got == reference_totals(config, model)
     assert stored == got
-    for cam, cfg in zip(status["cameras"], config.cameras, strict=True):
+    by_id = {c["camera_id"]: c for c in status["cameras"]}
+    for cfg in config.cameras:
+        cam = by_id[cfg.id]
         if cfg.motion.enabled:
             gate = cam["gate"]
             assert sum(gate.values()) == cam["frames_processed"]
