@@ -24,8 +24,10 @@ import pyarrow.compute as pc
 
 from camcount.config import CameraConfig
 from camcount.events import (
+    Alert,
     Crossing,
     DeadLetter,
+    Forecast,
     Gap,
     WindowRow,
     ZoneSample,
@@ -270,6 +272,56 @@ def _gaps(b: pa.Table) -> pa.Table:
     )
 
 
+def _alerts(b: pa.Table) -> pa.Table:
+    opened, opened_ms = _seconds_ms(b["opened_at"])
+    sec, ms = _seconds_ms(b["event_time"])
+    # The target's first part: its camera, or group:id.
+    camera = pc.list_element(pc.split_pattern(b["target"], "/", max_splits=1), 0)
+    return _table(
+        {
+            "event_id": pc.cast(b["event_id"], _U64),
+            "alert_id": pc.cast(b["alert_id"], _U64),
+            "rule_id": b["rule_id"],
+            "target": b["target"],
+            "camera_id": camera,
+            "state": b["state"],
+            "severity": b["severity"],
+            "value": b["value"],
+            "threshold": b["threshold"],
+            "opened_at": opened,
+            "opened_ms": opened_ms,
+            "event_time": sec,
+            "event_ms": ms,
+            "message": b["message"],
+            "labels": b["labels"],
+        }
+    )
+
+
+def _forecasts(b: pa.Table) -> pa.Table:
+    size = pc.cast(b["window_size_s"], _U32)
+    start = pc.cast(b["window_start"], _U32)
+    issued = pc.cast(b["issued_for"], _U32)
+    ahead = pc.subtract(pc.cast(start, pa.int64()), pc.cast(issued, pa.int64()))
+    steps = pc.add(pc.divide(ahead, pc.cast(size, pa.int64())), 1)
+    return _table(
+        {
+            "event_id": pc.cast(b["event_id"], _U64),
+            "camera_id": b["camera_id"],
+            "counter_id": b["counter_id"],
+            "class_name": b["class_name"],
+            "direction": b["direction"],
+            "window_size_s": size,
+            "window_start": start,
+            "issued_for": issued,
+            "steps_ahead": pc.cast(steps, pa.uint16()),
+            "value": b["value"],
+            "lower": b["lower"],
+            "upper": b["upper"],
+        }
+    )
+
+
 def _as_schema(schema: pa.Schema) -> Callable[[pa.Table], pa.Table]:
     def convert(b: pa.Table) -> pa.Table:
         return b.select(schema.names).cast(schema)
@@ -324,6 +376,15 @@ KINDS: dict[str, Kind] = {
             ("event_id",),
         ),
         Kind("gap", s.GAPS, arrow_schema(Gap), _gaps, "gap_from", ("event_id",)),
+        Kind("alert", s.ALERTS, arrow_schema(Alert), _alerts, "event_time", ("event_id",)),
+        Kind(
+            "forecast",
+            s.FORECASTS,
+            arrow_schema(Forecast),
+            _forecasts,
+            "window_start",
+            ("event_id",),
+        ),
         Kind(
             "camera",
             s.CAMERAS,

@@ -469,6 +469,61 @@ GAPS = Table(
     # Never expired: a gap explains missing window counts, which are kept.
 )
 
+ALERTS = Table(
+    "alerts",
+    "Alert history: one row per change of an alert (firing, resolved); docs/alerts.md.",
+    (
+        _id("(alert, state)"),
+        Column("alert_id", "UInt64", "the alert across its changes: (rule, target, opened_at)"),
+        Column("rule_id", "String", "the rule's id from the config", low_cardinality=True),
+        Column("target", "String", "what the rule watched: camera/zone, group:id, ..."),
+        Column("camera_id", "String", "the target's camera or group:id", low_cardinality=True),
+        Column("state", "String", "'firing' or 'resolved'", low_cardinality=True),
+        Column("severity", "String", "info, warning or critical", low_cardinality=True),
+        Column("value", "Float64", "the value that decided the change"),
+        Column("threshold", "Float64", "the edge it crossed"),
+        *_time("opened_at", "event time the alert opened"),
+        *_time("event_time", "event time of this change"),
+        Column("message", "String", "a sentence for people"),
+        Column("labels", "Array(String)", "the rule's labels as key=value"),
+        _INGESTED,
+    ),
+    version_column="ingested_at",
+    order_by=("rule_id", "target", "event_time", "event_id"),
+    partition_by="toYYYYMM(event_time)",
+    raw_time_column="event_time",
+)
+
+FORECASTS = Table(
+    "forecasts",
+    "Forecast counts of future windows per key, as issued when a window closed; "
+    "the newest issue for a window is the nearest forecast.",
+    (
+        _id("(camera, counter, class, direction, size, start, issued_for)"),
+        _camera(),
+        Column("counter_id", "String", "line or zone id", low_cardinality=True),
+        _class(),
+        Column("direction", "String", "'in'/'out', 'enter'/'exit'", low_cardinality=True),
+        Column("window_size_s", "UInt32", "window length, seconds"),
+        Column("window_start", _TIME, "start of the forecast window (UTC)", codec=_TIME_CODEC),
+        Column(
+            "issued_for",
+            _TIME,
+            "start of the first window of the issue: the forecast was made when the "
+            "window before it closed",
+            codec=_TIME_CODEC,
+        ),
+        Column("steps_ahead", "UInt16", "windows ahead of the issue (1: the next one)"),
+        Column("value", "Float64", "expected count"),
+        Column("lower", "Float64", "lower edge of the band"),
+        Column("upper", "Float64", "upper edge of the band"),
+        _INGESTED,
+    ),
+    version_column="ingested_at",
+    order_by=("camera_id", "counter_id", "window_size_s", "window_start", "issued_for", "event_id"),
+    partition_by="toYYYYMM(window_start)",
+)
+
 CAMERAS = Table(
     "cameras",
     "Camera metadata; one row per camera and config version, the highest version current.",
@@ -538,7 +593,7 @@ _TABLES_V1: tuple[Table, ...] = (
     CAMERAS,
     CAMERA_COUNTERS,
 )
-TABLES: tuple[Table, ...] = (*_TABLES_V1, GAPS)
+TABLES: tuple[Table, ...] = (*_TABLES_V1, GAPS, ALERTS, FORECASTS)
 TABLES_BY_NAME = {t.name: t for t in (*TABLES, SCHEMA_MIGRATIONS)}
 
 
@@ -657,6 +712,7 @@ def _create(*tables: Table) -> Callable[[MigrationContext], None]:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "events, window counts, dead letters, cameras", _create(*_TABLES_V1)),
     Migration(2, "gaps", _create(GAPS)),
+    Migration(3, "alerts and forecasts", _create(ALERTS, FORECASTS)),
 )
 
 

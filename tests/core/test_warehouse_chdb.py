@@ -399,9 +399,35 @@ def test_one_process_opens_one_path(wh: Warehouse, tmp_path: Path) -> None:
         connect(f"chdb://{tmp_path}/another")
 
 
+def watched(window_rows: pa.Table) -> dict[str, pa.Table]:
+    """Alerts and forecasts made from the window rows as a shard makes them:
+    rows in the order their windows close, the watermark after each."""
+    from camcount.alerts.engine import AlertEngine
+    from camcount.alerts.rules import FlowRule
+    from camcount.events import Alert, Forecast, from_arrow, to_arrow
+    from camcount.forecast.book import ForecastBook, ForecastSettings
+
+    rows = from_arrow(WindowRow, window_rows)
+    book = ForecastBook(ForecastSettings(window_sizes_s=(900,)))
+    rule = FlowRule(id="busy-door", camera=CAMERAS[0], counter="line-1", above=5, window_s=900)
+    engine = AlertEngine([rule])
+    alerts: list[Alert] = []
+    forecasts: list[Forecast] = []
+    for end in sorted({r.window_end for r in rows}):
+        closed = [r for r in rows if r.window_end == end]
+        issued = book.observe(closed)
+        engine.on_forecasts(issued)
+        forecasts += issued
+        engine.on_rows(closed)
+        alerts += engine.advance(end)
+    assert alerts and forecasts
+    return {"alert": to_arrow(Alert, alerts), "forecast": to_arrow(Forecast, forecasts)}
+
+
 def test_the_documented_examples_run_and_answer(wh: Warehouse) -> None:
     tables = with_dead_letter(make_events())
     tables.update(camera_tables([camera_config(c) for c in CAMERAS], version=1))
+    tables.update(watched(tables["window_row"]))
     load(wh, tables)
     results = run_doc_examples(wh)
     assert len(results) >= 10
@@ -423,6 +449,8 @@ def test_every_table_and_column_is_documented(wh: Warehouse) -> None:
         "camera_counters",
         "zone_transitions",
         "gaps",
+        "alerts",
+        "forecasts",
         "schema_migrations",
     } <= tables
     assert [r for r in rows if not r["comment"]] == []
