@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
@@ -148,6 +149,10 @@ class LiveService:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         if self.direct is not None:
+            # One open file per client: the soft limit (often 1024) would cap them.
+            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            if soft < hard:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
             s = self.settings
             port = await self.direct.start(s.host, s.live_port, s.live_port_range)
             host = s.host
