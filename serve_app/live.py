@@ -210,6 +210,8 @@ class LiveService:
             backoff_s = 0.2
             if since.last_seq < last:  # a new hub: numbering starts again
                 self.fanout.reset()
+                if self.direct is not None:
+                    self.direct.flush()
                 last = 0
                 continue
             if since.updates:
