@@ -9,15 +9,24 @@ that requests needing an answer now would wait for.
 Each replica runs one pump that long-polls the live hub and hands every
 batch to a ``Fanout`` (camcount.http.live), which encodes each update
 once and appends it to bounded per-client outboxes without ever waiting
-for a client; one writer task per connection drains its outbox. A client
-that falls more than ``api.client_buffer`` updates behind is sent an
-``overflow`` notice and closed (4408); it can resume from its last sequence
-number. WebSocket clients acknowledge (``ack``): Serve's proxy buffers what
-a replica writes without back-pressure, so acknowledgements are the only
-signal that a client is really reading (docs/api.md, flow control).
+for a client. A client that falls more than ``api.client_buffer`` updates
+behind is sent an ``overflow`` notice and closed (4408); it can resume
+from its last sequence number.
 
-Routes (under the application's prefix, ``/live``): ``/ws``, ``/events``,
-``/poll``, ``/healthz``.
+Two ways out of the outboxes:
+
+- The replica's own port (``api.live_direct``; camcount.http.live.direct):
+  WebSocket and SSE written straight to the sockets, in the pump's step.
+  The port is told to the hub, and ``GET /live/endpoints`` lists every
+  replica's. This is the path clients should use.
+- Through Serve's proxy (``/live/ws``, ``/live/events``): one writer task
+  per connection, its writes at least ``api.live_batch_s`` apart, since
+  each is an item the proxy relays. Clients acknowledge (``ack``): the
+  proxy buffers without back-pressure, so acknowledgements are the only
+  signal that a client is really reading (docs/api.md, flow control).
+
+Routes (under the application's prefix, ``/live``): ``/endpoints``,
+``/ws``, ``/events``, ``/poll``, ``/healthz``.
 """
 
 from __future__ import annotations

@@ -150,7 +150,7 @@ class _Client:
         outbox = self.sub.outbox
         if outbox.overflowed:
             self.closing = True
-            self.server.slow(self.transport_name)
+            self.server.slow(self, self.transport_name)
             self.overflow()
             return
         if self.blocked():
@@ -392,7 +392,10 @@ class DirectServer:
         if self._on_sent is not None:
             self._on_sent(transport, n)
 
-    def slow(self, transport: str) -> None:
+    def slow(self, client: _Client, transport: str) -> None:
+        """A client told ``overflow``: no longer served, even while its
+        close handshake waits for a peer that does not read."""
+        self._clients.discard(client)
         if self._on_slow is not None:
             self._on_slow(transport)
 
