@@ -58,6 +58,7 @@ ACK_EVERY = 20
 ACK_WINDOW = 60
 CLIENT_BUFFER = 100
 CONNECT_CONCURRENCY = 64
+CONNECT_TRIES = 5
 TAIL_S = 3.0
 WARMUP_S = 2.0
 CLOSE_4408 = b"\x11\x38slow consumer"  # a close frame's code and reason (serve_app/live.py)
@@ -88,15 +89,23 @@ async def _reader(
     import websockets
 
     sub = json.dumps({"type": "subscribe", "cameras": [camera]})
-    async with go:
-        ws = await websockets.connect(
-            url,
-            additional_headers={"Authorization": f"Bearer {TOKEN}"},
-            compression=None,
-            max_queue=None,
-            open_timeout=120,
-            ping_interval=None,
-        )
+    for attempt in range(CONNECT_TRIES):
+        try:
+            async with go:
+                ws = await websockets.connect(
+                    url,
+                    additional_headers={"Authorization": f"Bearer {TOKEN}"},
+                    compression=None,
+                    max_queue=None,
+                    open_timeout=120,
+                    ping_interval=None,
+                )
+            break
+        except (OSError, TimeoutError, websockets.InvalidHandshake):
+            # A loaded machine: the server's open timeout, a full backlog.
+            if attempt == CONNECT_TRIES - 1:
+                raise
+            await asyncio.sleep(0.5 + attempt)
     try:
         await ws.recv()  # hello
         await ws.send(sub)
@@ -301,7 +310,7 @@ def run_phase(
     sockets = [silent_client(url) for _ in range(silent)]
     t_connect = time.monotonic()
     for _ in procs:
-        ready_q.get(timeout=300)
+        ready_q.get(timeout=900)
     print(
         f"[{path}, {name}] {readers} reading + {silent} silent clients connected in "
         f"{time.monotonic() - t_connect:.1f} s",

@@ -75,6 +75,9 @@ DRAIN_POLL_S = 0.05
 #: A connection must send its request (and a WebSocket its auth) within this.
 OPEN_TIMEOUT_S = 10.0
 SSE_RETRY_MS = 2000
+#: Connections waiting to be accepted: thousands of clients come back at
+#: once after a replica restarts.
+LISTEN_BACKLOG = 4096
 QUERY_TOKEN = "access_token"
 
 Params = dict[str, list[str]]
@@ -348,6 +351,7 @@ class DirectServer:
                     write_limit=WRITE_LIMIT_BYTES,
                     max_size=1 << 16,
                     server_header=None,
+                    backlog=LISTEN_BACKLOG,
                 )
             except OSError as exc:
                 if exc.errno != errno.EADDRINUSE:
