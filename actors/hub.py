@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 import ray
@@ -28,6 +29,10 @@ from camcount.stream.livefeed import Since, UpdateBuffer
 log = logging.getLogger("camcount.hub")
 
 
+def _load(info: dict[str, Any]) -> tuple[int, str]:
+    return int(info.get("connections", 0)), str(info.get("ws", ""))
+
+
 @ray.remote(num_cpus=0, max_restarts=-1)
 class LiveHub:
     def __init__(
@@ -39,6 +44,9 @@ class LiveHub:
         last = self._blocks.start() if self._blocks is not None else 0
         self._buffer = UpdateBuffer(capacity, last_seq=last)
         self._changed = asyncio.Condition()
+        #: Live replicas' own ports (docs/api.md, GET /live/endpoints): kept
+        #: here because every replica already follows this actor.
+        self._endpoints: dict[str, tuple[float, dict[str, Any]]] = {}
         self._keep_off_model = ModelCoreAvoider()
         end_with(owner)
 
@@ -67,6 +75,23 @@ class LiveHub:
                         self._changed.wait_for(lambda: self._buffer.last_seq > seq), timeout_s
                     )
         return self._buffer.since(seq, limit)
+
+    async def register_endpoint(
+        self, key: str, urls: dict[str, str], connections: int, ttl_s: float
+    ) -> None:
+        """A live replica's own stream URLs and its load; forgotten after
+        ``ttl_s`` without news (the replica is gone)."""
+        self._endpoints[key] = (time.monotonic() + ttl_s, {**urls, "connections": connections})
+
+    async def forget_endpoint(self, key: str) -> None:
+        self._endpoints.pop(key, None)
+
+    async def endpoints(self) -> list[dict[str, Any]]:
+        """The live replicas' own URLs, fewest connections first."""
+        now = time.monotonic()
+        for key in [k for k, (until, _) in self._endpoints.items() if until < now]:
+            del self._endpoints[key]
+        return sorted((info for _, info in self._endpoints.values()), key=_load)
 
     async def alive(self) -> None:
         """Never returns: lets the controller learn at once of a death."""

@@ -1,9 +1,11 @@
 """Fan-out of live updates to many WebSocket clients on one live replica.
 
 Starts the pipeline's Serve apps on a local Ray cluster (no camera), opens
-``--clients`` WebSocket clients on ``/live/ws`` (spread over ``--procs``
-client processes), and publishes a steady stream of updates straight into
-the live hub, each stamped with the wall time just before the hub call.
+``--clients`` WebSocket clients (spread over ``--procs`` client processes)
+on each path measured (``--path``): ``direct``, the live replica's own port
+as ``GET /live/endpoints`` names it, and ``relayed``, ``/live/ws`` through
+Serve's proxy. It publishes a steady stream of updates straight into the
+live hub, each stamped with the wall time just before the hub call.
 Every reading client subscribes to the stream and acknowledges every
 ``ACK_EVERY`` updates, as the protocol asks. Two phases, same stream:
 
@@ -16,10 +18,16 @@ Printed per phase: p50/p99/max delay from the hub call to the client's
 second, the share of the expected messages delivered, and for phase 2 how
 many silent clients were told ``overflow`` and closed with 4408. The last
 line is the ratio of the reading clients' p99 with and without the silent
-ones. Everything runs on loopback and stops by itself.
+ones, per path. Everything runs on loopback and stops by itself.
 
-    python bench/fanout.py     # 1000 clients, 10 updates/s, rounds 1 s apart, 20 s per phase
-    python bench/fanout.py --json
+    python bench/fanout.py     # 1000 clients, 10 updates/s, both paths, 20 s per phase
+    python bench/fanout.py --path direct --clients 10000 --rate 1 --batches 1 --procs 6
+    python bench/fanout.py --clip ../shared/data/videos/intel_one-by-one-person-detection.mp4
+
+With ``--clip``, the pipeline counts a real clip served as a live MJPEG
+camera (so an event's time is its frame's capture clock, on this machine),
+and ``--clients`` clients on the direct path measure the delay from
+capture to their ``recv`` of each update that carries an event time.
 """
 
 from __future__ import annotations
@@ -32,12 +40,14 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import resource
 import socket
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -48,6 +58,7 @@ ACK_EVERY = 20
 ACK_WINDOW = 60
 CLIENT_BUFFER = 100
 CONNECT_CONCURRENCY = 64
+CONNECT_TRIES = 5
 TAIL_S = 3.0
 WARMUP_S = 2.0
 CLOSE_4408 = b"\x11\x38slow consumer"  # a close frame's code and reason (serve_app/live.py)
@@ -56,19 +67,45 @@ CLOSE_4408 = b"\x11\x38slow consumer"  # a close frame's code and reason (serve_
 # ----------------------------------------------------------------- client processes
 
 
-async def _reader(url: str, delays: list[float], counts: list[int], ready: Any, go: Any) -> None:
+def raise_fd_limit() -> int:
+    """As many open files as the hard limit allows (a socket is one)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def _delay(now: float, data: dict[str, Any]) -> float | None:
+    """The bench's own stamp (``t``, measured ``m``), or a clip's event time."""
+    if "t" in data:
+        return now - float(data["t"]) if data.get("m") else None
+    t = data.get("event_time")
+    return now - float(t) if isinstance(t, int | float) else None
+
+
+async def _reader(
+    url: str, camera: str, delays: list[float], counts: list[int], ready: Any, go: Any
+) -> None:
     import websockets
 
-    sub = json.dumps({"type": "subscribe", "cameras": ["bench"]})
-    async with go:
-        ws = await websockets.connect(
-            url,
-            additional_headers={"Authorization": f"Bearer {TOKEN}"},
-            compression=None,
-            max_queue=None,
-            open_timeout=120,
-            ping_interval=None,
-        )
+    sub = json.dumps({"type": "subscribe", "cameras": [camera]})
+    for attempt in range(CONNECT_TRIES):
+        try:
+            async with go:
+                ws = await websockets.connect(
+                    url,
+                    additional_headers={"Authorization": f"Bearer {TOKEN}"},
+                    compression=None,
+                    max_queue=None,
+                    open_timeout=120,
+                    ping_interval=None,
+                )
+            break
+        except (OSError, TimeoutError, websockets.InvalidHandshake):
+            # A loaded machine: the server's open timeout, a full backlog.
+            if attempt == CONNECT_TRIES - 1:
+                raise
+            await asyncio.sleep(0.5 + attempt)
     try:
         await ws.recv()  # hello
         await ws.send(sub)
@@ -80,9 +117,9 @@ async def _reader(url: str, delays: list[float], counts: list[int], ready: Any, 
             m = json.loads(raw)
             ups = m["updates"] if m["type"] == "updates" else [m] if m["type"] == "update" else []
             for u in ups:
-                d = u["data"]
-                if d.get("m"):
-                    delays.append(now - d["t"])
+                d = _delay(now, u["data"])
+                if d is not None:
+                    delays.append(d)
                     counts[0] += 1
             if ups and (n // ACK_EVERY) != ((n + len(ups)) // ACK_EVERY):
                 await ws.send(json.dumps({"type": "ack", "seq": ups[-1]["seq"]}))
@@ -92,8 +129,9 @@ async def _reader(url: str, delays: list[float], counts: list[int], ready: Any, 
             await asyncio.wait_for(ws.close(), 2)
 
 
-def client_process(url: str, n: int, ready_q: Any, stop_evt: Any, out_q: Any) -> None:
+def client_process(url: str, camera: str, n: int, ready_q: Any, stop_evt: Any, out_q: Any) -> None:
     """``n`` reading clients; reports (delays in s, measured messages, closes)."""
+    raise_fd_limit()
 
     async def run() -> None:
         delays: list[float] = []
@@ -107,7 +145,8 @@ def client_process(url: str, n: int, ready_q: Any, stop_evt: Any, out_q: Any) ->
                 ready_q.put(n)
 
         tasks = [
-            asyncio.create_task(_reader(url, delays, counts, one_ready, gate)) for _ in range(n)
+            asyncio.create_task(_reader(url, camera, delays, counts, one_ready, gate))
+            for _ in range(n)
         ]
         while not stop_evt.is_set():
             await asyncio.sleep(0.2)
@@ -123,14 +162,16 @@ def client_process(url: str, n: int, ready_q: Any, stop_evt: Any, out_q: Any) ->
 # ----------------------------------------------------------------- silent clients
 
 
-def silent_client(host: str, port: int) -> socket.socket:
+def silent_client(url: str) -> socket.socket:
     """Handshake, subscribe, then never read again (a stalled TCP reader)."""
+    parts = urlsplit(url)
+    host, port, path = parts.hostname or "127.0.0.1", parts.port or 80, parts.path
     s = socket.create_connection((host, port), timeout=30)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     key = base64.b64encode(os.urandom(16)).decode()
     s.sendall(
         (
-            f"GET /live/ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
             f"Authorization: Bearer {TOKEN}\r\n\r\n"
         ).encode()
@@ -186,6 +227,7 @@ def told_and_closed(data: bytes) -> tuple[bool, bool]:
 
 @dataclass
 class Phase:
+    path: str
     name: str
     readers: int
     silent: int
@@ -202,6 +244,7 @@ class Phase:
         d = self.delays_ms
         pct = (lambda q: float(np.percentile(d, q))) if d.size else (lambda q: float("nan"))
         return {
+            "path": self.path,
             "phase": self.name,
             "reading_clients": self.readers,
             "silent_clients": self.silent,
@@ -217,12 +260,15 @@ class Phase:
         }
 
 
-def live_connections(host: str, port: int) -> int:
+def live_connections(health_url: str) -> int:
     """Connections the live replica still serves (its health route)."""
     import urllib.request
 
-    with urllib.request.urlopen(f"http://{host}:{port}/live/healthz", timeout=10) as r:
-        return int(json.loads(r.read())["connections"])
+    try:
+        with urllib.request.urlopen(health_url, timeout=60) as r:
+            return int(json.loads(r.read())["connections"])
+    except OSError:  # a replica too busy to answer in time: not a reason to lose the run
+        return -1
 
 
 async def publish(
@@ -247,7 +293,7 @@ async def publish(
 
 
 def run_phase(
-    name: str, url: str, host: str, port: int, hub: Any, args: argparse.Namespace, silent: int
+    path: str, name: str, url: str, health: str, hub: Any, args: argparse.Namespace, silent: int
 ) -> Phase:
     readers = args.clients - silent
     ctx = mp.get_context("spawn")
@@ -256,18 +302,20 @@ def run_phase(
         readers // args.procs + (1 if i < readers % args.procs else 0) for i in range(args.procs)
     ]
     procs = [
-        ctx.Process(target=client_process, args=(url, n, ready_q, stop_evt, out_q), daemon=True)
+        ctx.Process(
+            target=client_process, args=(url, "bench", n, ready_q, stop_evt, out_q), daemon=True
+        )
         for n in shares
         if n
     ]
     for p in procs:
         p.start()
-    sockets = [silent_client(host, port) for _ in range(silent)]
+    sockets = [silent_client(url) for _ in range(silent)]
     t_connect = time.monotonic()
     for _ in procs:
-        ready_q.get(timeout=300)
+        ready_q.get(timeout=900)
     print(
-        f"[{name}] {readers} reading + {silent} silent clients connected in "
+        f"[{path}, {name}] {readers} reading + {silent} silent clients connected in "
         f"{time.monotonic() - t_connect:.1f} s",
         file=sys.stderr,
     )
@@ -279,7 +327,7 @@ def run_phase(
         return n
 
     measured = asyncio.run(stream())
-    server_connections = live_connections(host, port)
+    server_connections = live_connections(health)
     stop_evt.set()
     delays: list[np.ndarray] = []
     delivered = closed_early = 0
@@ -298,6 +346,7 @@ def run_phase(
     for s in sockets:
         s.close()
     return Phase(
+        path,
         name,
         readers,
         silent,
@@ -312,6 +361,60 @@ def run_phase(
     )
 
 
+def find_endpoints(api_url: str, timeout_s: float = 60.0) -> dict[str, Any]:
+    """``GET /live/endpoints`` once the live replica has told the hub its port."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        req = urllib.request.Request(
+            f"{api_url}/live/endpoints", headers={"Authorization": f"Bearer {TOKEN}"}
+        )
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(req, timeout=10) as r:
+                body: dict[str, Any] = json.loads(r.read())
+            if body["endpoints"] or time.monotonic() > deadline:
+                return body
+        if time.monotonic() > deadline:
+            raise RuntimeError("no live endpoint")
+        time.sleep(0.5)
+
+
+def clip_latency(url: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Capture-to-client delay of a real clip's updates, on the direct path."""
+    ctx = mp.get_context("spawn")
+    ready_q, out_q, stop_evt = ctx.Queue(), ctx.Queue(), ctx.Event()
+    shares = [
+        args.clients // args.procs + (i < args.clients % args.procs) for i in range(args.procs)
+    ]
+    procs = [
+        ctx.Process(target=client_process, args=(url, "clip", n, ready_q, stop_evt, out_q))
+        for n in shares
+        if n
+    ]
+    for p in procs:
+        p.start()
+    for _ in procs:
+        ready_q.get(timeout=300)
+    time.sleep(args.seconds)
+    stop_evt.set()
+    delays = []
+    for _ in procs:
+        raw, _, _ = out_q.get(timeout=120)
+        delays.append(np.frombuffer(raw, dtype=np.float64))
+    for p in procs:
+        p.join(timeout=30)
+    d = np.concatenate(delays) * 1000 if delays else np.zeros(0)
+    pct = (lambda q: round(float(np.percentile(d, q)), 1)) if d.size else (lambda q: None)
+    return {
+        "clients": args.clients,
+        "updates_received": int(d.size),
+        "capture_to_client_p50_ms": pct(50),
+        "capture_to_client_p99_ms": pct(99),
+        "capture_to_client_max_ms": round(float(d.max()), 1) if d.size else None,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=1000)
@@ -319,7 +422,13 @@ def main() -> int:
     parser.add_argument("--batches", type=float, default=10.0, help="hub publishes per second")
     parser.add_argument("--seconds", type=float, default=20.0, help="measured time per phase")
     parser.add_argument(
-        "--batch-s", type=float, default=1.0, help="api.live_batch_s: fan-out rounds' spacing"
+        "--path", choices=("both", "direct", "relayed"), default="both", help="paths measured"
+    )
+    parser.add_argument(
+        "--batch-s",
+        type=float,
+        default=1.0,
+        help="api.live_batch_s: writes through Serve's proxy at least this far apart",
     )
     parser.add_argument(
         "--one-per-frame", action="store_true", help="one update per frame (no ?batch=1)"
@@ -327,24 +436,51 @@ def main() -> int:
     parser.add_argument("--reading-only", action="store_true", help="skip the silent phase")
     parser.add_argument("--slow", type=float, default=0.1, help="share of silent clients")
     parser.add_argument("--procs", type=int, default=2, help="client processes")
+    parser.add_argument("--clip", type=Path, help="a real clip, served as a live camera")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    if not 1 <= args.clients <= 5000 or not 0 < args.seconds <= 300:
-        parser.error("--clients must be in [1, 5000] and --seconds in (0, 300]")
+    if not 1 <= args.clients <= 20_000 or not 0 < args.seconds <= 300:
+        parser.error("--clients must be in [1, 20000] and --seconds in (0, 300]")
+    if args.clip is not None and not args.clip.is_file():
+        parser.error(f"--clip: no such file {args.clip}")
+    fds = raise_fd_limit()
+    if args.clients + 1000 > fds:
+        parser.error(f"--clients {args.clients} needs more open files than the limit {fds}")
 
     import logging
 
     import ray
 
-    from camcount.config import ApiConfig, AppConfig, DetectorConfig
+    from camcount.config import (
+        ApiConfig,
+        AppConfig,
+        CameraConfig,
+        DetectorConfig,
+        WarehouseConfig,
+        ZoneConfig,
+    )
     from serve_app.app import start_pipeline
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
-    ray.init(num_cpus=4, include_dashboard=False, logging_level=logging.ERROR)
+    ray.init(address="local", num_cpus=4, include_dashboard=False, logging_level=logging.ERROR)
+    stream = None
+    cameras: tuple[CameraConfig, ...] = ()
+    detector = DetectorConfig(model="oracle")
+    if args.clip is not None:
+        from tests.integration.mjpeg import MjpegCamera
+
+        stream = MjpegCamera(args.clip, fps=10)
+        stream.start()
+        # The table of intel_one-by-one-person-detection.mp4 (tests use it too).
+        table = ZoneConfig(id="table", polygon=((250, 250), (650, 250), (650, 431), (250, 431)))
+        cameras = (CameraConfig(id="clip", source=stream.url, zones=(table,)),)
+        detector = DetectorConfig(model="ssdlite-person", score_threshold=0.5)
     config = AppConfig(
-        detector=DetectorConfig(model="oracle"),
+        cameras=cameras,
+        detector=detector,
+        warehouse=WarehouseConfig(enabled=args.clip is None),
         api=ApiConfig(
             port=port,
             tokens=(TOKEN,),
@@ -358,20 +494,47 @@ def main() -> int:
         ),
     )
     pipeline = start_pipeline(config)
+    phases: list[Phase] = []
+    clip: dict[str, Any] = {}
     try:
         hub = ray.get(pipeline.controller.hub_handle.remote())
-        url = f"ws://127.0.0.1:{port}/live/ws" + ("" if args.one_per_frame else "?batch=1")
-        silent = round(args.clients * args.slow)
-        phases = [run_phase("all reading", url, "127.0.0.1", port, hub, args, 0)]
-        if not args.reading_only:
-            phases.append(
-                run_phase(f"{silent} never reading", url, "127.0.0.1", port, hub, args, silent)
-            )
+        api = f"http://127.0.0.1:{port}"
+        found = find_endpoints(api)
+        tail = "" if args.one_per_frame else "?batch=1"
+        if args.clip is not None:
+            clip = clip_latency(found["ws"] + tail, args)
+        else:
+            paths = {
+                "direct": (found["ws"] + tail, found["endpoints"][0]["health"]),
+                "relayed": (found["relayed"]["ws"] + tail, f"{api}/live/healthz"),
+            }
+            silent = round(args.clients * args.slow)
+            for path in ("direct", "relayed") if args.path == "both" else (args.path,):
+                url, health = paths[path]
+                phases.append(run_phase(path, "all reading", url, health, hub, args, 0))
+                if not args.reading_only:
+                    name = f"{silent} never reading"
+                    phases.append(run_phase(path, name, url, health, hub, args, silent))
     finally:
-        pipeline.stop()
+        pipeline.stop(checkpoint=False)
         ray.shutdown()
+        if stream is not None:
+            stream.cut()
+    machine = (
+        f"{os.cpu_count()} CPU, {platform.machine()}, "
+        f"Python {platform.python_version()}, load {os.getloadavg()[0]:.1f}"
+    )
+    if clip:
+        clip["clip"] = args.clip.name if args.clip is not None else None
+        clip["machine"] = machine
+        print(json.dumps(clip, indent=2))
+        return 0
     rows = [p.row() for p in phases]
-    ratio = rows[-1]["p99_ms"] / rows[0]["p99_ms"] if rows[0]["p99_ms"] else float("nan")
+    ratios = {}
+    for path in dict.fromkeys(r["path"] for r in rows):
+        mine = [r for r in rows if r["path"] == path]
+        if len(mine) == 2 and mine[0]["p99_ms"]:
+            ratios[path] = round(mine[1]["p99_ms"] / mine[0]["p99_ms"], 3)
     result = {
         "clients": args.clients,
         "rate_per_s": args.rate,
@@ -383,10 +546,9 @@ def main() -> int:
         "ack_every": ACK_EVERY,
         "ack_window": ACK_WINDOW,
         "client_buffer": CLIENT_BUFFER,
-        "machine": f"{os.cpu_count()} CPU, {platform.machine()}, "
-        f"Python {platform.python_version()}, load {os.getloadavg()[0]:.1f}",
+        "machine": machine,
         "phases": rows,
-        "p99_ratio_with_silent": round(ratio, 3),
+        "p99_ratio_with_silent": ratios,
     }
     if args.json:
         print(json.dumps(result, indent=2))
@@ -395,7 +557,8 @@ def main() -> int:
     print(" | ".join(cols))
     for r in rows:
         print(" | ".join(str(r[c]) for c in cols))
-    print(f"p99 of reading clients, with / without silent clients: {ratio:.2f}x")
+    for path, ratio in ratios.items():
+        print(f"{path}: p99 of reading clients, with / without silent clients: {ratio:.2f}x")
     return 0
 
 

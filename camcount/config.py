@@ -600,6 +600,17 @@ class ApiConfig(_Model):
     live_max_connections: Annotated[int, Field(ge=1)] = Field(
         default=2000, description="open WebSocket/SSE/poll requests per live replica"
     )
+    live_direct: bool = Field(
+        default=True,
+        description="live replicas also serve WebSocket and SSE on a port of their own "
+        "(GET /live/endpoints names them), off Serve's per-write relay",
+    )
+    live_port: Annotated[int, Field(ge=0, le=65535)] = Field(
+        default=0, description="first port a live replica tries for its own streams (0: any free)"
+    )
+    live_port_range: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        default=100, description="consecutive ports from live_port a replica may take"
+    )
     heartbeat_s: Annotated[float, Field(gt=0)] = 15.0
     live_batch_s: Annotated[float, Field(ge=0, le=5)] = Field(
         default=0.1,

@@ -54,10 +54,11 @@ SINK_LOOKUP_S = 10.0
 SINK_NAME = "camcount-sink"
 _PUBLIC = ("/", "/healthz", "/favicon.ico", "/docs", "/openapi.json")
 #: The pages may load only what this app serves: nothing from the internet.
+#: WebSockets may go elsewhere: live replicas serve them on ports of their own.
 PAGE_HEADERS = {
     "Cache-Control": "no-cache",
     "Content-Security-Policy": (
-        "default-src 'self'; img-src 'self' blob:; connect-src 'self'; "
+        "default-src 'self'; img-src 'self' blob:; connect-src 'self' ws: wss:; "
         "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
     ),
     "X-Content-Type-Options": "nosniff",

@@ -9,15 +9,24 @@ that requests needing an answer now would wait for.
 Each replica runs one pump that long-polls the live hub and hands every
 batch to a ``Fanout`` (camcount.http.live), which encodes each update
 once and appends it to bounded per-client outboxes without ever waiting
-for a client; one writer task per connection drains its outbox. A client
-that falls more than ``api.client_buffer`` updates behind is sent an
-``overflow`` notice and closed (4408); it can resume from its last sequence
-number. WebSocket clients acknowledge (``ack``): Serve's proxy buffers what
-a replica writes without back-pressure, so acknowledgements are the only
-signal that a client is really reading (docs/api.md, flow control).
+for a client. A client that falls more than ``api.client_buffer`` updates
+behind is sent an ``overflow`` notice and closed (4408); it can resume
+from its last sequence number.
 
-Routes (under the application's prefix, ``/live``): ``/ws``, ``/events``,
-``/poll``, ``/healthz``.
+Two ways out of the outboxes:
+
+- The replica's own port (``api.live_direct``; camcount.http.live.direct):
+  WebSocket and SSE written straight to the sockets, in the pump's step.
+  The port is told to the hub, and ``GET /live/endpoints`` lists every
+  replica's. This is the path clients should use.
+- Through Serve's proxy (``/live/ws``, ``/live/events``): one writer task
+  per connection, its writes at least ``api.live_batch_s`` apart, since
+  each is an item the proxy relays. Clients acknowledge (``ack``): the
+  proxy buffers without back-pressure, so acknowledgements are the only
+  signal that a client is really reading (docs/api.md, flow control).
+
+Routes (under the application's prefix, ``/live``): ``/endpoints``,
+``/ws``, ``/events``, ``/poll``, ``/healthz``.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
@@ -44,16 +54,11 @@ from camcount.http.cors import origin_allowed
 from camcount.http.limits import RateLimiter
 from camcount.http.live import (
     PROTOCOL_VERSION,
-    AckMsg,
     AuthMsg,
     CloseCode,
     Fanout,
     Outbox,
-    PingMsg,
-    SubscribeMsg,
     Subscriber,
-    Subscriptions,
-    UnsubscribeMsg,
     error_message,
     filter_from_query,
     frames,
@@ -65,6 +70,8 @@ from camcount.http.live import (
     resume_point,
     sse_frame,
 )
+from camcount.http.live.direct import DirectServer
+from camcount.http.live.session import Session
 from camcount.http.live_routes import live_router
 from serve_app.auth import TokenCheck, request_token
 from serve_app.ingress import edge_app
@@ -77,7 +84,10 @@ MIRROR_CAPACITY = 10_000  # the hub's own buffer size
 AUTH_TIMEOUT_S = 10.0
 READY_TIMEOUT_S = 10.0
 TICK_S = 1.0
-MAX_REFUSED_IN_ROW = 100
+#: A replica tells the hub its own port this often; the hub forgets it
+#: after ``ENDPOINT_TTL_S`` without news (a replica gone for good).
+ENDPOINT_EVERY_S = 2.0
+ENDPOINT_TTL_S = 10.0
 SSE_RETRY_MS = 2000
 _PUSH_LATENCY_S = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 
@@ -112,6 +122,22 @@ class LiveService:
         self._fixed_hub = hub
         self._hub: Any = hub
         self._tasks: list[asyncio.Task[None]] = []
+        self.direct = (
+            DirectServer(
+                self.fanout,
+                settings,
+                self.check,
+                self.limiter,
+                self.hello,
+                self.wait_ready,
+                on_sent=lambda transport, n: self._m_sent.inc(n, tags={"transport": transport}),
+                on_slow=lambda transport: self._m_slow.inc(tags={"transport": transport}),
+            )
+            if settings.live_direct
+            else None
+        )
+        #: This replica's own stream URLs, once its port is open.
+        self.urls: dict[str, str] = {}
         self._m_clients = metrics.Gauge(
             "camcount_live_clients", "open live connections", ("transport",)
         )
@@ -131,6 +157,24 @@ class LiveService:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        if self.direct is not None:
+            # One open file per client: the soft limit (often 1024) would cap them.
+            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            if soft < hard:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            s = self.settings
+            port = await self.direct.start(s.host, s.live_port, s.live_port_range)
+            host = s.host
+            if host in ("0.0.0.0", "::", ""):
+                host = ray.util.get_node_ip_address()
+            if ":" in host:
+                host = f"[{host}]"
+            self.urls = {
+                "ws": f"ws://{host}:{port}/ws",
+                "events": f"http://{host}:{port}/events",
+                "health": f"http://{host}:{port}/healthz",
+            }
+            log.info("live streams on %s", self.urls["ws"])
         self._tasks = [loop.create_task(self._pump()), loop.create_task(self._tick())]
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.ready.wait(), 5.0)
@@ -138,6 +182,11 @@ class LiveService:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
+        if self.direct is not None:
+            with contextlib.suppress(Exception):
+                hub = await asyncio.wait_for(self._hub_handle(), 2.0)
+                await asyncio.wait_for(hub.forget_endpoint.remote(self.urls["ws"]), 2.0)
+            await self.direct.stop()
         for sub in self.fanout.connections():
             sub.outbox.push_control("bye", message("bye", reason="replica stopping"))
 
@@ -150,17 +199,12 @@ class LiveService:
         return self._hub
 
     async def _pump(self) -> None:
-        """Follow the hub forever; every batch goes to the fan-out at once."""
+        """Follow the hub forever; every batch goes to the fan-out at once,
+        and the replica's own port writes it out in the same step. (Writes
+        through Serve's proxy are paced per connection: ``_paced``.)"""
         last = 0
         backoff_s = 0.2
-        round_at = 0.0
         while True:
-            # Each round costs every subscriber a write through Serve's proxy,
-            # whatever it carries: rounds are at least live_batch_s apart, and
-            # what the hub got meanwhile goes out in the next one.
-            pause = round_at + self.settings.live_batch_s - time.monotonic()
-            if pause > 0:
-                await asyncio.sleep(pause)
             try:
                 hub = await self._hub_handle()
                 since = await hub.updates_since.remote(last, HUB_WAIT_S, HUB_BATCH)
@@ -175,13 +219,15 @@ class LiveService:
             backoff_s = 0.2
             if since.last_seq < last:  # a new hub: numbering starts again
                 self.fanout.reset()
+                if self.direct is not None:
+                    self.direct.flush()
                 last = 0
                 continue
             if since.updates:
-                round_at = time.monotonic()
-                slow = self.fanout.publish(since.updates, gap=since.gap)
-                for sub in slow:
-                    self._m_slow.inc(tags={"transport": sub.transport})
+                # Overflowed clients are counted where they are closed.
+                self.fanout.publish(since.updates, gap=since.gap)
+                if self.direct is not None:
+                    self.direct.flush()
                 last = since.updates[-1].seq
                 self._observe_latency(since.updates)
             if len(since.updates) < HUB_BATCH:
@@ -195,10 +241,15 @@ class LiveService:
                 self._m_push.observe(now - t)
 
     async def _tick(self) -> None:
-        """Heartbeats on idle connections, and the connection gauges."""
+        """Heartbeats on idle connections, the connection gauges, and this
+        replica's own port told to the hub (``/live/endpoints``)."""
+        told_at = 0.0
         while True:
             await asyncio.sleep(TICK_S)
             now = time.monotonic()
+            if self.direct is not None and now - told_at >= ENDPOINT_EVERY_S:
+                told_at = now
+                await self._tell_hub()
             counts = {"ws": 0, "sse": 0}
             for sub in self.fanout.connections():
                 counts[sub.transport] = counts.get(sub.transport, 0) + 1
@@ -208,8 +259,43 @@ class LiveService:
                         "heartbeat",
                         message("heartbeat", seq=self.fanout.mirror.last_seq, time=time.time()),
                     )
+            if self.direct is not None:
+                self.direct.flush()
             for transport, n in counts.items():
                 self._m_clients.set(n, tags={"transport": transport})
+
+    async def _tell_hub(self) -> None:
+        try:
+            hub = await self._hub_handle()
+            await hub.register_endpoint.remote(
+                self.urls["ws"],
+                self.urls,
+                self.direct.connections if self.direct is not None else 0,
+                ENDPOINT_TTL_S,
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the pump logs and finds the hub again
+            log.debug("live endpoint not registered: %r", exc)
+
+    async def endpoints(self, request: Request) -> JSONResponse:
+        """Every live replica's own stream URLs, least loaded first, and the
+        relayed ones through Serve's proxy (always there)."""
+        try:
+            hub = await self._hub_handle()
+            found: list[dict[str, Any]] = await hub.endpoints.remote()
+        except Exception as exc:
+            raise RequestError("unavailable", "the live hub is not reachable", 503) from exc
+        base = str(request.base_url).rstrip("/")
+        relayed = {
+            "ws": base.replace("http", "ws", 1) + "/ws",
+            "events": base + "/events",
+            "poll": base + "/poll",
+        }
+        best = found[0] if found else relayed
+        return JSONResponse(
+            {"ws": best["ws"], "events": best["events"], "endpoints": found, "relayed": relayed}
+        )
 
     async def wait_ready(self) -> bool:
         try:
@@ -274,6 +360,15 @@ class LiveService:
         # Step 5
         await self._session(ws, label, after, batch)
 
+    async def _paced(self, written_at: float) -> float:
+        """Writes through Serve's proxy cost a relayed item each, whatever
+        they carry: one connection's are at least ``live_batch_s`` apart,
+        and what came meanwhile goes out together. Returns the write's time."""
+        pause = written_at + self.settings.live_batch_s - time.monotonic()
+        if pause > 0:
+            await asyncio.sleep(pause)
+        return time.monotonic()
+
     async def _refuse(self, ws: WebSocket, code: int, error: str, text: str) -> None:
         with contextlib.suppress(Exception):
             await ws.send_text(error_message(RequestError(error, text)))
@@ -328,10 +423,13 @@ class LiveService:
 
     async def _ws_writer(self, ws: WebSocket, sub: Subscriber, batch: bool) -> None:
         outbox = sub.outbox
+        written_at = 0.0
         try:
             while True:
                 await outbox.changed.wait()
+                written_at = await self._paced(written_at)
                 if outbox.overflowed:
+                    self._m_slow.inc(tags={"transport": "ws"})
                     await ws.send_text(
                         message(
                             "overflow",
@@ -353,83 +451,14 @@ class LiveService:
             return
 
     async def _ws_reader(self, ws: WebSocket, sub: Subscriber, after: int | None) -> None:
-        subs = Subscriptions()
-        attached = False
-        refused_in_row = 0
+        session = Session(self.fanout, sub, self.limiter, after)
         while True:
             msg = await ws.receive()
             if msg["type"] == "websocket.disconnect":
                 return
-            ref: str | None = None
-            try:
-                text = msg.get("text")
-                if text is None:
-                    raise RequestError("bad_message", "send JSON text frames, not binary")
-                parsed = parse_client_message(text)
-                ref = getattr(parsed, "id", None)
-                if isinstance(parsed, AckMsg):
-                    sub.outbox.ack(parsed.seq)
-                    continue
-                wait_s = self.limiter.take(sub.label)
-                if wait_s > 0:
-                    refused_in_row += 1
-                    if refused_in_row > MAX_REFUSED_IN_ROW:
-                        await self._refuse(
-                            ws, CloseCode.RATE_LIMITED, "rate_limited", "too many messages"
-                        )
-                        return
-                    raise RequestError(
-                        "rate_limited",
-                        f"too many messages; retry in {wait_s:.2f} s",
-                        429,
-                        {"retry_after_s": round(wait_s, 3)},
-                    )
-                refused_in_row = 0
-                attached = self._handle(parsed, sub, subs, attached, after)
-            except RequestError as err:
-                sub.outbox.push_control("error", error_message(err, ref))
-
-    def _handle(
-        self,
-        msg: Any,
-        sub: Subscriber,
-        subs: Subscriptions,
-        attached: bool,
-        after: int | None,
-    ) -> bool:
-        """One valid client message; returns whether the client is attached."""
-        if isinstance(msg, SubscribeMsg):
-            if msg.after is not None and attached:
-                raise RequestError(
-                    "after_not_first",
-                    "'after' applies to a connection's first subscription: reconnect to resume",
-                )
-            flt = msg.filter()
-            subs.add(msg.id, flt)
-            sub.filters = subs.key
-            sub.outbox.push_control(
-                "subscribed",
-                message(
-                    "subscribed", id=msg.id, filter=flt.as_dict(), seq=self.fanout.mirror.last_seq
-                ),
-            )
-            if not attached:
-                self.fanout.attach(sub, msg.after if msg.after is not None else after)
-            return True
-        if isinstance(msg, UnsubscribeMsg):
-            if not subs.remove(msg.id):
-                raise RequestError("not_subscribed", f"no subscription {msg.id!r}")
-            sub.filters = subs.key
-            sub.outbox.push_control("unsubscribed", message("unsubscribed", id=msg.id))
-            return attached
-        if isinstance(msg, PingMsg):
-            sub.outbox.push_control(
-                "pong", message("pong", data=msg.data, seq=self.fanout.mirror.last_seq)
-            )
-            return attached
-        if isinstance(msg, AuthMsg):
-            raise RequestError("already_authenticated", "this connection is authenticated")
-        raise RequestError("bad_message", "unexpected message")
+            if not session.receive(msg.get("text")):
+                await self._refuse(ws, CloseCode.RATE_LIMITED, "rate_limited", "too many messages")
+                return
 
     # ------------------------------------------------------------ SSE
 
@@ -456,10 +485,12 @@ class LiveService:
     async def _sse_stream(self, sub: Subscriber, hello: str) -> AsyncIterator[str]:
         outbox = sub.outbox
         sent = 0
+        written_at = 0.0
         try:
             yield f"retry: {SSE_RETRY_MS}\n\n" + sse_frame("hello", hello)
             while True:
                 await outbox.changed.wait()
+                written_at = await self._paced(written_at)
                 if outbox.overflowed:
                     self._m_slow.inc(tags={"transport": "sse"})
                     yield sse_frame(
@@ -513,6 +544,7 @@ class LiveService:
                 "synced": self.ready.is_set(),
                 "seq": self.fanout.mirror.last_seq,
                 "connections": len(self.fanout.connections()),
+                "direct": self.urls.get("ws"),
             }
         )
 

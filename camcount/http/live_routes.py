@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Annotated, Protocol
 
 from fastapi import APIRouter, Depends, Header, Query, Request
+from pydantic import BaseModel, Field
 from starlette.responses import Response
 
 from camcount.http.live.query import (
@@ -34,6 +35,8 @@ class LiveEndpoints(Protocol):
 
     async def health(self, request: Request) -> Response: ...
 
+    async def endpoints(self, request: Request) -> Response: ...
+
 
 def _live(request: Request) -> LiveEndpoints:
     live: LiveEndpoints = request.app.state.live
@@ -54,8 +57,44 @@ Kinds = Annotated[
 ]
 
 
+class Endpoint(BaseModel):
+    """One live replica's own port."""
+
+    ws: str = Field(description="WebSocket URL (the /live/ws protocol)")
+    events: str = Field(description="Server-Sent Events URL (the /live/events protocol)")
+    health: str
+    connections: int = Field(description="open streams on that replica when it last said")
+
+
+class Relayed(BaseModel):
+    ws: str
+    events: str
+    poll: str
+
+
+class Endpoints(BaseModel):
+    """Where to open a live stream: ``ws`` and ``events`` are the least
+    loaded replica's own port, or the relayed routes when no replica has
+    one (``api.live_direct`` off)."""
+
+    ws: str
+    events: str
+    endpoints: list[Endpoint]
+    relayed: Relayed
+
+
 def live_router() -> APIRouter:
     router = APIRouter()
+
+    @router.get(
+        "/endpoints",
+        operation_id="liveEndpoints",
+        summary="where to open a live stream: the live replicas' own ports, least loaded first",
+        response_model=Endpoints,
+        responses=errors(401, 429, 503),
+    )
+    async def endpoints(request: Request, live: Live) -> Response:
+        return await live.endpoints(request)
 
     @health_route(router, "liveHealth", "live")
     async def health(request: Request, live: Live) -> Response:

@@ -312,10 +312,29 @@
     for (const cam of state.cameras.values()) loadHistory(cam);
   }
 
-  function connectWs() {
+  async function liveWsUrl() {
+    // A live replica's own port (writes straight to the socket), least
+    // loaded first; the relayed route through the API's port when none.
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
+    const relayed = `${proto}//${location.host}/live/ws`;
+    try {
+      const res = await api("/live/endpoints");
+      if (res.ok) return (await res.json()).ws || relayed;
+    } catch (err) {
+      if (err.message === "unauthorized") throw err;
+    }
+    return relayed;
+  }
+
+  async function connectWs() {
+    let url;
+    try {
+      url = await liveWsUrl();
+    } catch (err) {
+      return; // the token was refused: askToken is showing
+    }
     // batch=1: updates that arrive together come in one frame
-    const ws = new WebSocket(`${proto}//${location.host}/live/ws?batch=1`);
+    const ws = new WebSocket(`${url}?batch=1`);
     state.ws = ws;
     let opened = false;
     ws.onopen = () => {

@@ -42,6 +42,7 @@ def test_every_route_rest_and_live_is_described_with_its_security() -> None:
         ("/live/healthz", "get"),
         ("/live/poll", "get"),
         ("/live/events", "get"),
+        ("/live/endpoints", "get"),
     }
     public = {p for p, _, op in operations(doc) if op.get("security") == []}
     assert public == {"/healthz", "/live/healthz"}

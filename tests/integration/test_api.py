@@ -66,9 +66,20 @@ class Api:
     pipeline: Any
     scenes: dict[str, CameraConfig]
     sink: Any
+    #: ``GET /live/endpoints``: the live replica's own port, and the relayed routes.
+    live: dict[str, Any]
 
     @property
     def ws_url(self) -> str:
+        """The live replica's own port, as ``/live/endpoints`` names it."""
+        return str(self.live["ws"])
+
+    @property
+    def events_url(self) -> str:
+        return str(self.live["events"])
+
+    @property
+    def relayed_ws_url(self) -> str:
         return self.url.replace("http://", "ws://") + "/live/ws"
 
     def client(self, **kw: Any) -> httpx.Client:
@@ -106,7 +117,13 @@ def api(ray_cluster: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     )
     pipeline = start_pipeline(config)  # starts the warehouse sink the config names
     try:
-        yield Api(pipeline.api_url, pipeline, scenes, pipeline.sink)
+        with httpx.Client(base_url=pipeline.api_url, headers=AUTH, timeout=30) as c:
+            live = wait_for(
+                lambda: (b := c.get("/live/endpoints").json())["endpoints"] and b,
+                30,
+                "the live replica's own port",
+            )
+        yield Api(pipeline.api_url, pipeline, scenes, pipeline.sink, live)
     finally:
         pipeline.stop()
 
@@ -172,8 +189,9 @@ def test_every_route_but_health_refuses_a_missing_or_wrong_token(api: Api) -> No
             with c.stream(method, path, headers=AUTH, json={}, params={"timeout": "0"}) as r:
                 assert r.status_code != 401, (method, path)
         # a browser's EventSource passes the token in the query
-        bad = c.get("/live/events", params={"access_token": "wrong"})
-        assert bad.status_code == 401
+        for events in ("/live/events", api.events_url):
+            bad = c.get(events, params={"access_token": "wrong"})
+            assert bad.status_code == 401 and bad.json()["error"] == "unauthorized"
         # the page itself holds no data and loads only what the app serves
         page = c.get("/")
         assert (
@@ -182,20 +200,39 @@ def test_every_route_but_health_refuses_a_missing_or_wrong_token(api: Api) -> No
         )
 
 
-def test_websocket_auth_by_header_query_or_first_message_and_close_codes(api: Api) -> None:
+def test_live_endpoints_name_the_replicas_own_port_and_the_relayed_routes(api: Api) -> None:
+    with api.client(headers=READ) as c:
+        body = c.get("/live/endpoints").json()
+        assert c.get("/live/endpoints").status_code == 200
+        assert c.get("/live/endpoints", headers={"Authorization": "Bearer x"}).status_code == 401
+    (own,) = body["endpoints"]
+    assert body["ws"] == own["ws"] and body["events"] == own["events"]
+    assert own["ws"].startswith("ws://127.0.0.1:") and own["ws"].endswith("/ws")
+    assert not own["ws"].startswith(api.relayed_ws_url.split("/live")[0] + "/")
+    assert body["relayed"]["ws"] == api.relayed_ws_url
+    health = httpx.get(own["health"], timeout=10).json()
+    assert health["status"] == "ok" and health["seq"] >= 0
+
+
+@pytest.mark.parametrize("path", ["direct", "relayed"])
+def test_websocket_auth_by_header_query_or_first_message_and_close_codes(
+    api: Api, path: str
+) -> None:
+    ws_url = api.ws_url if path == "direct" else api.relayed_ws_url
+
     async def run() -> None:
-        async with websockets.connect(api.ws_url, additional_headers=AUTH) as ws:
+        async with websockets.connect(ws_url, additional_headers=AUTH) as ws:
             assert (await recv_json(ws))["type"] == "hello"
-        async with websockets.connect(f"{api.ws_url}?access_token={TOKEN}") as ws:
+        async with websockets.connect(f"{ws_url}?access_token={TOKEN}") as ws:
             assert (await recv_json(ws))["type"] == "hello"
-        async with websockets.connect(api.ws_url) as ws:
+        async with websockets.connect(ws_url) as ws:
             await ws.send(json.dumps({"type": "auth", "token": TOKEN}))
             assert (await recv_json(ws))["type"] == "hello"
         refusals = [
-            ({"type": "auth", "token": "wrong"}, f"{api.ws_url}", {}),
-            ({"type": "subscribe"}, f"{api.ws_url}", {}),  # not authenticated first
-            (None, f"{api.ws_url}?access_token=wrong", {}),
-            (None, api.ws_url, {"Origin": "http://evil.example"}),
+            ({"type": "auth", "token": "wrong"}, f"{ws_url}", {}),
+            ({"type": "subscribe"}, f"{ws_url}", {}),  # not authenticated first
+            (None, f"{ws_url}?access_token=wrong", {}),
+            (None, ws_url, {"Origin": "http://evil.example"}),
         ]
         for first, url, headers in refusals:
             async with websockets.connect(url, additional_headers=headers) as ws:
@@ -267,9 +304,10 @@ def test_a_read_token_reads_everything_and_may_change_nothing(api: Api) -> None:
             assert r.json()["error"] == "forbidden" and "admin" in r.json()["message"]
         # refused before anything ran: the camera was never added
         assert c.get("/cameras/by-reader").status_code == 404
-        with c.stream("GET", "/live/events", params={"cameras": "x"}) as r:
-            assert r.status_code == 200
-            assert r.headers["content-type"].startswith("text/event-stream")
+        for events in ("/live/events", api.events_url):
+            with c.stream("GET", events, params={"cameras": "x"}) as r:
+                assert r.status_code == 200
+                assert r.headers["content-type"].startswith("text/event-stream")
 
     async def live() -> None:
         async with websockets.connect(api.ws_url, additional_headers=READ) as ws:
@@ -475,7 +513,7 @@ def test_resume_by_websocket_sse_and_poll_gets_exactly_the_missed_updates(api: A
     headers = {**AUTH, "Last-Event-ID": str(resume_after)}
     with (
         api.client() as c,
-        c.stream("GET", "/live/events", params={"cameras": cam}, headers=headers) as r,
+        c.stream("GET", api.events_url, params={"cameras": cam}, headers=headers) as r,
     ):
         assert r.headers["content-type"].startswith("text/event-stream")
         event, ids = "", []

@@ -1,6 +1,7 @@
 """The live API's logic: everything a live replica does between the hub and a
-socket, without the socket. The deployment (``serve_app/live.py``) only moves
-text in and out.
+socket. The deployment (``serve_app/live.py``) follows the hub and moves
+text in and out of Serve's routes; on its own port (``direct``) the
+sockets are written here.
 
 One module per concern; imports point one way, from the later in this list
 to the earlier, never back:
@@ -11,6 +12,9 @@ to the earlier, never back:
 - ``messages``: what a client may send over a WebSocket.
 - ``outbox``: per-client state (``Outbox``, ``Subscriptions``, ``Subscriber``).
 - ``fanout``: a replica's ``Mirror`` of the hub and the ``Fanout`` to clients.
+- ``session``: one WebSocket client's messages, read the same on every path.
+- ``direct``: the streams served from a replica's own port (``DirectServer``),
+  written straight to the sockets.
 
 Rate limits, origins and error bodies serve the REST routes too, so they live
 one level up (``camcount.http.limits``, ``.cors``, ``.errors``). Message
