@@ -26,6 +26,7 @@ from camcount.detectors.slicing import MAX_REGIONS, SliceSettings
 from camcount.errors import ConfigError, DetectorError, GeometryError
 from camcount.forecast.book import ForecastSettings
 from camcount.geometry import Anchor, Polygon
+from camcount.outputs.settings import OutputConfig
 from camcount.vision.gating import GateSettings
 from camcount.vision.motion import MotionSettings
 from camcount.vision.tracking import TrackerSettings
@@ -726,11 +727,24 @@ class AppConfig(_Model):
     storage: StorageConfig = StorageConfig()
     pipeline: PipelineConfig = PipelineConfig()
     warehouse: WarehouseConfig = WarehouseConfig()
+    outputs: tuple[OutputConfig, ...] = Field(
+        default=(),
+        description="more outputs beside the warehouse and the live hub (docs/outputs.md)",
+    )
     api: ApiConfig = ApiConfig()
     serve: ServeConfig = ServeConfig()
     metrics: MetricsConfig = MetricsConfig()
     alerts: AlertsConfig = AlertsConfig()
     forecast: ForecastConfig = ForecastConfig()
+
+    @field_validator("outputs")
+    @classmethod
+    def _unique_outputs(cls, outputs: tuple[OutputConfig, ...]) -> tuple[OutputConfig, ...]:
+        labels = [o.label for o in outputs]
+        dupes = sorted({n for n in labels if labels.count(n) > 1})
+        if dupes:
+            raise ValueError(f"output names must be unique (give each a name): {dupes}")
+        return outputs
 
     @field_validator("cameras")
     @classmethod
