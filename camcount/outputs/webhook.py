@@ -49,6 +49,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import httpx
 import pyarrow as pa
@@ -104,7 +105,7 @@ class WebhookConfig(BaseModel):
         default=1.0, description="longest an event waits for its batch to fill"
     )
     timeout_s: Annotated[float, Field(gt=0)] = 10.0
-    retries: Annotated[int, Field(ge=0)] = 6
+    retries: Annotated[int, Field(ge=0)] = 8
     backoff_base_s: Annotated[float, Field(gt=0)] = 0.5
     backoff_max_s: Annotated[float, Field(gt=0)] = 30.0
     max_pending_events: Annotated[int, Field(ge=1)] = 10_000
@@ -113,10 +114,11 @@ class WebhookConfig(BaseModel):
     @classmethod
     def _http_url(cls, url: str) -> str:
         try:
-            parsed = httpx.URL(url)
-        except httpx.InvalidURL as exc:
-            raise ValueError(f"not a URL: {exc}") from None
-        if parsed.scheme not in ("http", "https") or not parsed.host:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - a port that is not a number raises here
+        except ValueError as exc:
+            raise ValueError(f"not a URL ({exc}): {url!r}") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"must be an http:// or https:// URL with a host, got {url!r}")
         return url
 
