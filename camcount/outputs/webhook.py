@@ -212,6 +212,12 @@ def delivery_id(parts: Sequence[tuple[str, pa.Table]]) -> str:
     return h.hexdigest()
 
 
+def dead_letter_store(storage_root: str, name: str) -> SpillStore:
+    """Where webhook ``name`` keeps what it gave up on: listing it needs
+    no secret and no receiver."""
+    return SpillStore(storage_root, namespace=f"webhooks/{name}")
+
+
 def _event_times(kind: str, rows: pa.Table) -> list[float]:
     for column in ("event_time", "exited_at", "window_start", "gap_from"):
         if column in rows.column_names:
@@ -237,7 +243,7 @@ class WebhookSink:
         self.config = config
         self.name = config.name
         self.kinds = frozenset(config.kinds)
-        self.store = SpillStore(storage_root, namespace=f"webhooks/{config.name}")
+        self.store = dead_letter_store(storage_root, config.name)
         self._secret = config.resolve_secret()
         self._backoff = Backoff(config.backoff_base_s, config.backoff_max_s)
         self._client = httpx.Client(
