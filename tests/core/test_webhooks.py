@@ -236,7 +236,7 @@ def test_only_the_chosen_kinds_and_cameras_are_posted(
 def test_a_short_outage_within_the_retry_budget_loses_nothing(
     receiver: WebhookReceiver, tmp_path: Path
 ) -> None:
-    sink = make_sink(receiver, tmp_path, retries=8)
+    sink = make_sink(receiver, tmp_path, retries=12)  # at least 2 s of backoff
     receiver.down()
     sink.write("crossing", crossings(130))  # three posts, the first meets the outage
     timer = receiver.up_after(0.5)
