@@ -9,6 +9,7 @@ second or two.
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Iterator
@@ -263,6 +264,23 @@ def test_503_and_429_are_retried_after_what_retry_after_asks(
     # without Retry-After the backoff would have come back within 0.02 s
     assert times[1] - times[0] >= 0.95 and times[2] - times[1] >= 0.95
     assert len(receiver.received.events) == 5
+
+
+def test_every_try_of_a_post_is_the_same_post_signed_afresh(
+    receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    sink = make_sink(receiver, tmp_path)
+    receiver.fail_next(2, 502)
+    sink.write("crossing", crossings(5))
+    sink.flush(1)
+    sink.close()
+    tries = receiver.received.posts
+    assert [h["X-Camcount-Attempt"] for h, _ in tries] == ["1", "2", "3"]
+    assert len({h["X-Camcount-Delivery"] for h, _ in tries}) == 1
+    assert len({body for _, body in tries}) == 1
+    assert json.loads(tries[0][1])["delivery_id"] == tries[0][0]["X-Camcount-Delivery"]
+    assert all(h["X-Camcount-Signature"].startswith("t=") for h, _ in tries)
+    assert receiver.received.deliveries == 1 and len(receiver.received.events) == 5
 
 
 def test_a_4xx_is_not_retried_and_is_dead_lettered_with_its_status(

@@ -30,6 +30,7 @@ class Received:
     duplicates: int = 0  # events seen again (a retry or replay)
     requests: list[tuple[float, int]] = field(default_factory=list)  # (monotonic, status)
     refused_signatures: list[str] = field(default_factory=list)
+    posts: list[tuple[dict[str, str], bytes]] = field(default_factory=list)  # headers, body
 
 
 class WebhookReceiver:
@@ -59,6 +60,8 @@ class WebhookReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with receiver._lock:
+                    receiver.received.posts.append((dict(self.headers.items()), body))
                 status, headers = receiver._answer(self.headers.get(SIGNATURE_HEADER), body)
                 self.send_response(status)
                 for k, v in headers.items():
