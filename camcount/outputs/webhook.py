@@ -440,12 +440,12 @@ class WebhookSink:
             if post is None:
                 return
             tries = 1 if self._down else 1 + self.config.retries  # Step 5
-            outcome = self._post(post.parts, tries)  # Steps 2-4
             try:
+                outcome = self._post(post.parts, tries)  # Steps 2-4
                 if not outcome.delivered:
                     self._dead_letter(post, outcome)
-            except Exception as exc:  # the store failed: keep the post, fail flushes
-                log.error("webhook %s: cannot store dead letters: %s", self.name, exc)
+            except Exception as exc:  # the store failed (or a bug): keep the post, fail flushes
+                log.error("webhook %s: post kept, not delivered nor stored: %s", self.name, exc)
                 with self._cond:
                     self._queue.appendleft(post)
                     self._queued_n += post.n
