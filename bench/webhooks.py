@@ -99,11 +99,17 @@ def webhook_run(
 ) -> Run:
     import httpx
 
-    from camcount.outputs.webhook import WebhookConfig, WebhookSink
+    from camcount.outputs.settings import WebhookOutputConfig
+    from camcount.outputs.webhook import WebhookSink
 
     total = sum(p.num_rows for p in parts)
-    config = WebhookConfig(
-        name="bench", url=url + "/hook", secret=SECRET, batch_size=batch_size, linger_s=1.0
+    config = WebhookOutputConfig(
+        type="webhook",
+        name="bench",
+        url=url + "/hook",
+        secret=SECRET,
+        batch_size=batch_size,
+        linger_s=1.0,
     )
     sink = WebhookSink(config, root)
     cpu0, rcpu0 = time.process_time(), cpu_s(receiver_pid)

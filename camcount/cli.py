@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
     from camcount.config import AppConfig, CameraConfig
     from camcount.detectors import Detector
-    from camcount.outputs.webhook import WebhookConfig
+    from camcount.outputs.settings import WebhookOutputConfig
     from camcount.scenes.synthetic import SceneLayout
 
 # Messages are one line each, whatever the width of stderr (a log file, a
@@ -706,23 +706,23 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     root = config.storage.root
     webhooks = _webhook_outputs(config)
     if args.output is not None:
-        webhooks = [w for w in webhooks if w.name == args.output]
+        webhooks = [w for w in webhooks if w.label == args.output]
         if not webhooks:
-            known = ", ".join(w.name for w in _webhook_outputs(config)) or "none"
+            known = ", ".join(w.label for w in _webhook_outputs(config)) or "none"
             raise ConfigError(
                 args.config, [f"--output: no webhook named {args.output!r} (webhooks: {known})"]
             )
     listed: list[dict[str, Any]] = []
     replays: dict[str, dict[str, Any]] = {}
     for hook in webhooks:
-        store = dead_letter_store(root, hook.name)
+        store = dead_letter_store(root, hook.label)
         for f in store.dead():
             batch = store.read(f)
             if batch is None or (args.reason and batch.reason != args.reason):
                 continue
             listed.append(
                 {
-                    "output": hook.name,
+                    "output": hook.label,
                     "kind": f.kind,
                     "events": batch.rows.num_rows,
                     "reason": batch.reason,
@@ -736,7 +736,7 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
                 report = sink.replay_dead_letters(args.reason)
             finally:
                 sink.close()
-            replays[hook.name] = {
+            replays[hook.label] = {
                 "delivered_events": report.delivered_events,
                 "delivered_batches": report.delivered_batches,
                 "left_batches": report.left_batches,
@@ -768,12 +768,10 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     return 1 if left else 0
 
 
-def _webhook_outputs(config: AppConfig) -> list[WebhookConfig]:
-    """The config's ``outputs:`` entries of type webhook (none in a config
-    without that section)."""
-    from camcount.outputs.webhook import WebhookConfig
+def _webhook_outputs(config: AppConfig) -> list[WebhookOutputConfig]:
+    from camcount.outputs.settings import WebhookOutputConfig
 
-    return [o for o in getattr(config, "outputs", ()) if isinstance(o, WebhookConfig)]
+    return [o for o in config.outputs if isinstance(o, WebhookOutputConfig)]
 
 
 # ------------------------------------------------------------------ token

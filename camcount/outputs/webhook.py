@@ -41,27 +41,23 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import random
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from typing import Any
 
 import httpx
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from camcount import __version__
-from camcount.config import Identifier
-from camcount.errors import ConfigError
 from camcount.events import DeadLetter
 from camcount.outputs.backoff import Backoff, parse_retry_after
 from camcount.outputs.port import Ack, Guarantee
+from camcount.outputs.settings import WebhookOutputConfig
 from camcount.outputs.signing import SIGNATURE_HEADER, sign
 from camcount.stream.spill import SpillStore
 
@@ -69,82 +65,10 @@ log = logging.getLogger(__name__)
 
 DELIVERY_HEADER = "X-Camcount-Delivery"
 ATTEMPT_HEADER = "X-Camcount-Attempt"
-#: Kinds a webhook may carry: each has a ``camera_id`` to filter by.
-WebhookKind = Literal[
-    "crossing", "zone_transition", "zone_visit", "zone_sample", "window_row", "gap"
-]
-DEFAULT_KINDS: tuple[WebhookKind, ...] = (
-    "crossing",
-    "zone_transition",
-    "zone_visit",
-    "window_row",
-    "gap",
-)
 REJECTED = "rejected"
 UNAVAILABLE = "unavailable"
 DETAIL_MAX_CHARS = 500
 SPILL_SHAPE = "webhook"
-
-
-class WebhookConfig(BaseModel):
-    """One webhook in the config's ``outputs`` (docs/webhooks.md)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-    type: Literal["webhook"] = "webhook"
-    name: Identifier = Field(description="names its dead-letter folder and its metrics")
-    url: str = Field(description="http:// or https:// address the events are posted to")
-    secret: SecretStr | None = Field(default=None, description="shared HMAC secret")
-    secret_env: str | None = Field(
-        default=None, description="environment variable that holds the secret (instead of secret)"
-    )
-    kinds: Annotated[tuple[WebhookKind, ...], Field(min_length=1)] = DEFAULT_KINDS
-    cameras: tuple[Identifier, ...] = Field(default=(), description="only these cameras; () all")
-    batch_size: Annotated[int, Field(ge=1, le=10_000)] = 100
-    linger_s: Annotated[float, Field(ge=0)] = Field(
-        default=1.0, description="longest an event waits for its batch to fill"
-    )
-    timeout_s: Annotated[float, Field(gt=0)] = 10.0
-    retries: Annotated[int, Field(ge=0)] = 8
-    backoff_base_s: Annotated[float, Field(gt=0)] = 0.5
-    backoff_max_s: Annotated[float, Field(gt=0)] = 30.0
-    max_pending_events: Annotated[int, Field(ge=1)] = 10_000
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, url: str) -> str:
-        try:
-            parts = urlsplit(url)
-            parts.port  # noqa: B018 - a port that is not a number raises here
-        except ValueError as exc:
-            raise ValueError(f"not a URL ({exc}): {url!r}") from None
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"must be an http:// or https:// URL with a host, got {url!r}")
-        return url
-
-    @model_validator(mode="after")
-    def _one_secret(self) -> WebhookConfig:
-        if (self.secret is None) == (self.secret_env is None):
-            raise ValueError("give exactly one of secret and secret_env")
-        if self.backoff_max_s < self.backoff_base_s:
-            raise ValueError(
-                f"backoff_max_s ({self.backoff_max_s}) is below backoff_base_s "
-                f"({self.backoff_base_s})"
-            )
-        return self
-
-    def resolve_secret(self, environ: Mapping[str, str] = os.environ) -> str:
-        """The secret itself, read where the webhook runs (an actor's
-        process), so it never travels in the config when given by name."""
-        if self.secret is not None:
-            return self.secret.get_secret_value()
-        value = environ.get(self.secret_env or "")
-        if not value:
-            raise ConfigError(
-                f"webhook {self.name!r}",
-                [f"secret_env: environment variable {self.secret_env} is not set or empty"],
-            )
-        return value
 
 
 @dataclass(frozen=True)
@@ -232,7 +156,7 @@ class WebhookSink:
 
     def __init__(
         self,
-        config: WebhookConfig,
+        config: WebhookOutputConfig,
         storage_root: str,
         *,
         transport: httpx.BaseTransport | None = None,
@@ -241,9 +165,9 @@ class WebhookSink:
         rng: random.Random | None = None,
     ) -> None:
         self.config = config
-        self.name = config.name
-        self.kinds = frozenset(config.kinds)
-        self.store = dead_letter_store(storage_root, config.name)
+        self.name = config.label
+        self.kinds = frozenset(config.webhook_kinds)
+        self.store = dead_letter_store(storage_root, config.label)
         self._secret = config.resolve_secret()
         self._backoff = Backoff(config.backoff_base_s, config.backoff_max_s)
         self._client = httpx.Client(

@@ -20,12 +20,14 @@ import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
+from camcount.config import parse_config
 from camcount.errors import ConfigError, SignatureError
 from camcount.events import Crossing, Direction, WindowRow, to_arrow
 from camcount.outputs.backoff import Backoff, parse_retry_after
 from camcount.outputs.port import Guarantee, Sink
+from camcount.outputs.settings import WebhookOutputConfig
 from camcount.outputs.signing import sign, verify
-from camcount.outputs.webhook import WebhookConfig, WebhookSink
+from camcount.outputs.webhook import WebhookSink
 from tests.core.webhook_receiver import WebhookReceiver
 
 SECRET = "whsec-test-0123456789"
@@ -84,7 +86,9 @@ def make_sink(receiver: WebhookReceiver, root: Path, **settings: Any) -> Webhook
         "backoff_max_s": 0.4,
     }
     values.update(settings)
-    return WebhookSink(WebhookConfig(**values), f"file://{root}", rng=random.Random(0))
+    return WebhookSink(
+        WebhookOutputConfig(type="webhook", **values), f"file://{root}", rng=random.Random(0)
+    )
 
 
 # ------------------------------------------------------------------ signing
@@ -147,8 +151,8 @@ def test_signature_is_the_documented_hmac() -> None:
         ({"secret_env": "HOOK_SECRET"}, "exactly one of secret and secret_env"),
         ({"url": "ftp://example.com/x"}, "http:// or https://"),
         ({"url": "not a url"}, "http:// or https://"),
-        ({"kinds": ["crossing", "frame"]}, "kinds.1"),
-        ({"kinds": []}, "kinds"),
+        ({"kinds": ["crossing", "frame"]}, "unknown kinds"),
+        ({"kinds": ["crossing", "dead_letter"]}, "a webhook does not post"),
         ({"batch_size": 0}, "batch_size"),
         ({"retries": -1}, "retries"),
         ({"backoff_base_s": 2, "backoff_max_s": 1}, "below backoff_base_s"),
@@ -159,18 +163,33 @@ def test_signature_is_the_documented_hmac() -> None:
 def test_bad_settings_are_refused_naming_the_field(settings: dict[str, Any], error: str) -> None:
     values = {"name": "ops", "url": "https://example.com/hook", "secret": "s", **settings}
     with pytest.raises(ValidationError, match=error):
-        WebhookConfig(**values)
+        WebhookOutputConfig(type="webhook", **values)
+
+
+def test_a_webhook_entry_in_the_config_file_is_checked_where_it_is_read() -> None:
+    """Through the config's ``outputs:`` union: the line and field named."""
+    text = "outputs:\n  - type: webhook\n    url: ftp://x/y\n    secret: s\n"
+    with pytest.raises(ConfigError, match=r"line \d: outputs\.0\.webhook\.url: .*http://"):
+        parse_config(text)
+    config = parse_config("outputs:\n  - {type: webhook, url: 'http://h/x', secret_env: S}\n")
+    (hook,) = config.outputs
+    assert isinstance(hook, WebhookOutputConfig) and hook.label == "webhook"
+    assert "window_row" in hook.webhook_kinds and "zone_sample" not in hook.webhook_kinds
 
 
 def test_secret_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    config = WebhookConfig(name="ops", url="https://example.com/h", secret_env="HOOK_SECRET")
+    config = WebhookOutputConfig(
+        type="webhook", name="ops", url="https://example.com/h", secret_env="HOOK_SECRET"
+    )
     monkeypatch.delenv("HOOK_SECRET", raising=False)
     with pytest.raises(ConfigError, match="HOOK_SECRET is not set"):
         config.resolve_secret()
     monkeypatch.setenv("HOOK_SECRET", "from-env")
     assert config.resolve_secret() == "from-env"
     # a secret given inline never shows in the config's text
-    assert "s3cr3t" not in repr(WebhookConfig(name="o", url="http://h/x", secret="s3cr3t"))
+    assert "s3cr3t" not in repr(
+        WebhookOutputConfig(type="webhook", name="o", url="http://h/x", secret="s3cr3t")
+    )
 
 
 # ------------------------------------------------------------------ backoff
