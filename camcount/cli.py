@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
     from camcount.config import AppConfig, CameraConfig
     from camcount.detectors import Detector
+    from camcount.outputs.settings import WebhookOutputConfig
     from camcount.scenes.synthetic import SceneLayout
 
 # Messages are one line each, whatever the width of stderr (a log file, a
@@ -731,6 +732,91 @@ def cmd_warehouse_rebuild(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ dead letters
+
+
+def cmd_dead_letters(args: argparse.Namespace) -> int:
+    """List what the config's webhooks gave up on (posts refused with a 4xx,
+    or never answered through the whole retry budget); with ``--replay``,
+    post them again and delete what was delivered. Events keep their
+    ``event_id``, so a receiver that dedupes takes a replay once. Exit 1
+    when a replay leaves dead letters behind."""
+    from camcount.config import load_config, with_absolute_paths
+    from camcount.errors import ConfigError
+    from camcount.outputs.webhook import WebhookSink, dead_letter_store
+
+    config = with_absolute_paths(load_config(args.config))
+    root = config.storage.root
+    webhooks = _webhook_outputs(config)
+    if args.output is not None:
+        webhooks = [w for w in webhooks if w.label == args.output]
+        if not webhooks:
+            known = ", ".join(w.label for w in _webhook_outputs(config)) or "none"
+            raise ConfigError(
+                args.config, [f"--output: no webhook named {args.output!r} (webhooks: {known})"]
+            )
+    listed: list[dict[str, Any]] = []
+    replays: dict[str, dict[str, Any]] = {}
+    for hook in webhooks:
+        store = dead_letter_store(root, hook.label)
+        for f in store.dead():
+            batch = store.read(f)
+            if batch is None or (args.reason and batch.reason != args.reason):
+                continue
+            listed.append(
+                {
+                    "output": hook.label,
+                    "kind": f.kind,
+                    "events": batch.rows.num_rows,
+                    "reason": batch.reason,
+                    "detail": batch.detail,
+                    "path": f.path,
+                }
+            )
+        if args.replay:
+            sink = WebhookSink(hook, root)
+            try:
+                report = sink.replay_dead_letters(args.reason)
+            finally:
+                sink.close()
+            replays[hook.label] = {
+                "delivered_events": report.delivered_events,
+                "delivered_batches": report.delivered_batches,
+                "left_batches": report.left_batches,
+                "receiver_down": report.receiver_down,
+                "last_error": report.last_error,
+            }
+    left = any(r["left_batches"] for r in replays.values())
+    if args.json:
+        print(json.dumps({"batches": listed, "replayed": replays or None}, indent=2))
+        return 1 if left else 0
+    table = Table(title="dead letters of the webhooks")
+    for col in ("output", "kind", "events", "reason", "detail"):
+        table.add_column(col, justify="right" if col == "events" else "left")
+    for b in listed:
+        table.add_row(b["output"], b["kind"], str(b["events"]), b["reason"], b["detail"][:80])
+    Console().print(table)  # the answer, on stdout; what happened and what next, on stderr
+    for name, r in replays.items():
+        err.print(
+            f"webhook {name}: replayed {r['delivered_events']} events "
+            f"({r['delivered_batches']} batches), {r['left_batches']} batches left"
+            + (f"; {r['last_error']}" if r["left_batches"] else ""),
+            markup=False,
+            highlight=False,
+        )
+    if not webhooks:
+        err.print(f"{args.config} has no webhook outputs")
+    elif listed and not args.replay:
+        err.print("fix the cause, then run again with --replay")
+    return 1 if left else 0
+
+
+def _webhook_outputs(config: AppConfig) -> list[WebhookOutputConfig]:
+    from camcount.outputs.settings import WebhookOutputConfig
+
+    return [o for o in config.outputs if isinstance(o, WebhookOutputConfig)]
+
+
 # ------------------------------------------------------------------ token
 
 
@@ -1300,6 +1386,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     w.add_argument("--json", action="store_true", help="print rows per kind as JSON")
     w.set_defaults(func=cmd_warehouse_rebuild)
+
+    p = sub.add_parser(
+        "dead-letters",
+        help="list what the webhooks gave up on; --replay posts it again",
+    )
+    p.add_argument("config", help="the config file (its storage root and outputs)")
+    p.add_argument("--replay", action="store_true", help="post the dead letters again")
+    p.add_argument("--output", metavar="NAME", help="only the webhook of this name")
+    p.add_argument(
+        "--reason", help="only batches set aside for this reason (rejected, unavailable)"
+    )
+    p.add_argument("--json", action="store_true", help="print the list (and replays) as JSON")
+    p.set_defaults(func=cmd_dead_letters)
 
     p = sub.add_parser(
         "checkpoints", help="list, inspect and roll back the checkpoints a run resumes from"

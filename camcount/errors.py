@@ -98,6 +98,11 @@ class RequestError(CamcountError):
         super().__init__(f"{code}: {message}")
 
 
+class SignatureError(CamcountError):
+    """A webhook post's signature header is missing, malformed, does not
+    match its body, or is too old: the receiver must not trust the post."""
+
+
 # Query parameters of a storage URI that hold credentials (pyarrow's S3 and
 # GCS URIs accept them); their values never reach a message.
 _SECRET_QUERY_KEYS = frozenset(

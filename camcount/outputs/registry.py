@@ -16,7 +16,7 @@ from typing import Any
 
 from camcount.outputs.errors import OutputConfigError
 from camcount.outputs.port import Sink
-from camcount.outputs.settings import ArchiveOutputConfig, OutputSettings
+from camcount.outputs.settings import ArchiveOutputConfig, OutputSettings, WebhookOutputConfig
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,15 @@ def _archive(cfg: ArchiveOutputConfig, ctx: SinkContext) -> Sink:
     )
 
 
+def _webhook(cfg: WebhookOutputConfig, ctx: SinkContext) -> Sink:
+    from camcount.outputs.webhook import WebhookSink
+
+    return WebhookSink(cfg, ctx.storage_root)
+
+
 OUTPUT_TYPES: dict[str, OutputType] = {
     "archive": OutputType(ArchiveOutputConfig, _archive),
+    "webhook": OutputType(WebhookOutputConfig, _webhook),
 }
 
 
