@@ -128,9 +128,7 @@ class Controller:
             )
         )
         w = self.config.windows
-        self._groups = [
-            (g.id, [(m.camera, m.counter) for m in g.members]) for g in self.config.groups
-        ]
+        self._groups = self.config.group_members()
         self._group_specs = [GroupSpec(g, frozenset(m)) for g, m in self._groups]
         self._window_args = (w.sizes_s, w.allowed_lateness_s, w.idle_timeout_s)
         self.shards: list[Any] = []
