@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from camcount.errors import StateError
+from camcount.events import DeadLetter
 from camcount.external.events import ExternalCount
 from camcount.stream.channels import Barrier, Envelope, Progress, Sender
 
@@ -89,6 +90,11 @@ class ExternalSource:
         progress = Progress(max(e.event_time for e in fresh))
         envelope = self._sender.envelope(fresh, [progress])
         return Accepted(envelope, tuple(fresh), tuple(dropped))
+
+    def letter(self, letter: DeadLetter) -> Envelope:
+        """A message that could not be read leaves with the shard's dead
+        letters, in line with the events around it."""
+        return self._sender.envelope([letter])
 
     def barrier(self, checkpoint_id: int) -> Envelope:
         """Step 2: the barrier, after everything accepted before it."""
