@@ -9,7 +9,12 @@ device sequence and speaks the channel protocol (``ExternalSource``).
 
 from camcount.external.events import ExternalCount
 from camcount.external.source import Accepted, ExternalSource, ExternalSourceState
-from camcount.external.wire import MAX_BATCH_EVENTS, ExternalEventError, parse_events
+from camcount.external.wire import (
+    MAX_BATCH_EVENTS,
+    ExternalEventError,
+    check_counters,
+    parse_events,
+)
 
 __all__ = [
     "MAX_BATCH_EVENTS",
@@ -18,5 +23,6 @@ __all__ = [
     "ExternalEventError",
     "ExternalSource",
     "ExternalSourceState",
+    "check_counters",
     "parse_events",
 ]

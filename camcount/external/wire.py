@@ -95,8 +95,7 @@ def parse_events(
 ) -> list[ExternalCount]:
     """Events from decoded JSON (one object or a list), or from raw bytes
     (an MQTT payload). ``counters``, when given, are the only counter ids
-    the source may report: one outside them would count under a key no
-    group or dashboard knows, silently."""
+    the source may report (``check_counters``)."""
     if isinstance(data, bytes | bytearray | str):
         try:
             data = json.loads(data, parse_constant=_refuse_constant)
@@ -107,18 +106,29 @@ def parse_events(
         events = _BATCH.validate_python(data if many else [data])
     except ValidationError as exc:
         raise ExternalEventError([_problem(where, many, e) for e in exc.errors()]) from None
-    problems = []
+    out = [e.to_event(source_id) for e in events]
     if counters:
-        known = set(counters)
-        for i, e in enumerate(events):
-            if e.counter_id not in known:
-                problems.append(
-                    f"{_place(where, many, i)}.counter_id: {e.counter_id!r} is not a counter "
-                    f"of source {source_id!r} (known: {sorted(known)})"
-                )
+        check_counters(out, counters, where, many)
+    return out
+
+
+def check_counters(
+    events: Sequence[ExternalCount],
+    counters: Sequence[str],
+    where: str = "events",
+    many: bool = True,
+) -> None:
+    """Refuse events of counters the source does not have: they would
+    count under a key no group or dashboard knows, silently."""
+    known = set(counters)
+    problems = [
+        f"{_place(where, many, i)}.counter_id: {e.counter_id!r} is not a counter "
+        f"of source {e.source_id!r} (known: {sorted(known)})"
+        for i, e in enumerate(events)
+        if e.counter_id not in known
+    ]
     if problems:
         raise ExternalEventError(problems)
-    return [e.to_event(source_id) for e in events]
 
 
 def _refuse_constant(name: str) -> None:
