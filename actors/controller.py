@@ -1223,6 +1223,10 @@ class Controller:
                 pass
         return self._actors[camera_id]
 
+    async def external_handle(self, source_id: str) -> Any:
+        """The external source's actor now (None while it is replaced)."""
+        return self._externals.get(source_id)
+
     async def sink_handle(self) -> Any:
         return self._sink
 

@@ -44,6 +44,11 @@ class ExternalEventError(CamcountError, ValueError):
         self.problems = list(problems)
         super().__init__("; ".join(self.problems))
 
+    def __reduce__(self) -> tuple[type[ExternalEventError], tuple[list[str]]]:
+        # Raised in the controller, caught in an API replica: it crosses
+        # processes pickled, and must arrive with its problems a line each.
+        return (type(self), (self.problems,))
+
 
 class ExternalEventIn(BaseModel):
     """One external event as a device or a client sends it."""

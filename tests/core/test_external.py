@@ -166,3 +166,11 @@ def test_a_restore_counts_a_resent_batch_once() -> None:
         if env is not None:
             restored_agg.accept(env)
     assert restored_agg.totals[("doors", "main", "person", "in")] == 7
+
+
+def test_a_refusal_crosses_processes_with_its_problems() -> None:
+    import pickle
+
+    err = ExternalEventError(["events[0].seq: bad", "events[1].count: bad"])
+    again = pickle.loads(pickle.dumps(err))
+    assert again.problems == err.problems and str(again) == str(err)
