@@ -129,7 +129,7 @@ def run(
         storage=StorageConfig(root=f"file://{root}/store", checkpoint_interval_s=3600),
     )
     name = f"controller-{uuid.uuid4().hex[:8]}"
-    controller = Controller.options(name=name, namespace=NAMESPACE).remote(config)
+    controller = Controller.options(name=name, namespace=NAMESPACE).remote(config)  # type: ignore[attr-defined]
     ray.get(controller.start.remote(), timeout=60)
     try:
         yield Run(controller, name, mosquitto, topic)
