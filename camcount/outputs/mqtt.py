@@ -199,6 +199,8 @@ class MqttSink:
     ) -> None:
         self._connected.clear()
         self._metrics["disconnects"] += 1
+        if not getattr(reason, "is_failure", True):
+            return  # our own close
         log.warning(
             "mqtt: disconnected from %s:%s (%s)", self.settings.host, self.settings.port, reason
         )
