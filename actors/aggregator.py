@@ -1,15 +1,18 @@
 """An aggregator shard: the core ``Aggregator`` behind a Ray actor.
 
 It receives numbered event batches from its cameras (``push``), and
-forwards what they produce: raw events and closed window rows to the
-warehouse sink, the same to the live hub for apps, late events to the dead
-letters. Sink and hub are optional so the shard can run alone in tests.
+forwards what they produce (raw events, closed window rows, late events as
+dead letters) to its outputs: the warehouse sink and every ``outputs:``
+entry's actor (actors/output.py), all behind the port of
+camcount/outputs/port.py, and the live hub for apps. Every output may be
+left out, so the shard can run alone in tests.
 
-The live hub gets every push's output at once (apps want it now); the sink
-gets it gathered into fewer, larger batches (each sink call costs a few
-milliseconds of its CPU whatever its size), sent when ``SINK_BATCH_ROWS``
-rows wait, when the oldest has waited ``SINK_MAX_DELAY_S`` (checked on
-every push and tick), and always on ``flush`` and ``drain``.
+The live hub gets every push's output at once (apps want it now), encoded
+by the core (camcount/outputs/live.py); the outputs get it gathered into
+fewer, larger batches by the core's ``Outbox`` (camcount/outputs/batching.py),
+the very same batches for each, sent when enough rows wait or the oldest
+has waited long enough (checked on every push and tick), and always on
+``flush`` and ``drain``.
 
 At a checkpoint (docs/checkpoints.md, step 3)
 the core aligns the cameras' barriers and hands out the shard's snapshot
@@ -17,16 +20,16 @@ with its cameras'; the shard then
 
 1. writes each snapshot to the checkpoint store, once, under the
    checkpoint's id,
-2. sends every row waiting for the sink and has the sink flush them
-   (``flush`` returns when they are durable),
+2. sends every row waiting for the outputs and has each flush them
+   (``flush_epoch`` returns when they are durable),
 3. and only then tells the controller (``checkpoint_done``) which objects
    it wrote.
 
-A sink that was lost in between fails step 2 (its incarnation changed),
+An output that was lost in between fails step 2 (its incarnation changed),
 so a checkpoint never completes over rows that were not made durable.
-Sink and hub calls that fail while those actors restart are dropped here:
-the controller rolls the shard back to the last checkpoint, and the rows
-are made again.
+Output and hub calls that fail while those actors restart are dropped
+here: the controller rolls the shard back to the last checkpoint (and
+each output's stream with it, ``restore``), and the rows are made again.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import ray
@@ -42,7 +46,10 @@ from ray.util import metrics
 
 from actors.lifetime import end_with
 from actors.placement import ModelCoreAvoider
-from camcount.events import CountRow, DeadLetter, WindowRow, group_by_type, to_arrow
+from camcount.events import CountRow, DeadLetter, WindowRow
+from camcount.outputs.batching import Outbox
+from camcount.outputs.live import live_updates
+from camcount.outputs.tables import batches_of
 from camcount.stream.aggregation import (
     Aggregator,
     AggregatorState,
@@ -57,8 +64,18 @@ log = logging.getLogger("camcount.aggregator")
 MAX_KEPT_ROWS = 1_000_000
 #: Checkpoints whose outcome is kept for the controller to collect.
 KEPT_OUTCOMES = 16
-SINK_BATCH_ROWS = 5_000
-SINK_MAX_DELAY_S = 1.0
+
+
+@dataclass
+class _Output:
+    """An output actor as the shard sees it: the kinds it takes, and the
+    incarnation this shard's rows went to since its last checkpoint (a
+    different one at a barrier means rows were lost)."""
+
+    handle: Any
+    name: str
+    kinds: frozenset[str]
+    epoch: str | None = None
 
 
 @ray.remote(num_cpus=0.25, max_restarts=0)
@@ -76,9 +93,11 @@ class AggregatorActor:
         keep_checkpoints: int = 3,
         restore: AggregatorState | None = None,
         owner: Any = None,
+        outputs: Sequence[Any] = (),
     ) -> None:
         """With ``owner`` (its controller) the shard ends once the owner is
-        gone for good (actors/lifetime.py)."""
+        gone for good (actors/lifetime.py). ``outputs``: output actors
+        beside the warehouse ``sink`` (actors/output.py)."""
         self.shard_id = shard_id
         self._keep_off_model = ModelCoreAvoider()
         self._settings = (sizes_s, allowed_lateness_s, idle_timeout_s, groups)
@@ -86,6 +105,9 @@ class AggregatorActor:
         if restore is not None:
             self._agg.restore(restore)
         self._sink = sink
+        self._handles = [*([sink] if sink is not None else []), *outputs]
+        self._outputs: list[_Output] = []
+        self._stream = f"s{shard_id}"
         self._hub = hub
         self._store = None
         if storage_root is not None:
@@ -94,9 +116,6 @@ class AggregatorActor:
             from camcount.checkpoints import CheckpointStore
 
             self._store = CheckpointStore(storage_root, keep_checkpoints)
-        # The sink's incarnation this shard's rows went to since its last
-        # checkpoint; a different one at a barrier means rows were lost.
-        self._sink_epoch: str | None = None
         # Bumped by every restore: output and checkpoints computed before
         # it, still on their way out when it came, are dropped, never sent
         # after the restored state's own.
@@ -109,9 +128,7 @@ class AggregatorActor:
         self._rows: list[WindowRow] = []
         self._dead: list[DeadLetter] = []
         self._finished: set[str] = set()
-        self._outbox: dict[Any, list[Any]] = {}
-        self._outbox_rows = 0
-        self._outbox_since = 0.0
+        self._outbox = Outbox()
         # The camera's site and tags ride on its live updates, so apps can
         # group and filter by them (the warehouse joins its cameras table).
         self._meta: dict[str, dict[str, Any]] = {}
@@ -149,25 +166,36 @@ class AggregatorActor:
         )
 
     async def ready(self) -> int:
-        """For the controller's start: the shard exists (its id)."""
-        if self._sink is not None and self._sink_epoch is None:
-            self._sink_epoch = await self._sink.epoch.remote()
+        """For the controller's start: the shard exists (its id), and knows
+        its outputs."""
+        if len(self._outputs) != len(self._handles):
+            await self._learn_outputs()
         return self.shard_id
+
+    async def _learn_outputs(self) -> None:
+        described = await asyncio.gather(*(h.describe.remote() for h in self._handles))
+        self._outputs = [
+            _Output(h, d["name"], frozenset(d["kinds"]), d["epoch"])
+            for h, d in zip(self._handles, described, strict=True)
+        ]
 
     async def alive(self) -> None:
         """Never returns: the controller keeps one call pending to learn at
         once when this actor dies."""
         await asyncio.Event().wait()
 
-    async def restore(self, state: AggregatorState | None) -> None:
-        """Back to a checkpoint's state (None: the empty start); the cameras
-        register again as new incarnations."""
+    async def restore(
+        self, state: AggregatorState | None, checkpoint_id: int | None = None
+    ) -> None:
+        """Back to checkpoint ``checkpoint_id``'s state (None: the empty
+        start); the cameras register again as new incarnations, and every
+        output's stream from this shard goes back to the same checkpoint."""
         agg = self._new_aggregator()
         if state is not None:
             agg.restore(state)
         self._agg = agg
         self._generation += 1
-        self._outbox, self._outbox_rows = {}, 0
+        self._outbox.clear()
         self._rows = []
         self._finished = set()
         for future in self._outcomes.values():
@@ -178,7 +206,8 @@ class AggregatorActor:
         # to find the restore and is dropped, and the commits after it run.
         for point in list(self._holds):
             self.let_go(point)
-        self._sink_epoch = await self._sink.epoch.remote() if self._sink is not None else None
+        await asyncio.gather(*(h.rewind.remote(self._stream, checkpoint_id) for h in self._handles))
+        await self._learn_outputs()
 
     def senders(self) -> dict[str, str]:
         """Each camera's registered incarnation: a restarted controller
@@ -261,14 +290,9 @@ class AggregatorActor:
 
         parts = await asyncio.to_thread(write)
         await self._hold("state_written")
-        # Step 2: every row made before the barrier is durable.
+        # Step 2: every row made before the barrier is durable, at every output.
         self._check_generation(generation)
-        if self._sink is not None:
-            async with self._drain_lock:
-                await self._drain_unlocked()
-                epoch = await self._sink.flush_epoch.remote()
-            if epoch != self._sink_epoch:
-                raise RuntimeError("the warehouse sink restarted since the last checkpoint")
+        await self._flush_outputs(n)
         await self._hold("rows_flushed")
         self._check_generation(generation)
         # Step 3: the outcome waits in _outcomes for checkpoint_done.
@@ -361,16 +385,27 @@ class AggregatorActor:
 
     async def flush(self) -> list[WindowRow]:
         """Close every open window (all inputs are done for good) and hand
-        everything to the sink."""
+        everything to the outputs (a flush at the end of the input)."""
         rows = self._agg.flush()
         await self._forward(Output(rows=rows), self._generation)
-        await self.drain()
-        if self._sink is not None and await self._sink.flush_epoch.remote() != self._sink_epoch:
-            raise RuntimeError("the warehouse sink restarted: rows were lost")
+        await self._flush_outputs(None)
         return rows
 
+    async def _flush_outputs(self, checkpoint_id: int | None) -> None:
+        """Send what waits, then have every output flush this shard's stream
+        (at ``checkpoint_id``; None: the end of the input); an output whose
+        incarnation changed since the last checkpoint lost rows."""
+        async with self._drain_lock:
+            await self._drain_unlocked()
+            epochs = await asyncio.gather(
+                *(o.handle.flush_epoch.remote(self._stream, checkpoint_id) for o in self._outputs)
+            )
+        for output, epoch in zip(self._outputs, epochs, strict=True):
+            if epoch != output.epoch:
+                raise RuntimeError(f"output {output.name} restarted since the last checkpoint")
+
     async def drain(self) -> int:
-        """Send what waits for the sink now (before a sink flush or a stop);
+        """Send what waits for the outputs now (before a flush or a stop);
         returns the rows sent."""
         async with self._drain_lock:
             return await self._drain_unlocked()
@@ -378,20 +413,29 @@ class AggregatorActor:
     async def _drain_unlocked(self) -> int:
         # One drain at a time: a flush after it then covers every row that
         # left the outbox before it, whichever push took them out.
-        if self._sink is None or not self._outbox:
+        if not self._outputs or not self._outbox:
             return 0
-        outbox, sent = self._outbox, self._outbox_rows
-        self._outbox, self._outbox_rows = {}, 0
+        sent = self._outbox.rows
+        tables = self._outbox.take()
         generation = self._generation
-        for cls, items in outbox.items():
-            if generation != self._generation:
-                return 0  # restored meanwhile: these rows are made again
-            try:
-                await self._sink.write.remote(cls.kind, to_arrow(cls, items))
-            except ray.exceptions.RayActorError as exc:
-                # The sink is restarting; the controller rolls back to the
-                # last checkpoint and these rows are made again.
-                log.warning("shard %s: sink lost (%r); rows dropped", self.shard_id, exc)
+        for output in self._outputs:
+            for kind, table in tables:
+                if generation != self._generation:
+                    return 0  # restored meanwhile: these rows are made again
+                if kind not in output.kinds:
+                    continue
+                try:
+                    await output.handle.write.remote(kind, table, self._stream)
+                except ray.exceptions.RayActorError as exc:
+                    # The output is restarting; the controller rolls back to
+                    # the last checkpoint and these rows are made again.
+                    log.warning(
+                        "shard %s: output %s lost (%r); rows dropped",
+                        self.shard_id,
+                        output.name,
+                        exc,
+                    )
+                    break
         return sent
 
     async def _forward(self, out: Output, generation: int) -> None:
@@ -407,40 +451,19 @@ class AggregatorActor:
         wm = self._agg.watermark
         if wm != float("inf") and wm != float("-inf"):
             self._m_watermark_lag.set(time.time() - wm)
-        batches: list[tuple[Any, list[Any]]] = [*group_by_type(out.events).items()]
-        if out.rows:
-            batches.append((WindowRow, list(out.rows)))
-        if out.dead_letters:
-            batches.append((DeadLetter, list(out.dead_letters)))
-        if self._sink is not None:
-            if batches and not self._outbox:
-                self._outbox_since = time.monotonic()
-            for cls, items in batches:
-                self._outbox.setdefault(cls, []).extend(items)
-                self._outbox_rows += len(items)
-            if self._outbox and (
-                self._outbox_rows >= SINK_BATCH_ROWS
-                or time.monotonic() - self._outbox_since >= SINK_MAX_DELAY_S
-            ):
+        batches = batches_of(out.events, out.rows, out.dead_letters)
+        if self._handles:
+            self._outbox.add(batches)
+            if self._outbox.due():
                 await self.drain()
         if self._hub is not None and batches and generation == self._generation:
-            updates = [
-                (cls.kind, getattr(e, "camera_id", ""), self._enriched(_as_dict(e)))
-                for cls, items in batches
-                for e in items
-            ]
+            updates = live_updates(batches, self._meta)
             try:
                 await self._hub.publish.remote(updates)
             except ray.exceptions.RayActorError as exc:
                 # The hub is restarting: live updates are at-least-once by
                 # event id and its clients are told of the gap.
                 log.warning("shard %s: live hub unreachable (%r)", self.shard_id, exc)
-
-    def _enriched(self, data: dict[str, Any]) -> dict[str, Any]:
-        meta = self._meta.get(data.get("camera_id", ""))
-        if meta is not None:
-            data.update(meta)
-        return data
 
     def totals(self) -> list[CountRow]:
         return self._agg.count_rows()
@@ -456,14 +479,3 @@ class AggregatorActor:
 
     def watermark(self) -> float:
         return self._agg.watermark
-
-
-def _as_dict(event: Any) -> dict[str, Any]:
-    import dataclasses
-
-    data = dataclasses.asdict(event)
-    data["event_id"] = event.event_id
-    for k, v in data.items():
-        if hasattr(v, "value"):
-            data[k] = v.value
-    return data

@@ -1,7 +1,8 @@
 """The controller: owns the topology, checkpoints it, and brings it back.
 
-It builds the live hub, the aggregator shards and one camera actor per
-camera from the config; adds, removes and updates cameras while running;
+It builds the live hub, one output actor per ``outputs:`` entry
+(actors/output.py), the aggregator shards and one camera actor per camera
+from the config; adds, removes and updates cameras while running;
 drives checkpoints; and restores any part that dies from the newest
 complete checkpoint.
 
@@ -11,8 +12,8 @@ Checkpoint ``n`` (docs/checkpoints.md), every
 1. ask every camera for ``Barrier(n)`` (``CameraActor.barrier``);
 2. (the cameras cut it between two frames and send it with their state;)
 3. (each shard aligns, writes its cameras' and its own state, has the
-   sink flush every row before the barrier,) and reports the objects it
-   wrote (``AggregatorActor.checkpoint_done``);
+   sink and every output flush every row before the barrier,) and reports
+   the objects it wrote (``AggregatorActor.checkpoint_done``);
 4. write ``_COMPLETE``, the manifest, last; then prune old checkpoints.
 
 A checkpoint that fails or times out is abandoned (shards release what
@@ -27,8 +28,10 @@ a live camera rewinds in its own process, a dead one gets a new process),
 and batches from the old incarnations are fenced off. What the
 region had sent after the checkpoint is made again, identically; the
 warehouse keeps one row per identity, so nothing is counted twice, and
-nothing before the checkpoint is lost. When the sink dies (Ray restarts
-it), every region rolls back, since rows it held in memory are gone. The
+nothing before the checkpoint is lost; each output's stream from the shard
+goes back with it (the archive deletes its files after the checkpoint).
+When the sink or an output dies (Ray restarts it), every region rolls
+back, since rows it held in memory are gone. The
 hub restarts itself and numbers on. The parts outlive a controller that
 dies (actors/lifetime.py): Ray restarts it, it finds them, and every
 region rolls back in place, as after a sink loss; parts lost with it are
@@ -56,18 +59,21 @@ from actors.camera import MIN_FRAMES_PER_REQUEST, CameraActor, CameraIdentity
 from actors.external import ExternalSourceActor
 from actors.hub import LiveHub
 from actors.lifetime import detached, parts_of
+from actors.output import OutputActor
 from actors.placement import ModelCoreAvoider
 from camcount.checkpoints import CheckpointStore, Manifest, PartInfo
 from camcount.checkpoints.states import CameraState
 from camcount.config import AppConfig, CameraConfig, ExternalSourceConfig
-from camcount.events import CountRow, DeadLetter, row_order, to_arrow
+from camcount.events import CountRow, DeadLetter, row_order, stable_id, to_arrow
 from camcount.external import (
     ExternalCount,
     ExternalEventError,
     ExternalSourceState,
     check_counters,
 )
+from camcount.outputs.tables import CAMERA_KINDS
 from camcount.stream.aggregation import AggregatorState, GroupSpec, resplit, shard_router
+from camcount.warehouse.rows import camera_tables
 
 log = logging.getLogger("camcount.controller")
 
@@ -109,6 +115,10 @@ class Controller:
         self._n_shards = max(1, shards)
         self._health_interval_s = health_interval_s
         self._sink = sink
+        # Output actors by name (``outputs:``), made at the start.
+        self._outputs: dict[str, Any] = {}
+        self._output_kinds: dict[str, frozenset[str]] = {}
+        self._output_run = ""
         context = ray.get_runtime_context()
         self._reconstructed = context.was_current_actor_reconstructed
         self._me = context.current_actor
@@ -266,6 +276,13 @@ class Controller:
             self._initial = await asyncio.to_thread(self._load, manifest)
             self._resumed_from = manifest.checkpoint_id if manifest is not None else None
             self._next_id = await asyncio.to_thread(self._store.next_id)
+            topology = manifest.topology if manifest is not None else {}
+            # The run names what outputs leave behind: kept across resumes,
+            # so a resume rewinds the files of the run it resumes.
+            self._output_run = str(
+                topology.get("output_run") or f"{stable_id(self._run_id):016x}"[:12]
+            )
+            await self._start_outputs(int(topology.get("shards", 0)))
             if self._reconstructed:
                 statuses = await self._adopt()
             else:
@@ -310,6 +327,53 @@ class Controller:
         self._watch(("hub", "hub"), self.hub)
         if self._sink is not None:
             self._watch(("sink", "sink"), self._sink)
+        for name, output in self._outputs.items():
+            self._watch(("output", name), output)
+
+    async def _start_outputs(self, shards_before: int) -> None:
+        """One actor per ``outputs:`` entry (those that outlived a restarted
+        controller are kept), each ready before any shard sends to it (a bad
+        entry fails the start with its own error). On a resume, every
+        shard's stream goes back to the checkpoint resumed from: what the
+        run wrote after it is made again."""
+        found = await asyncio.to_thread(parts_of, self._run_id) if self._reconstructed else {}
+        for cfg in self.config.outputs:
+            name = cfg.label
+            kept = found.get(f"output_{name}", [])
+            _kill(kept[1:])
+            if name not in self._outputs:
+                self._outputs[name] = (
+                    kept[0]
+                    if kept
+                    else OutputActor.options(**self._detached(f"output_{name}")).remote(
+                        cfg, self.config.storage.root, self._output_run, owner=self._me
+                    )
+                )
+        described = await asyncio.gather(*(o.ready.remote() for o in self._outputs.values()))
+        self._output_kinds = {d["name"]: frozenset(d["kinds"]) for d in described}
+        if not self._reconstructed:
+            streams = [f"s{i}" for i in range(max(self._n_shards, shards_before))]
+            await asyncio.gather(
+                *(
+                    o.rewind.remote(stream, self._resumed_from)
+                    for o in self._outputs.values()
+                    for stream in streams
+                )
+            )
+
+    async def _to_outputs(self, tables: dict[str, Any], version: int) -> None:
+        """What the controller itself makes (camera metadata, restart
+        records) to the outputs that take it, durable before it returns:
+        the ``controller`` stream, flushed under ``version`` (ms), so every
+        call leaves its own files."""
+        for name, output in self._outputs.items():
+            kinds = self._output_kinds.get(name, frozenset())
+            wanted = {k: t for k, t in tables.items() if k in kinds}
+            if not wanted:
+                continue
+            for kind, table in wanted.items():
+                await output.write.remote(kind, table, "controller")
+            await output.flush_epoch.remote("controller", version)
 
     async def _adopt(self) -> list[dict[str, Any]]:
         """A restarted controller's start: the parts that outlived it roll
@@ -441,6 +505,7 @@ class Controller:
             storage.keep_checkpoints,
             state,
             owner=self._me,
+            outputs=list(self._outputs.values()),
         )
 
     def _shard_index(self, camera: CameraConfig) -> int:
@@ -465,8 +530,13 @@ class Controller:
     ) -> None:
         """The warehouse's cameras tables follow the topology, so analysts
         can group rows by site and tags and see each camera's lines."""
-        if self._sink is not None and (cameras or removed):
-            await self._sink.write_cameras.remote(cameras, None, list(removed))
+        if not (cameras or removed):
+            return
+        version = int(time.time() * 1000)
+        if self._sink is not None:
+            await self._sink.write_cameras.remote(cameras, version, list(removed))
+        if any(self._output_kinds.get(n, frozenset()) & CAMERA_KINDS for n in self._outputs):
+            await self._to_outputs(camera_tables(cameras, version, removed), version)
 
     async def _launch(
         self, cfg: CameraConfig, state: CameraState | None, cameras: int
@@ -677,6 +747,7 @@ class Controller:
                 for cid, cfg in sorted(self._cameras.items())
             },
             "hub_last_seq": hub_seq,
+            "output_run": self._output_run,
         }
 
     # ------------------------------------------------------------ recovery
@@ -727,6 +798,14 @@ class Controller:
             await _until_back(lambda: self._sink.epoch.remote())
             self._watch(("sink", "sink"), self._sink)
             await self._recover_until_done(range(len(self.shards)), cause, {"sink": "sink"})
+        elif kind == "output":
+            # As the sink: Ray restarts it, and what it held is made again.
+            output = self._outputs[name]
+            await _until_back(lambda: output.epoch.remote())
+            self._watch(("output", name), output)
+            await self._recover_until_done(
+                range(len(self.shards)), cause, {f"output:{name}": "output"}
+            )
         elif kind == "hub":
             # Ray restarts the hub; it numbers on after its reserved block.
             await _until_back(lambda: self.hub.last_seq.remote())
@@ -828,7 +907,9 @@ class Controller:
         external = [s for s in self.config.external.sources if int(self._route(s.id)) in indices]
         external_states = await asyncio.to_thread(self._external_states, base)
         fenced = await self._fence_externals(external, external_states, dead)
-        await asyncio.gather(*(self.shards[i].restore.remote(shard_states[i]) for i in indices))
+        await asyncio.gather(
+            *(self.shards[i].restore.remote(shard_states[i], base) for i in indices)
+        )
         await self._renew_externals(fenced, external_states, dead)
         await asyncio.gather(*(self._register(cfg) for cfg in cameras))
         await asyncio.gather(
@@ -1045,13 +1126,16 @@ class Controller:
         that took them: a sink lost in between (its memory with them) gets
         them again with the next restart's."""
         pending, self._unsent = self._unsent, []
-        if self._sink is None or not pending:
+        if (self._sink is None and not self._outputs) or not pending:
             return
         try:
-            epoch = await self._sink.epoch.remote()
-            await self._sink.write.remote("dead_letter", to_arrow(DeadLetter, pending))
-            if await self._sink.flush_epoch.remote() != epoch:
-                raise RuntimeError("the warehouse sink restarted while taking them")
+            table = to_arrow(DeadLetter, pending)
+            if self._sink is not None:
+                epoch = await self._sink.epoch.remote()
+                await self._sink.write.remote("dead_letter", table)
+                if await self._sink.flush_epoch.remote() != epoch:
+                    raise RuntimeError("the warehouse sink restarted while taking them")
+            await self._to_outputs({"dead_letter": table}, int(time.time() * 1000))
         except Exception as exc:  # the sink is back later: sent with the next
             log.warning("restart records not written yet: %r", exc)
             self._unsent = pending + self._unsent
@@ -1157,6 +1241,8 @@ class Controller:
                                 await shard.flush.remote()
                             if self._sink is not None:
                                 await self._sink.flush.remote()
+                            for output in self._outputs.values():
+                                await output.flush.remote()
                     if closed:
                         return await self.status()
                 except (RayActorError, RuntimeError) as exc:
@@ -1230,6 +1316,11 @@ class Controller:
     async def sink_handle(self) -> Any:
         return self._sink
 
+    async def output_handles(self) -> dict[str, Any]:
+        """The output actors by name (``outputs:``)."""
+        await self._ensure_started()
+        return dict(self._outputs)
+
     async def shutdown(self, checkpoint: bool = True) -> dict[str, Any]:
         """Stop without losing anything: a final checkpoint (each camera
         stops right after its barrier, every window it closed is written),
@@ -1261,8 +1352,11 @@ class Controller:
             for shard in self.shards:
                 with contextlib.suppress(RayActorError):
                     await shard.drain.remote()
+            for output in self._outputs.values():
+                with contextlib.suppress(RayActorError):
+                    await output.close.remote()
             # They would outlive this actor (actors/lifetime.py).
-            _kill([*self.shards, self.hub])
+            _kill([*self.shards, self.hub, *self._outputs.values()])
         return {"final_checkpoint": final, "checkpoints": self._checkpoint_status()}
 
 

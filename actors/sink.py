@@ -34,6 +34,7 @@ from ray.util import metrics
 
 from actors.placement import ModelCoreAvoider
 from camcount.config import CameraConfig, WarehouseConfig
+from camcount.outputs.warehouse import WarehouseOutput
 from camcount.stream.spill import SpillStore
 from camcount.warehouse import (
     RetryPolicy,
@@ -118,8 +119,20 @@ class WarehouseSink:
             "sink_id": self.sink_id,
         }
 
-    def write(self, kind: str, table: pa.Table) -> int:
-        """Accept a batch of one kind (the Arrow schema of camcount.events)."""
+    @ray.method(concurrency_group="read")
+    def describe(self) -> dict[str, Any]:
+        """Name, guarantee, kinds taken and this incarnation's epoch: what a
+        shard asks every output (actors/output.py)."""
+        return {
+            "name": WarehouseOutput.name,
+            "guarantee": str(WarehouseOutput.guarantee),
+            "kinds": sorted(WarehouseOutput.kinds),
+            "epoch": self._epoch,
+        }
+
+    def write(self, kind: str, table: pa.Table, stream: str = "") -> int:
+        """Accept a batch of one kind (the Arrow schema of camcount.events);
+        every stream goes to the same tables."""
         self._keep_off_model()
         writer = self._require_writer()
         with self._lock:  # metrics are published by the clock thread
@@ -149,8 +162,9 @@ class WarehouseSink:
         once when this actor dies."""
         self._stop.wait()
 
-    def flush_epoch(self) -> str:
-        """``flush``, then this incarnation: a checkpoint barrier's step 4."""
+    def flush_epoch(self, stream: str = "", checkpoint_id: int | None = None) -> str:
+        """``flush``, then this incarnation: a checkpoint barrier's step 4
+        (for every stream at once: rows are idempotent by their keys)."""
         self.flush()
         return self._epoch
 
@@ -162,6 +176,9 @@ class WarehouseSink:
             n = writer.flush()
             self._publish(writer)
         return n
+
+    def rewind(self, stream: str, checkpoint_id: int | None) -> None:
+        """Nothing to take back: a replay's rows replace their copies."""
 
     def replay_dead_letters(self, reason: str | None = None) -> int:
         """Insert dead-lettered batches again once their cause is fixed;

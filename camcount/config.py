@@ -24,6 +24,7 @@ from camcount.detectors import check_model_name
 from camcount.detectors.slicing import MAX_REGIONS, SliceSettings
 from camcount.errors import ConfigError, DetectorError, GeometryError
 from camcount.geometry import Anchor, Polygon
+from camcount.outputs.settings import OutputConfig
 from camcount.vision.tracking import TrackerSettings
 
 Coordinate = tuple[float, float]
@@ -613,8 +614,21 @@ class AppConfig(_Model):
     windows: WindowsConfig = WindowsConfig()
     storage: StorageConfig = StorageConfig()
     warehouse: WarehouseConfig = WarehouseConfig()
+    outputs: tuple[OutputConfig, ...] = Field(
+        default=(),
+        description="more outputs beside the warehouse and the live hub (docs/outputs.md)",
+    )
     api: ApiConfig = ApiConfig()
     external: ExternalConfig = ExternalConfig()
+
+    @field_validator("outputs")
+    @classmethod
+    def _unique_outputs(cls, outputs: tuple[OutputConfig, ...]) -> tuple[OutputConfig, ...]:
+        labels = [o.label for o in outputs]
+        dupes = sorted({n for n in labels if labels.count(n) > 1})
+        if dupes:
+            raise ValueError(f"output names must be unique (give each a name): {dupes}")
+        return outputs
 
     @field_validator("cameras")
     @classmethod

@@ -24,11 +24,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from camcount.events import DeadLetter
+
+#: The checkpoint id of a flush at the end of the input, where no barrier
+#: came (every window closed, the files ended).
+END_OF_INPUT = -1
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 class Guarantee(StrEnum):
@@ -60,7 +65,8 @@ class Sink(Protocol):
 
     def flush(self, checkpoint_id: int) -> Ack:
         """Returns once everything written before it is durable at the
-        receiver or in this output's dead letters."""
+        receiver or in this output's dead letters. ``checkpoint_id`` is
+        the barrier's, or ``END_OF_INPUT``."""
         ...
 
     def dead_letters(self) -> Sequence[DeadLetter]:
@@ -74,3 +80,14 @@ class Sink(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class Rewinds(Protocol):
+    """An output that can take back what it made durable after a
+    checkpoint (the archive deletes those files): the pipeline calls it
+    when it rolls the sink's stream back, so the replay doubles nothing.
+    Outputs whose guarantee is by idempotent keys or receiver-side dedupe
+    need not have it."""
+
+    def rewind(self, checkpoint_id: int | None) -> int: ...
