@@ -33,16 +33,20 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from camcount.events import Crossing, DeadLetter, WindowRow, ZoneTransition
 from camcount.outputs.port import Ack, Guarantee
+
+if TYPE_CHECKING:
+    from camcount.outputs.settings import MqttOutputConfig
 
 MQTT_ERR_QUEUE_SIZE = 15  # paho.mqtt.enums.MQTTErrorCode.MQTT_ERR_QUEUE_SIZE
 
@@ -347,3 +351,26 @@ class MqttSink:
     def close(self) -> None:
         self._client.disconnect()
         self._client.loop_stop()
+
+
+def mqtt_sink(cfg: MqttOutputConfig, stream: str) -> MqttSink:
+    """The sink of an ``outputs:`` entry of type ``mqtt``, for one stream
+    of batches (a shard's): streams publish side by side, each with its
+    own connection."""
+    password = os.environ.get(cfg.password_env) if cfg.password_env else None
+    settings = MqttSettings(
+        host=cfg.host,
+        port=cfg.port,
+        topic_prefix=cfg.topic_prefix,
+        qos=cfg.qos,
+        client_id=f"{cfg.client_id}-{stream}" if cfg.client_id else "",
+        username=cfg.username,
+        password=password,
+        keepalive_s=cfg.keepalive_s,
+        reconnect_min_delay_s=cfg.reconnect_min_delay_s,
+        reconnect_max_delay_s=max(cfg.reconnect_min_delay_s, cfg.reconnect_max_delay_s),
+        flush_timeout_s=cfg.flush_timeout_s,
+        max_inflight=cfg.max_inflight,
+        kinds=frozenset(cfg.kinds) or DEFAULT_KINDS,
+    )
+    return MqttSink(settings, name=cfg.label)

@@ -16,7 +16,7 @@ from typing import Any
 
 from camcount.outputs.errors import OutputConfigError
 from camcount.outputs.port import Sink
-from camcount.outputs.settings import ArchiveOutputConfig, OutputSettings
+from camcount.outputs.settings import ArchiveOutputConfig, MqttOutputConfig, OutputSettings
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,15 @@ def _archive(cfg: ArchiveOutputConfig, ctx: SinkContext) -> Sink:
     )
 
 
+def _mqtt(cfg: MqttOutputConfig, ctx: SinkContext) -> Sink:
+    from camcount.outputs.mqtt import mqtt_sink
+
+    return mqtt_sink(cfg, ctx.stream)
+
+
 OUTPUT_TYPES: dict[str, OutputType] = {
     "archive": OutputType(ArchiveOutputConfig, _archive),
+    "mqtt": OutputType(MqttOutputConfig, _mqtt),
 }
 
 
