@@ -57,6 +57,10 @@ DEFAULT_KINDS = frozenset({Crossing.kind, ZoneTransition.kind, WindowRow.kind, D
 #: Kinds whose events move a retained count.
 COUNTED_KINDS = frozenset({Crossing.kind, ZoneTransition.kind})
 UNACKED_REASON = "mqtt_unacknowledged"
+#: Reading the retained counts back at the start: done once none came for
+#: this long after the subscription, or given up after the timeout.
+RESTORE_QUIET_S = 0.3
+RESTORE_TIMEOUT_S = 3.0
 #: Characters MQTT gives a meaning in topic names.
 _TOPIC_SPECIAL = str.maketrans({"/": "_", "+": "_", "#": "_"})
 
@@ -137,6 +141,12 @@ class MqttSink:
         self.kinds = frozenset(settings.kinds)
         self._lock = threading.Lock()
         self._counts: dict[tuple[str, str, str, str], _Count] = {}
+        # Keys this output has taken events for (it republishes only those)
+        # and the restore of the counts from the broker's retained ones.
+        self._owned: set[tuple[str, str, str, str]] = set()
+        self._restored = threading.Event()
+        self._restore_started = time.monotonic()
+        self._restore_mark: float | None = None
         # Acknowledgements by message id (paho calls on_publish on PUBACK,
         # also for a message resent after a reconnect): those not yet
         # acknowledged, with the dead letter each becomes if never; acks
@@ -187,13 +197,19 @@ class MqttSink:
             return
         self._metrics["connects"] += 1
         self._connected.set()
+        if not self._restored.is_set():
+            client.message_callback_add(self._counts_filter(), self._on_retained)
+            client.on_subscribe = self._on_subscribed
+            client.subscribe(self._counts_filter(), qos=1)
         # A broker that lost its retained messages (restarted without
         # persistence) gets the current counts again. Published outside
         # ``_lock``: paho holds its callback lock here, and a writer holding
         # ``_lock`` may need it for a QoS 0 publish.
         with self._lock:
             counts = [
-                (key, _Count(c.count, c.event_time, c.position)) for key, c in self._counts.items()
+                (key, _Count(c.count, c.event_time, c.position))
+                for key, c in self._counts.items()
+                if key in self._owned
             ]
         for key, c in counts:
             self._publish_count(key, c)
@@ -208,6 +224,49 @@ class MqttSink:
         log.warning(
             "mqtt: disconnected from %s:%s (%s)", self.settings.host, self.settings.port, reason
         )
+
+    # A restarted output (its actor restarted by Ray) starts from nothing,
+    # and the shards replay from their checkpoint: the counts it had
+    # published are read back from the broker's retained messages, with
+    # the position of the last event each took, so the replay's repeats
+    # are skipped and the counts go on from where they were.
+
+    def _counts_filter(self) -> str:
+        return f"{self.settings.topic_prefix}/+/+/+/+/count"
+
+    def _on_subscribed(self, *args: Any) -> None:
+        self._restore_mark = time.monotonic()
+
+    def _on_retained(self, client: Any, userdata: Any, msg: Any) -> None:
+        if self._restored.is_set() or not msg.retain:
+            return
+        try:
+            body = json.loads(msg.payload)
+            key = (body["camera_id"], body["counter_id"], body["class_name"], body["direction"])
+            frame, track = body["after"]
+            restored = _Count(
+                int(body["count"]), float(body["event_time"]), (int(frame), int(track))
+            )
+        except (ValueError, KeyError, TypeError):
+            return  # not one of ours, or from before positions were published
+        with self._lock:
+            self._counts.setdefault(key, restored)
+        self._restore_mark = time.monotonic()
+
+    def _wait_restored(self) -> None:
+        """Before the first write: the retained counts have come (none for
+        ``RESTORE_QUIET_S`` after the subscription), or ``RESTORE_TIMEOUT_S``
+        passed (a broker away at the start: counts start from nothing)."""
+        while not self._restored.is_set():
+            now = time.monotonic()
+            mark = self._restore_mark
+            quiet = mark is not None and now - mark >= RESTORE_QUIET_S
+            if quiet or now - self._restore_started >= RESTORE_TIMEOUT_S:
+                self._restored.set()
+                self._client.unsubscribe(self._counts_filter())
+                self._client.message_callback_remove(self._counts_filter())
+                return
+            time.sleep(0.02)
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
         with self._acks:
@@ -241,6 +300,7 @@ class MqttSink:
     def write(self, kind: str, batch: pa.Table) -> None:
         if kind not in self.kinds:
             return
+        self._wait_restored()
         prefix = self.settings.topic_prefix
         rows = batch.to_pylist()
         with self._lock:
@@ -279,6 +339,7 @@ class MqttSink:
             c.count += 1
             c.event_time = max(c.event_time, float(row["event_time"]))
             changed.add(key)
+            self._owned.add(key)
         for key in sorted(changed):
             self._publish_count(key, self._counts[key])
 
@@ -291,6 +352,7 @@ class MqttSink:
                 "direction": key[3],
                 "count": c.count,
                 "event_time": c.event_time,
+                "after": list(c.position),
             },
             separators=(",", ":"),
         )
