@@ -536,7 +536,12 @@ class Controller:
         if self._sink is not None:
             await self._sink.write_cameras.remote(cameras, version, list(removed))
         if any(self._output_kinds.get(n, frozenset()) & CAMERA_KINDS for n in self._outputs):
-            await self._to_outputs(camera_tables(cameras, version, removed), version)
+            try:
+                await self._to_outputs(camera_tables(cameras, version, removed), version)
+            except RayActorError as exc:
+                # An output restarting: the camera is added all the same; the
+                # next change of the topology records every camera it names.
+                log.warning("camera metadata not sent to the outputs: %r", exc)
 
     async def _launch(
         self, cfg: CameraConfig, state: CameraState | None, cameras: int

@@ -688,6 +688,38 @@ def cmd_warehouse_dead_letters(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_warehouse_rebuild(args: argparse.Namespace) -> int:
+    """Load the archive (docs/outputs.md) into the config's warehouse: a
+    restore from backup that is also a replay. Into an empty warehouse it
+    gives every documented query the original answer; into one that has
+    rows already it adds what is missing and doubles nothing."""
+    from camcount.config import load_config, with_absolute_paths
+    from camcount.outputs.rebuild import rebuild_from_archive
+    from camcount.warehouse import connect
+
+    config = with_absolute_paths(load_config(args.config))
+    # Opening the warehouse fails clearly (with who holds it) while a
+    # pipeline's sink owns an embedded database: stop it first.
+    warehouse = connect(config.warehouse, role="camcount warehouse rebuild")
+    bar = _LateBar("rows")
+    try:
+        report = rebuild_from_archive(args.from_archive, warehouse, bar)
+    finally:
+        bar.stop()
+        warehouse.close()
+    if args.json:
+        print(json.dumps({"rows": report.rows, "files": report.files, "total": report.total}))
+        return 0
+    table = Table(title=f"rebuilt from {args.from_archive}")
+    table.add_column("kind")
+    table.add_column("rows", justify="right")
+    for kind, n in sorted(report.rows.items()):
+        table.add_row(kind, str(n))
+    Console().print(table)
+    err.print(f"{report.total} rows from {report.files} files into {warehouse.url}")
+    return 0
+
+
 # ------------------------------------------------------------------ token
 
 
@@ -1185,6 +1217,19 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--reason", help="only batches set aside for this reason (e.g. rejected)")
     w.add_argument("--json", action="store_true", help="print the list as JSON")
     w.set_defaults(func=cmd_warehouse_dead_letters)
+    w = wsub.add_parser(
+        "rebuild",
+        help="load the archive of raw events into the warehouse (restore, replay)",
+    )
+    w.add_argument("config", help="the config file (its warehouse)")
+    w.add_argument(
+        "--from-archive",
+        required=True,
+        metavar="URI",
+        help="the archive output's URI (file://, s3://, gs://; docs/outputs.md)",
+    )
+    w.add_argument("--json", action="store_true", help="print rows per kind as JSON")
+    w.set_defaults(func=cmd_warehouse_rebuild)
 
     p = sub.add_parser(
         "checkpoints", help="list, inspect and roll back the checkpoints a run resumes from"
