@@ -84,7 +84,7 @@ class MqttSettings:
     reconnect_min_delay_s: float = 0.5
     reconnect_max_delay_s: float = 5.0
     flush_timeout_s: float = 60.0
-    max_inflight: int = 1000
+    max_inflight: int = 0  # no limit: paho rescans its in-flight messages at every ack
     kinds: frozenset[str] = field(default_factory=lambda: DEFAULT_KINDS)
 
     def __post_init__(self) -> None:

@@ -73,7 +73,10 @@ class MqttOutputConfig(OutputSettings):
         description="how long a flush waits for the broker's acknowledgements before what is "
         "unacknowledged goes to the dead letters",
     )
-    max_inflight: Annotated[int, Field(ge=1)] = 1000
+    max_inflight: Annotated[int, Field(ge=0)] = Field(
+        default=0,
+        description="messages on their way at once; 0: no limit (paho rescans what is in flight at every acknowledgement)",
+    )
 
 
 OutputConfig = Annotated[ArchiveOutputConfig | MqttOutputConfig, Field(discriminator="type")]
