@@ -75,7 +75,8 @@ class MqttOutputConfig(OutputSettings):
     )
     max_inflight: Annotated[int, Field(ge=0)] = Field(
         default=0,
-        description="messages on their way at once; 0: no limit (paho rescans what is in flight at every acknowledgement)",
+        description="messages on their way at once; 0: no limit (paho rescans what is in "
+        "flight at every acknowledgement)",
     )
 
 
