@@ -65,15 +65,22 @@ from ray.util import metrics
 from actors.aggregator import AggregatorActor
 from actors.camera import MIN_FRAMES_PER_REQUEST, CameraIdentity
 from actors.camera_host import CAMERA_CPUS, CameraHost, CameraLink
+from actors.external import ExternalSourceActor
 from actors.hub import LiveHub
 from actors.lifetime import detached, parts_of
 from actors.output import OutputActor
 from actors.placement import ModelCoreAvoider
 from camcount.checkpoints import CheckpointStore, Manifest, PartInfo
 from camcount.checkpoints.states import CameraState
-from camcount.config import AppConfig, CameraConfig
+from camcount.config import AppConfig, CameraConfig, ExternalSourceConfig
 from camcount.errors import CameraNotHosted
 from camcount.events import CountRow, DeadLetter, row_order, stable_id, to_arrow
+from camcount.external import (
+    ExternalCount,
+    ExternalEventError,
+    ExternalSourceState,
+    check_counters,
+)
 from camcount.hosts import HostPlan
 from camcount.outputs.tables import CAMERA_KINDS
 from camcount.stream.aggregation import AggregatorState, GroupSpec, resplit, shard_router
@@ -149,9 +156,7 @@ class Controller:
             )
         )
         w = self.config.windows
-        self._groups = [
-            (g.id, [(m.camera, m.counter) for m in g.members]) for g in self.config.groups
-        ]
+        self._groups = self.config.group_members()
         self._group_specs = [GroupSpec(g, frozenset(m)) for g, m in self._groups]
         self._window_args = (w.sizes_s, w.allowed_lateness_s, w.idle_timeout_s)
         self.shards: list[Any] = []
@@ -162,6 +167,9 @@ class Controller:
         self._hosts: dict[str, Any] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._incarnation: dict[str, int] = {}
+        # External sources (IoT counters, POST /events): one actor each,
+        # an input of its shard as a camera is.
+        self._externals: dict[str, Any] = {}
         self._last_status: dict[str, dict[str, Any]] = {}
         self._spare: Any = None
         self._spare_ready: asyncio.Future[str] | None = None
@@ -323,6 +331,8 @@ class Controller:
         await asyncio.gather(*(s.ready.remote() for s in self.shards))
         self._watch_shared_parts()
         await self._record_cameras(list(self.config.cameras))
+        external = await asyncio.to_thread(self._external_states, self._resumed_from)
+        await self._renew_externals(list(self.config.external.sources), external, set())
         await asyncio.gather(*(self._register(c) for c, _ in spawned))
         return list(await asyncio.gather(*(self._begin(c, a) for c, a in spawned)))
 
@@ -517,9 +527,11 @@ class Controller:
 
     @property
     def _route(self) -> Any:
-        sites = {c.id: c.site for c in self.config.cameras} | {
-            c.id: c.site for c in self._cameras.values()
-        }
+        sites = (
+            {c.id: c.site for c in self.config.cameras}
+            | {c.id: c.site for c in self._cameras.values()}
+            | {s.id: s.site for s in self.config.external.sources}
+        )
         return shard_router(self._n_shards, sites, self._group_specs)
 
     def _new_shard(self, index: int, state: AggregatorState | None) -> Any:
@@ -749,8 +761,10 @@ class Controller:
         n = self._next_id
         self._next_id += 1
         t0 = time.monotonic()
-        cameras = list(self._actors.values())
-        fed = {self._shard_index(c) for c in self._cameras.values()}
+        cameras = [*self._actors.values(), *self._externals.values()]
+        fed = {self._shard_index(c) for c in self._cameras.values()} | {
+            int(self._route(s)) for s in self._externals
+        }
         try:
             # Step 1: every camera cuts Barrier(n); shards without cameras
             # cut it alone.
@@ -780,6 +794,8 @@ class Controller:
             for shard in self.shards:
                 shard.abort.remote(n)
             return False
+        for ext in self._externals.values():
+            ext.committed.remote(n)  # what they took before it is safe now
         duration = time.monotonic() - t0
         size = sum(p.bytes for p in manifest.parts)
         self._base_id = n
@@ -849,6 +865,10 @@ class Controller:
                 await self._recover_until_done(
                     [self._shard_index(cfg)], cause, {name: "camera"}, dead={name}
                 )
+        elif kind == "external":
+            if self._externals.get(name) is actor:
+                i = int(self._route(name))
+                await self._recover_until_done([i], cause, {name: "external"}, dead={name})
         elif kind == "shard":
             i = int(name)
             if i < len(self.shards) and self.shards[i] is actor:
@@ -965,14 +985,102 @@ class Controller:
         renewed = await asyncio.gather(
             *(self._renew(cfg, camera_states.get(cfg.id), cfg.id in dead) for cfg in cameras)
         )
+        external = [s for s in self.config.external.sources if int(self._route(s.id)) in indices]
+        external_states = await asyncio.to_thread(self._external_states, base)
+        fenced = await self._fence_externals(external, external_states, dead)
         await asyncio.gather(
             *(self.shards[i].restore.remote(shard_states[i], base) for i in indices)
         )
+        await self._renew_externals(fenced, external_states, dead)
         await asyncio.gather(*(self._register(cfg) for cfg in cameras))
         await asyncio.gather(
             *(self._begin(cfg, actor) for cfg, actor in zip(cameras, renewed, strict=True))
         )
         return base
+
+    # ------------------------------------------------------------ external sources
+
+    def _external_states(self, base: int | None) -> dict[str, ExternalSourceState]:
+        """The external sources' states in checkpoint ``base`` (their
+        barriers' snapshots, stored beside the cameras')."""
+        if base is None:
+            return {}
+        saved = set(self._store.part_ids(base, "cameras"))
+        states = {}
+        for src in self.config.external.sources:
+            if src.id in saved:
+                state = self._store.read_part(base, "cameras", src.id)
+                if isinstance(state, ExternalSourceState):
+                    states[src.id] = state
+        return states
+
+    async def _fence_externals(
+        self,
+        sources: list[ExternalSourceConfig],
+        states: dict[str, ExternalSourceState],
+        dead: set[str],
+    ) -> list[ExternalSourceConfig]:
+        """Before their shards restore: each live source rewinds as its next
+        incarnation (sending nothing more as the old one); a dead or
+        unanswering one is replaced afterwards (``_renew_externals``)."""
+        for src in sources:
+            actor = self._externals.get(src.id)
+            if actor is None:
+                continue
+            n = self._next_incarnation(src.id)
+            try:
+                if src.id in dead:
+                    raise TimeoutError("known lost")
+                await asyncio.wait_for(
+                    actor.rewind.remote(
+                        self.shards[int(self._route(src.id))], f"{src.id}#{n}", states.get(src.id)
+                    ),
+                    REWIND_TIMEOUT_S,
+                )
+            except (RayActorError, TimeoutError) as exc:
+                log.warning("external source %s did not rewind (%r): replacing it", src.id, exc)
+                self._unwatch(("external", src.id))
+                _kill([self._externals.pop(src.id)])
+            else:
+                self._incarnation[src.id] = n
+        return sources
+
+    async def _renew_externals(
+        self,
+        sources: list[ExternalSourceConfig],
+        states: dict[str, ExternalSourceState],
+        dead: set[str],
+    ) -> None:
+        """Register each source's incarnation with its shard and start it;
+        a source without a live actor gets a new one from its state."""
+        for src in sources:
+            shard = self.shards[int(self._route(src.id))]
+            actor = self._externals.get(src.id)
+            if actor is None:
+                n = self._next_incarnation(src.id)
+                actor = ExternalSourceActor.options(**self._detached("external")).remote(
+                    src, shard, f"{src.id}#{n}", states.get(src.id), owner=self._me
+                )
+                self._incarnation[src.id] = n
+                self._externals[src.id] = actor
+                self._watch(("external", src.id), actor)
+            await shard.register.remote(src.id, f"{src.id}#{self._incarnation[src.id]}", src.site)
+            await actor.resume.remote()
+
+    async def post_events(
+        self, source_id: str, events: list[ExternalCount], key: str | None = None
+    ) -> dict[str, Any]:
+        """External events from the API (checked where they entered)."""
+        await self._ensure_started()
+        cfg = next((s for s in self.config.external.sources if s.id == source_id), None)
+        actor = self._externals.get(source_id)
+        if cfg is None or actor is None:
+            raise KeyError(source_id)
+        if not cfg.api:
+            raise ExternalEventError([f"source: {source_id!r} takes no events from the API"])
+        check_counters(events, cfg.counters)
+        result: dict[str, Any] = await actor.submit.remote(events, key)
+        return result
 
     async def _renew(self, cfg: CameraConfig, state: CameraState | None, dead: bool) -> Any:
         """The camera's next incarnation, restored from ``state``: the same
@@ -1282,6 +1390,10 @@ class Controller:
                 pass
         return self._actors[camera_id]
 
+    async def external_handle(self, source_id: str) -> Any:
+        """The external source's actor now (None while it is replaced)."""
+        return self._externals.get(source_id)
+
     async def sink_handle(self) -> Any:
         return self._sink
 
@@ -1311,6 +1423,11 @@ class Controller:
                 final = self._cp["last_id"]
             for camera_id in list(self._actors):
                 await self._remove(camera_id)
+            for ext in self._externals.values():
+                with contextlib.suppress(RayActorError):
+                    await ext.stop.remote()
+            _kill(self._externals.values())
+            self._externals = {}
             # Raw events already received reach the sink; windows still open
             # stay open (a stop is not the end of the input).
             for shard in self.shards:

@@ -75,11 +75,33 @@ def make_archive(scratch: Path) -> Sink:
     return ArchiveSink(f"file://{scratch}/archive", "s0", "bench")
 
 
+def make_mqtt(scratch: Path) -> Sink:
+    """The MQTT output, QoS 1, against mosquitto started on loopback under
+    the scratch folder (stopped when the sink is closed): flushes wait for
+    every PUBACK."""
+    from camcount.outputs.mqtt import MqttSettings, MqttSink
+    from tests.mosquitto import Mosquitto
+
+    broker = Mosquitto(scratch / "mosquitto")
+    broker.start()
+    sink = MqttSink(MqttSettings(broker.host, broker.port, topic_prefix="bench", qos=1))
+    sink.connected(5)
+    close = sink.close
+
+    def close_both() -> None:
+        close()
+        broker.stop()
+
+    sink.close = close_both  # type: ignore[method-assign]
+    return sink
+
+
 #: name -> a function building the output's ``Sink`` under a scratch folder.
 OUTPUTS: dict[str, Callable[[Path], Sink]] = {
     "warehouse (chDB)": make_warehouse,
     "live encoding": make_live,
     "archive (file://)": make_archive,
+    "mqtt (QoS 1)": make_mqtt,
 }
 
 

@@ -710,10 +710,72 @@ class ForecastConfig(_Model):
 
 class GroupConfig(_Model):
     """Counters of several cameras counted together (a site's entrances):
-    window rows under ``group:<id>`` with in, out and net (in minus out)."""
+    window rows under ``group:<id>`` with in, out and net (in minus out).
+    External sources join a group from their own section (``joins``), so
+    a group may have no camera member at all."""
 
     id: Identifier
-    members: Annotated[tuple[GroupMember, ...], Field(min_length=1)]
+    members: tuple[GroupMember, ...] = ()
+
+
+class MqttSubscriptionConfig(_Model):
+    """Where an external source's devices publish (docs/mqtt.md)."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 1883
+    topics: Annotated[tuple[Annotated[str, Field(min_length=1)], ...], Field(min_length=1)]
+    qos: Literal[0, 1, 2] = 1
+    client_id: str = Field(
+        default="", description="a persistent session's id; default camcount-<source id>"
+    )
+    username: str | None = None
+    password_env: str | None = Field(
+        default=None, description="the environment variable holding the password"
+    )
+    keepalive_s: Annotated[int, Field(ge=5)] = 30
+    reconnect_max_delay_s: Annotated[float, Field(gt=0)] = 5.0
+
+
+class GroupJoin(_Model):
+    """One counter of an external source counted in a group."""
+
+    group: Identifier
+    counter: Identifier
+
+
+class ExternalSourceConfig(_Model):
+    """IoT counters (or any other system) that count by themselves and send
+    their events over MQTT or ``POST /events``; counted beside the cameras
+    under the source's id, as if it were one (docs/mqtt.md)."""
+
+    id: Identifier
+    site: str = ""
+    counters: Annotated[tuple[Identifier, ...], Field(min_length=1)] = Field(
+        description="the counter ids its devices report; any other is refused"
+    )
+    mqtt: MqttSubscriptionConfig | None = None
+    api: bool = Field(default=True, description="accept its events on POST /events")
+    joins: tuple[GroupJoin, ...] = ()
+
+    @model_validator(mode="after")
+    def _joins_name_counters(self) -> ExternalSourceConfig:
+        bad = [j.counter for j in self.joins if j.counter not in self.counters]
+        if bad:
+            raise ValueError(
+                f"joins name counters {bad} that source {self.id!r} does not have "
+                f"(counters: {list(self.counters)})"
+            )
+        return self
+
+
+class ExternalConfig(_Model):
+    sources: tuple[ExternalSourceConfig, ...] = ()
+
+    def source(self, source_id: str) -> ExternalSourceConfig:
+        for s in self.sources:
+            if s.id == source_id:
+                return s
+        raise KeyError(source_id)
 
 
 class AppConfig(_Model):
@@ -736,6 +798,7 @@ class AppConfig(_Model):
     metrics: MetricsConfig = MetricsConfig()
     alerts: AlertsConfig = AlertsConfig()
     forecast: ForecastConfig = ForecastConfig()
+    external: ExternalConfig = ExternalConfig()
 
     @field_validator("outputs")
     @classmethod
@@ -776,6 +839,7 @@ class AppConfig(_Model):
                         f"{m.camera!r}, which has no such line or zone"
                         f"{_did_you_mean(m.counter, counters[m.camera])}"
                     )
+        problems.extend(self._external_problems())
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -814,6 +878,43 @@ class AppConfig(_Model):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def _external_problems(self) -> list[str]:
+        """An external source counts under its id as a camera does, so the
+        two share one namespace; a join to a group that does not exist
+        would count nowhere, and a group with no input counts nothing."""
+        problems = []
+        cameras = {c.id for c in self.cameras}
+        groups = {g.id for g in self.groups}
+        seen: set[str] = set()
+        for src in self.external.sources:
+            if src.id in cameras:
+                problems.append(f"external source {src.id!r} has the id of a camera")
+            if src.id in seen:
+                problems.append(f"external source ids must be unique: {src.id!r} twice")
+            seen.add(src.id)
+            for j in src.joins:
+                if j.group not in groups:
+                    problems.append(
+                        f"external source {src.id!r} joins group {j.group!r}, which the "
+                        f"config does not have{_did_you_mean(j.group, groups)}"
+                    )
+        joined = {j.group for src in self.external.sources for j in src.joins}
+        for g in self.groups:
+            if not g.members and g.id not in joined:
+                problems.append(f"group {g.id!r} has no members and no external source joins it")
+        return problems
+
+    def group_members(self) -> list[tuple[str, list[tuple[str, str]]]]:
+        """Each group's (input, counter) pairs: its cameras' counters and the
+        external sources' counters that join it."""
+        out = []
+        for g in self.groups:
+            members = [(m.camera, m.counter) for m in g.members]
+            for src in self.external.sources:
+                members += [(src.id, j.counter) for j in src.joins if j.group == g.id]
+            out.append((g.id, members))
+        return out
 
     def camera(self, camera_id: str) -> CameraConfig:
         for c in self.cameras:

@@ -37,6 +37,7 @@ from starlette.staticfiles import StaticFiles
 
 from camcount.config import ApiConfig, CameraConfig
 from camcount.errors import CameraNotHosted, RequestError
+from camcount.external import ExternalCount
 from camcount.http.counts import CountsQuery, count_row, wanted
 from camcount.http.limits import RateLimiter
 from camcount.http.openapi import openapi_document
@@ -112,6 +113,14 @@ class ControllerClient:
         status: dict[str, Any] = await self._call(lambda c: c.remove_camera.remote(camera_id))
         self._cameras.pop(camera_id, None)
         return status
+
+    async def post_events(
+        self, source_id: str, events: list[ExternalCount], key: str | None
+    ) -> dict[str, Any]:
+        answer: dict[str, Any] = await self._call(
+            lambda c: c.post_events.remote(source_id, events, key)
+        )
+        return answer
 
     async def shard_handles(self) -> list[Any]:
         shards: list[Any] = await self._call(lambda c: c.shard_handles.remote())

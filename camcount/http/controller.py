@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from camcount.config import CameraConfig
+from camcount.external import ExternalCount
 from camcount.http.counts import CountsQuery
 
 
@@ -51,4 +52,13 @@ class ControllerPort(Protocol):
     async def camera_known(self, camera_id: str) -> bool:
         """Whether the pipeline runs the camera now or has its history
         (a camera removed through the API keeps its counts readable)."""
+        ...
+
+    async def post_events(
+        self, source_id: str, events: list[ExternalCount], key: str | None
+    ) -> dict[str, Any]:
+        """External events into source ``source_id``'s channel: ``KeyError``
+        for a source the config does not have, ``ExternalEventError`` for
+        events it refuses (a counter it does not have, or a source that
+        takes no events from the API)."""
         ...

@@ -43,6 +43,23 @@ class CameraPatch(BaseModel):
     slicing: SlicingConfig | None = None  # from the next frame sent to the detector
 
 
+class EventBatch(BaseModel):
+    """The body of ``POST /events`` (docs/mqtt.md has the event format)."""
+
+    source: str = Field(description="a configured external source's id")
+    events: list[dict[str, Any]] = Field(
+        description="one or more events: device_id, seq, event_time, counter_id, "
+        "class, direction, count"
+    )
+
+
+class EventsTaken(_Answer):
+    source: str
+    accepted: int = Field(description="events counted now")
+    duplicates: int = Field(description="events dropped: their device sequence was seen")
+    replayed: bool = Field(description="the answer to an Idempotency-Key seen before")
+
+
 class ErrorBody(BaseModel):
     """Every 4xx and 5xx of the REST and live HTTP routes."""
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from camcount.config import CameraConfig
 from camcount.http.live_routes import live_router
-from camcount.http.models import CameraPatch
+from camcount.http.models import CameraPatch, EventBatch
 from camcount.http.rest import rest_router
 
 API_VERSION = "1.0.0"
@@ -26,7 +26,7 @@ API_DESCRIPTION = (
 )
 LIVE_PREFIX = "/live"
 #: Bodies the routes read themselves (``responses.json_body``).
-BODY_MODELS: tuple[type[BaseModel], ...] = (CameraConfig, CameraPatch)
+BODY_MODELS: tuple[type[BaseModel], ...] = (CameraConfig, CameraPatch, EventBatch)
 
 
 def openapi_document(window_sizes: Sequence[int] = ()) -> dict[str, Any]:

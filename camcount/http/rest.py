@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, Response
 
 from camcount.config import MAX_ID_CHARS, CameraConfig, SourcesConfig
 from camcount.errors import GeometryError, RequestError
+from camcount.external import ExternalEventError
 from camcount.http import bodies
 from camcount.http.controller import ControllerPort
 from camcount.http.counts import (
@@ -34,6 +35,7 @@ from camcount.http.counts import (
     checked_counts_query,
     counts_answer,
 )
+from camcount.http.external import IDEMPOTENCY_HEADER, external_batch, idempotency_key, refusal
 from camcount.http.live.query import ID_PATTERN
 from camcount.http.models import (
     Camera,
@@ -41,6 +43,8 @@ from camcount.http.models import (
     CameraPatch,
     Counts,
     Direction,
+    EventBatch,
+    EventsTaken,
     Removed,
     Status,
 )
@@ -210,6 +214,39 @@ def rest_router(window_sizes: Sequence[int]) -> APIRouter:
             raise RequestError("not_found", f"no camera {cam_id!r}", 404) from None
         log.info("camera %s removed", cam_id)
         return JSONResponse({"camera_id": cam_id, "removed": True, "status": final})
+
+    @router.post(
+        "/events",
+        operation_id="postEvents",
+        summary="external events (IoT counters) for one source, counted with the cameras'",
+        response_model=EventsTaken,
+        responses=errors(400, 401, 403, 413, 422, 429, 503),
+        openapi_extra={
+            **json_body(EventBatch),
+            "parameters": [
+                {
+                    "name": IDEMPOTENCY_HEADER,
+                    "in": "header",
+                    "required": False,
+                    "description": "a retry with the same key answers as the first request did",
+                    "schema": {"type": "string", "maxLength": 200},
+                }
+            ],
+        },
+    )
+    async def post_events(request: Request, ctx: Context) -> JSONResponse:
+        key = idempotency_key(request.headers.get(IDEMPOTENCY_HEADER))
+        source, events = external_batch(bodies.parse_json(await request.body()))
+        try:
+            answer = await ctx.controller.post_events(source, events, key)
+        except KeyError:
+            detail = [{"loc": ["body", "source"], "msg": "no such source", "type": "value_error"}]
+            raise RequestError(
+                "invalid", f"source: no external source {source!r} is configured", 422, detail
+            ) from None
+        except ExternalEventError as exc:
+            raise refusal(exc) from None
+        return JSONResponse(answer)
 
     @router.get(
         "/cameras/{camera_id}/preview.jpg",

@@ -16,7 +16,12 @@ from typing import Any
 
 from camcount.outputs.errors import OutputConfigError
 from camcount.outputs.port import Sink
-from camcount.outputs.settings import ArchiveOutputConfig, OutputSettings, WebhookOutputConfig
+from camcount.outputs.settings import (
+    ArchiveOutputConfig,
+    MqttOutputConfig,
+    OutputSettings,
+    WebhookOutputConfig,
+)
 
 
 @dataclass(frozen=True)
@@ -61,9 +66,16 @@ def _webhook(cfg: WebhookOutputConfig, ctx: SinkContext) -> Sink:
     return WebhookSink(cfg, ctx.storage_root)
 
 
+def _mqtt(cfg: MqttOutputConfig, ctx: SinkContext) -> Sink:
+    from camcount.outputs.mqtt import mqtt_sink
+
+    return mqtt_sink(cfg, ctx.stream)
+
+
 OUTPUT_TYPES: dict[str, OutputType] = {
     "archive": OutputType(ArchiveOutputConfig, _archive),
     "webhook": OutputType(WebhookOutputConfig, _webhook),
+    "mqtt": OutputType(MqttOutputConfig, _mqtt),
 }
 
 

@@ -136,4 +136,34 @@ class WebhookOutputConfig(OutputSettings):
         return value
 
 
-OutputConfig = Annotated[ArchiveOutputConfig | WebhookOutputConfig, Field(discriminator="type")]
+class MqttOutputConfig(OutputSettings):
+    """Events and retained counts on an MQTT broker (docs/mqtt.md)."""
+
+    type: Literal["mqtt"]
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 1883
+    topic_prefix: Annotated[str, Field(min_length=1, pattern=r"^[^+#]+$")] = "camcount"
+    qos: Literal[0, 1, 2] = 1
+    client_id: str = Field(default="", description="suffixed with the stream (one per shard)")
+    username: str | None = None
+    password_env: str | None = Field(
+        default=None, description="the environment variable holding the password"
+    )
+    keepalive_s: Annotated[int, Field(ge=5)] = 30
+    reconnect_min_delay_s: Annotated[float, Field(gt=0)] = 1.0
+    reconnect_max_delay_s: Annotated[float, Field(gt=0)] = 5.0
+    flush_timeout_s: Annotated[float, Field(gt=0)] = Field(
+        default=60.0,
+        description="how long a flush waits for the broker's acknowledgements before what is "
+        "unacknowledged goes to the dead letters",
+    )
+    max_inflight: Annotated[int, Field(ge=0)] = Field(
+        default=0,
+        description="messages on their way at once; 0: no limit (paho rescans what is in "
+        "flight at every acknowledgement)",
+    )
+
+
+OutputConfig = Annotated[
+    ArchiveOutputConfig | WebhookOutputConfig | MqttOutputConfig, Field(discriminator="type")
+]

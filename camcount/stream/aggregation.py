@@ -50,6 +50,7 @@ from camcount.events import (
     ZoneTransition,
     count_row,
 )
+from camcount.external.events import ExternalCount
 from camcount.forecast.book import ForecastBook, ForecastBookState, ForecastSettings, split_book
 from camcount.stream.channels import (
     Barrier,
@@ -77,9 +78,20 @@ class _Derived:
 
     event_time: float
     key: WindowKey
+    weight: int = 1
 
     def window_key(self) -> WindowKey:
         return self.key
+
+
+#: What a shard counts: a camera's crossings and zone transitions, and
+#: external counts (each weighs its ``count``).
+_Countable = Crossing | ZoneTransition | ExternalCount
+_COUNTED = (Crossing, ZoneTransition, ExternalCount)
+
+
+def _weight(event: object) -> int:
+    return int(getattr(event, "weight", 1))
 
 
 @dataclass(frozen=True)
@@ -345,16 +357,18 @@ class Aggregator:
         return self._aligning
 
     def _apply(self, camera: str, env: Envelope, out: Output) -> None:
-        countable = [e for e in env.events if isinstance(e, Crossing | ZoneTransition)]
+        countable = [e for e in env.events if isinstance(e, _COUNTED)]
         for e in countable:
             key = e.window_key()
-            self.totals[key] = self.totals.get(key, 0) + 1
+            self.totals[key] = self.totals.get(key, 0) + _weight(e)
         late = self.windows.add([*countable, *self._derived(camera, countable)])
         out.dead_letters.extend(_late_letter(x) for x in late)
         # A camera's own dead letters (a source it could not read) travel in
         # its stream and leave with the shard's.
         out.dead_letters.extend(e for e in env.events if isinstance(e, DeadLetter))
-        out.events.extend(e for e in env.events if not isinstance(e, DeadLetter))
+        # External counts leave as the window rows and totals they are
+        # part of; the warehouse keeps no table of them.
+        out.events.extend(e for e in env.events if not isinstance(e, DeadLetter | ExternalCount))
         samples = [e for e in env.events if isinstance(e, ZoneSample)]
         if samples:
             self._watched.extend(self.alerts.on_samples(samples))
@@ -369,15 +383,16 @@ class Aggregator:
                 self.clock.finish(camera)
                 out.finished.append(camera)
 
-    def _derived(self, camera: str, events: Iterable[Crossing | ZoneTransition]) -> list[_Derived]:
+    def _derived(self, camera: str, events: Iterable[_Countable]) -> list[_Derived]:
         site = self.sites.get(camera, "")
         derived = []
         for e in events:
             _, counter, cls, direction = e.window_key()
+            n = _weight(e)
             if site:
-                derived.append(_Derived(e.event_time, (f"site:{site}", counter, cls, direction)))
+                derived.append(_Derived(e.event_time, (f"site:{site}", counter, cls, direction), n))
             for gid in self._group_of.get((camera, counter), ()):
-                derived.append(_Derived(e.event_time, (f"group:{gid}", gid, cls, direction)))
+                derived.append(_Derived(e.event_time, (f"group:{gid}", gid, cls, direction), n))
         return derived
 
     def _close(self) -> list[WindowRow]:

@@ -174,7 +174,8 @@ class WindowCounts:
                     late.append(LateEvent(e, size, start, self._watermark))
                     continue
                 slot = (size, start, key)
-                self._counts[slot] = self._counts.get(slot, 0) + 1
+                # An external count weighs its own count; a crossing one.
+                self._counts[slot] = self._counts.get(slot, 0) + getattr(e, "weight", 1)
         return late
 
     def advance(self, watermark: float) -> list[WindowRow]:

@@ -39,6 +39,7 @@ def test_every_route_rest_and_live_is_described_with_its_security() -> None:
         ("/cameras/{camera_id}", "delete"),
         ("/cameras/{camera_id}/preview.jpg", "get"),
         ("/counts", "get"),
+        ("/events", "post"),
         ("/live/healthz", "get"),
         ("/live/poll", "get"),
         ("/live/events", "get"),
