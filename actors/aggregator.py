@@ -46,7 +46,9 @@ from ray.util import metrics
 
 from actors.lifetime import end_with
 from actors.placement import ModelCoreAvoider
+from camcount.alerts.rules import AlertRule
 from camcount.events import CountRow, DeadLetter, WindowRow
+from camcount.forecast.book import ForecastSettings
 from camcount.outputs.batching import Outbox
 from camcount.outputs.live import live_updates
 from camcount.outputs.tables import batches_of
@@ -94,13 +96,17 @@ class AggregatorActor:
         restore: AggregatorState | None = None,
         owner: Any = None,
         outputs: Sequence[Any] = (),
+        alert_rules: Sequence[AlertRule] = (),
+        forecast: ForecastSettings | None = None,
     ) -> None:
         """With ``owner`` (its controller) the shard ends once the owner is
         gone for good (actors/lifetime.py). ``outputs``: output actors
-        beside the warehouse ``sink`` (actors/output.py)."""
+        beside the warehouse ``sink`` (actors/output.py). Alert rules and
+        forecasts are watched by the core shard, on what it closes."""
         self.shard_id = shard_id
         self._keep_off_model = ModelCoreAvoider()
         self._settings = (sizes_s, allowed_lateness_s, idle_timeout_s, groups)
+        self._watching = (tuple(alert_rules), forecast)
         self._agg = self._new_aggregator()
         if restore is not None:
             self._agg.restore(restore)
@@ -158,11 +164,14 @@ class AggregatorActor:
 
     def _new_aggregator(self) -> Aggregator:
         sizes_s, allowed_lateness_s, idle_timeout_s, groups = self._settings
+        rules, forecast = self._watching
         return Aggregator(
             sizes_s,
             allowed_lateness_s,
             idle_timeout_s,
             groups=[GroupSpec(g, frozenset((c, k) for c, k in members)) for g, members in groups],
+            alert_rules=rules,
+            forecast=forecast,
         )
 
     async def ready(self) -> int:
@@ -387,7 +396,8 @@ class AggregatorActor:
         """Close every open window (all inputs are done for good) and hand
         everything to the outputs (a flush at the end of the input)."""
         rows = self._agg.flush()
-        await self._forward(Output(rows=rows), self._generation)
+        watched = self._agg.take_watched()
+        await self._forward(Output(events=watched, rows=rows), self._generation)
         await self._flush_outputs(None)
         return rows
 

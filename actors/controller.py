@@ -547,6 +547,8 @@ class Controller:
             state,
             owner=self._me,
             outputs=list(self._outputs.values()),
+            alert_rules=self.config.alerts.rules,
+            forecast=self.config.forecast.settings(self.config.windows.sizes_s),
         )
 
     def _shard_index(self, camera: CameraConfig) -> int:

@@ -225,6 +225,8 @@ class Alert:
     alert_id: int
     rule_id: str
     target: str
+    #: The target's camera, or ``group:id``: what outputs route and filter by.
+    camera_id: str
     state: str
     severity: str
     value: float
@@ -235,11 +237,6 @@ class Alert:
     labels: tuple[str, ...]
 
     kind: ClassVar[str] = "alert"
-
-    @property
-    def camera_id(self) -> str:
-        """The target's first part, for routing and live filters."""
-        return self.target.split("/", 1)[0]
 
     @property
     def event_id(self) -> int:

@@ -280,6 +280,7 @@ class AlertEngine:
             alert_id=stable_id("alert", rule.id, target, track.opened_at),
             rule_id=rule.id,
             target=target,
+            camera_id=target.split("/", 1)[0],
             state=state,
             severity=rule.severity,
             value=track.value,

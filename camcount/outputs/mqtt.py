@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from camcount.events import Crossing, DeadLetter, WindowRow, ZoneTransition
+from camcount.events import Alert, Crossing, DeadLetter, WindowRow, ZoneTransition
 from camcount.outputs.port import Ack, Guarantee
 
 if TYPE_CHECKING:
@@ -53,7 +53,9 @@ MQTT_ERR_QUEUE_SIZE = 15  # paho.mqtt.enums.MQTTErrorCode.MQTT_ERR_QUEUE_SIZE
 log = logging.getLogger("camcount.outputs.mqtt")
 
 #: The kinds this output publishes unless told otherwise.
-DEFAULT_KINDS = frozenset({Crossing.kind, ZoneTransition.kind, WindowRow.kind, DeadLetter.kind})
+DEFAULT_KINDS = frozenset(
+    {Crossing.kind, ZoneTransition.kind, WindowRow.kind, DeadLetter.kind, Alert.kind}
+)
 #: Kinds whose events move a retained count.
 COUNTED_KINDS = frozenset({Crossing.kind, ZoneTransition.kind})
 UNACKED_REASON = "mqtt_unacknowledged"

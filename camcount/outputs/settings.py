@@ -58,11 +58,20 @@ class ArchiveOutputConfig(OutputSettings):
 
 #: Kinds a webhook may carry: each has a ``camera_id`` to filter by.
 WEBHOOK_KINDS = frozenset(
-    {"crossing", "zone_transition", "zone_visit", "zone_sample", "window_row", "gap"}
+    {
+        "crossing",
+        "zone_transition",
+        "zone_visit",
+        "zone_sample",
+        "window_row",
+        "gap",
+        "alert",
+        "forecast",
+    }
 )
 #: What a webhook posts when its entry names no kinds (occupancy samples,
 #: one per zone and sampled frame, only when asked for).
-WEBHOOK_DEFAULT_KINDS = ("crossing", "zone_transition", "zone_visit", "window_row", "gap")
+WEBHOOK_DEFAULT_KINDS = ("crossing", "zone_transition", "zone_visit", "window_row", "gap", "alert")
 
 
 class WebhookOutputConfig(OutputSettings):

@@ -17,6 +17,8 @@ EVENT_KINDS = frozenset(
         "gap",
         "window_row",
         "dead_letter",
+        "alert",
+        "forecast",
     }
 )
 #: Camera metadata, which the controller (not a shard) sends when the

@@ -275,15 +275,13 @@ def _gaps(b: pa.Table) -> pa.Table:
 def _alerts(b: pa.Table) -> pa.Table:
     opened, opened_ms = _seconds_ms(b["opened_at"])
     sec, ms = _seconds_ms(b["event_time"])
-    # The target's first part: its camera, or group:id.
-    camera = pc.list_element(pc.split_pattern(b["target"], "/", max_splits=1), 0)
     return _table(
         {
             "event_id": pc.cast(b["event_id"], _U64),
             "alert_id": pc.cast(b["alert_id"], _U64),
             "rule_id": b["rule_id"],
             "target": b["target"],
-            "camera_id": camera,
+            "camera_id": b["camera_id"],
             "state": b["state"],
             "severity": b["severity"],
             "value": b["value"],
