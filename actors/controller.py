@@ -55,7 +55,7 @@ from actors.aggregator import AggregatorActor
 from actors.camera import MIN_FRAMES_PER_REQUEST, CameraActor, CameraIdentity
 from actors.hub import LiveHub
 from actors.lifetime import detached, parts_of
-from actors.placement import ModelCoreAvoider
+from actors.placement import CameraNodes, ModelCoreAvoider, shard_options
 from camcount.checkpoints import CheckpointStore, Manifest, PartInfo
 from camcount.checkpoints.states import CameraState
 from camcount.config import AppConfig, CameraConfig
@@ -155,6 +155,7 @@ class Controller:
         self._stopping = False
         self._start_timeout_s = 60.0
         self._keep_off_model = ModelCoreAvoider()
+        self._nodes = CameraNodes(self.config.placement)
         # What a restore goes back to: the newest complete checkpoint of
         # this run, or before the first, what the run started from.
         self._base_id: int | None = None
@@ -419,7 +420,9 @@ class Controller:
 
     def _new_shard(self, index: int, state: AggregatorState | None) -> Any:
         storage = self.config.storage
-        return AggregatorActor.options(**self._detached(f"shard{index}")).remote(
+        return AggregatorActor.options(
+            **self._detached(f"shard{index}"), **shard_options(self.config.placement)
+        ).remote(
             index,
             *self._window_args,
             self._groups,
@@ -463,13 +466,19 @@ class Controller:
         await self._register(cfg)
         return await self._begin(cfg, actor)
 
-    def _spawn(self, cfg: CameraConfig, state: CameraState | None, cameras: int) -> Any:
+    def _spawn(
+        self, cfg: CameraConfig, state: CameraState | None, cameras: int, lost: bool = False
+    ) -> Any:
         """Create the camera's next incarnation; its process starts (seconds)
-        while the caller does other work. It sends nothing before ``_begin``."""
+        while the caller does other work. It sends nothing before ``_begin``.
+        It goes to the least loaded node it may run on (actors/placement.py);
+        ``lost``: its last process was lost, maybe with its node."""
         n = self._next_incarnation(cfg.id)
         self._cameras[cfg.id] = cfg
         actor = CameraActor.options(
-            runtime_env=CAMERA_RUNTIME_ENV, **self._detached("camera")
+            runtime_env=CAMERA_RUNTIME_ENV,
+            **self._detached("camera"),
+            **self._nodes.place(cfg.id, cfg.placement, lost),
         ).remote(
             cfg,
             self.config.tracker,
@@ -550,6 +559,7 @@ class Controller:
         except (RayActorError, TimeoutError):
             status = {**self._last_status.get(camera_id, {}), "state": "stopped"}
         ray.kill(actor, no_restart=True)
+        self._nodes.forget(camera_id)
         cfg = self._cameras.pop(camera_id)
         with contextlib.suppress(RayActorError):
             await self._shard_of(cfg).remove.remote(camera_id)
@@ -833,10 +843,13 @@ class Controller:
         self._unwatch(("camera", cfg.id))
         if old is not None:
             ray.kill(old, no_restart=True)
-        spare = await self._take_spare(cfg, state)
+        # The spare runs wherever Ray put it: not for a camera bound to
+        # the nodes of its site.
+        spare = None if cfg.placement.constrained else await self._take_spare(cfg, state)
         if spare is not None:
+            self._nodes.forget(cfg.id)
             return spare
-        return self._spawn(cfg, state, len(self._cameras))
+        return self._spawn(cfg, state, len(self._cameras), lost=True)
 
     # A spare camera process, started and idle, takes over a camera that
     # died: a new process needs seconds to start (Ray Serve's imports), the
@@ -1002,6 +1015,7 @@ class Controller:
             "checkpoints": self._checkpoint_status(),
             "recoveries": list(self._recoveries[-50:]),
             "spare_camera": self._spare_state(),
+            "camera_nodes": self._nodes.placed(),
         }
 
     def _spare_state(self) -> str:

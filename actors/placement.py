@@ -1,6 +1,16 @@
-"""The node's model-core registry as Ray processes see it (camcount.detectors.affinity).
+"""Where parts run: which node a camera, a shard or a model thread goes to.
 
-Each node has its own registry, in the node's temporary directory under its
+Nodes. The controller puts each camera's process on the least loaded node
+its placement allows (camcount.placement has the rule) and pins it there
+with a soft node affinity: should that node be gone by the time Ray
+schedules the process, Ray puts it elsewhere rather than never.
+Aggregator shards are spread over the nodes by Ray (``SPREAD``), so one
+lost node takes as few regions with it as it can. Detector replicas go to
+the nodes with the detector's resources (serve_app/detector.py).
+docs/capacity.md, Placement, is the operator's view.
+
+Cores. Each node's model-core registry as Ray processes see it
+(camcount.detectors.affinity): in the node's temporary directory under its
 Ray node id, so replicas and cameras meet there only when they share a node
 and a new cluster never reads a dead one's reservations.
 """
@@ -10,10 +20,76 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import ray
+from ray.util.scheduling_strategies import (
+    In,
+    NodeAffinitySchedulingStrategy,
+    NodeLabelSchedulingStrategy,
+)
 
+from camcount.config import CameraPlacement, PlacementConfig
 from camcount.detectors.affinity import CoreRegistry, Cores, keep_off, supported
+from camcount.placement import CameraLoad, Node
+
+
+def alive_nodes() -> list[Node]:
+    """The cluster's alive nodes, from Ray's node table."""
+    return [
+        Node(n["NodeID"], dict(n.get("Resources") or {}), dict(n.get("Labels") or {}))
+        for n in ray.nodes()
+        if n.get("Alive")
+    ]
+
+
+def camera_options(
+    placement: CameraPlacement, node_id: str | None, policy: PlacementConfig
+) -> dict[str, Any]:
+    """Ray options for a camera's process placed on ``node_id``. With no
+    node chosen (none alive qualifies yet, or Ray decides), the camera's
+    resources and labels still bind it: Ray holds it until a node that
+    has them joins."""
+    options: dict[str, Any] = {}
+    if placement.resources:
+        options["resources"] = dict(placement.resources)
+    if node_id is not None and policy.cameras == "least_loaded":
+        options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id, soft=True)
+    elif placement.labels:
+        options["scheduling_strategy"] = NodeLabelSchedulingStrategy(
+            hard={k: In(v) for k, v in placement.labels.items()}
+        )
+    return options
+
+
+def shard_options(policy: PlacementConfig) -> dict[str, Any]:
+    """Ray options for an aggregator shard."""
+    return {"scheduling_strategy": "SPREAD"} if policy.shards == "spread" else {}
+
+
+class CameraNodes:
+    """The controller's placement of cameras: the load it has put on each
+    node, and the Ray options that put the next camera on the least loaded."""
+
+    def __init__(self, policy: PlacementConfig) -> None:
+        self._policy = policy
+        self._load = CameraLoad()
+
+    def place(
+        self, camera_id: str, placement: CameraPlacement, lost: bool = False
+    ) -> dict[str, Any]:
+        """Ray options for ``camera_id``'s next process; ``lost``: its last
+        process was lost (maybe with its node)."""
+        node_id = None
+        if self._policy.cameras == "least_loaded":
+            node_id = self._load.place(camera_id, placement, alive_nodes(), lost)
+        return camera_options(placement, node_id, self._policy)
+
+    def forget(self, camera_id: str) -> None:
+        self._load.forget(camera_id)
+
+    def placed(self) -> dict[str, str]:
+        return self._load.placed()
 
 
 def node_registry() -> CoreRegistry:

@@ -199,13 +199,24 @@ class DetectorDeployment:
 
 def detector_app(config: DetectorConfig) -> serve.Application:
     """The deployment with every tunable number taken from the config."""
+    return DetectorDeployment.options(**deployment_options(config)).bind(config)
+
+
+def deployment_options(config: DetectorConfig) -> dict[str, Any]:
+    """Serve's options for the detector. Replicas go only to nodes that
+    declare ``config.resources`` (on a mixed cluster, the GPU nodes say so
+    with a custom resource); with ``autoscaling`` their number follows the
+    requests in flight instead of staying at ``num_replicas``."""
+    actor: dict[str, Any] = {"num_gpus": config.num_gpus, "num_cpus": 1}
+    if config.resources:
+        actor["resources"] = dict(config.resources)
     options: dict[str, Any] = {
         "max_ongoing_requests": config.max_ongoing_requests,
         "max_queued_requests": config.max_queued_requests,
-        "ray_actor_options": {"num_gpus": config.num_gpus, "num_cpus": 1},
+        "ray_actor_options": actor,
     }
     if config.autoscaling is not None:
-        options["autoscaling_config"] = dict(config.autoscaling)
+        options["autoscaling_config"] = config.autoscaling.serve_options()
     else:
         options["num_replicas"] = config.num_replicas
-    return DetectorDeployment.options(**options).bind(config)
+    return options
