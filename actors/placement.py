@@ -17,6 +17,7 @@ and a new cluster never reads a dead one's reservations.
 
 from __future__ import annotations
 
+import math
 import tempfile
 import time
 from pathlib import Path
@@ -32,6 +33,9 @@ from ray.util.scheduling_strategies import (
 from camcount.config import CameraPlacement, PlacementConfig
 from camcount.detectors.affinity import CoreRegistry, Cores, keep_off, supported
 from camcount.placement import CameraLoad, Node
+
+#: How long the node table read for placing cameras is used again.
+NODES_TTL_S = 1.0
 
 
 def alive_nodes() -> list[Node]:
@@ -71,9 +75,20 @@ class CameraNodes:
     """The controller's placement of cameras: the load it has put on each
     node, and the Ray options that put the next camera on the least loaded."""
 
-    def __init__(self, policy: PlacementConfig) -> None:
+    def __init__(self, policy: PlacementConfig, nodes_ttl_s: float = NODES_TTL_S) -> None:
         self._policy = policy
         self._load = CameraLoad()
+        self._nodes_ttl_s = nodes_ttl_s
+        self._nodes: list[Node] = []
+        self._nodes_at = -math.inf
+
+    def _alive(self) -> list[Node]:
+        """The node table, read again at most every ``nodes_ttl_s``: a start
+        of a thousand cameras asks Ray once, not a thousand times."""
+        now = time.monotonic()
+        if now - self._nodes_at > self._nodes_ttl_s:
+            self._nodes, self._nodes_at = alive_nodes(), now
+        return self._nodes
 
     def place(
         self, camera_id: str, placement: CameraPlacement, lost: bool = False
@@ -82,7 +97,7 @@ class CameraNodes:
         process was lost (maybe with its node)."""
         node_id = None
         if self._policy.cameras == "least_loaded":
-            node_id = self._load.place(camera_id, placement, alive_nodes(), lost)
+            node_id = self._load.place(camera_id, placement, self._alive(), lost)
         return camera_options(placement, node_id, self._policy)
 
     def forget(self, camera_id: str) -> None:

@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import ray
 from ray import serve
 from ray.util import metrics
 
@@ -187,13 +188,14 @@ class DetectorDeployment:
         return out
 
     def stats(self) -> dict[str, Any]:
-        """This replica's batch sizes so far ({size: batches}) and the cores
-        its model runs on (empty: not pinned)."""
+        """This replica's batch sizes so far ({size: batches}), the cores
+        its model runs on (empty: not pinned) and its node."""
         return {
             "frames": self._frames,
             "batch_sizes": dict(self._batch_sizes),
             "model_cores": sorted(self._cores),
             "pid": os.getpid(),
+            "node_id": ray.get_runtime_context().get_node_id(),
         }
 
 
