@@ -350,6 +350,7 @@ class Controller:
         self._cameras.update(configs)
         for camera_id, (n, actor) in survivors.items():
             self._install(configs[camera_id], actor, n)
+        await asyncio.gather(*(self._nodes.found_on(c, a) for c, (_, a) in survivors.items()))
         # The shards' registered incarnations: a camera lost with the
         # controller is numbered after its last, never as one in flight.
         registered = await asyncio.gather(*(_answer(s.senders.remote()) for s in self.shards))
@@ -847,7 +848,7 @@ class Controller:
         # the nodes of its site.
         spare = None if cfg.placement.constrained else await self._take_spare(cfg, state)
         if spare is not None:
-            self._nodes.forget(cfg.id)
+            await self._nodes.found_on(cfg.id, spare)
             return spare
         return self._spawn(cfg, state, len(self._cameras), lost=True)
 

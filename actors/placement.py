@@ -17,6 +17,7 @@ and a new cluster never reads a dead one's reservations.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import tempfile
 import time
@@ -66,6 +67,10 @@ def camera_options(
     return options
 
 
+def _node_id(actor: Any) -> str:
+    return str(ray.get_runtime_context().get_node_id())
+
+
 def shard_options(policy: PlacementConfig) -> dict[str, Any]:
     """Ray options for an aggregator shard."""
     return {"scheduling_strategy": "SPREAD"} if policy.shards == "spread" else {}
@@ -99,6 +104,16 @@ class CameraNodes:
         if self._policy.cameras == "least_loaded":
             node_id = self._load.place(camera_id, placement, self._alive(), lost)
         return camera_options(placement, node_id, self._policy)
+
+    async def found_on(self, camera_id: str, actor: Any) -> None:
+        """Record where a process that was not placed here runs (a spare
+        that took the camera over, one that outlived a controller restart),
+        so the next camera placed counts it."""
+        try:
+            node_id = await asyncio.wait_for(actor.__ray_call__.remote(_node_id), 10)
+        except Exception:  # lost meanwhile: its watcher restores it
+            node_id = None
+        self._load.record(camera_id, node_id)
 
     def forget(self, camera_id: str) -> None:
         self._load.forget(camera_id)

@@ -87,6 +87,14 @@ class CameraLoad:
             self._node_of[camera_id] = node_id
         return node_id
 
+    def record(self, camera_id: str, node_id: str | None) -> None:
+        """``camera_id`` runs on ``node_id`` though it was not placed here
+        (a spare process took it over, or it outlived a restart of the
+        controller); None: not known."""
+        self._node_of.pop(camera_id, None)
+        if node_id is not None:
+            self._node_of[camera_id] = node_id
+
     def forget(self, camera_id: str) -> None:
         self._node_of.pop(camera_id, None)
 

@@ -82,3 +82,13 @@ def test_cameras_on_a_node_no_longer_alive_count_nowhere():
         load.place(f"cam{i}", CameraPlacement(resources={"site-a": 1}), NODES)
     # gpu is gone: its three cameras do not make the plain node look loaded
     assert load.place("new", ANY, [HEAD, PLAIN]) == "plain"
+
+
+def test_a_camera_found_running_counts_where_it_runs():
+    load = CameraLoad()
+    load.record("adopted", "plain")  # outlived a controller restart there
+    load.record("unknown", None)  # lost before it said where it ran
+    assert load.placed() == {"adopted": "plain"}
+    # plain holds one camera on 2 CPUs, gpu none on 4: gpu first, then head
+    assert load.place("a", ANY, NODES) == "gpu"
+    assert load.place("b", ANY, NODES) == "head"
