@@ -54,7 +54,8 @@ def camera_options(
     """Ray options for a camera's process placed on ``node_id``. With no
     node chosen (none alive qualifies yet, or Ray decides), the camera's
     resources and labels still bind it: Ray holds it until a node that
-    has them joins."""
+    has them joins. Ray checks the resources on a node it falls back to,
+    not the labels (docs/capacity.md, Placement)."""
     options: dict[str, Any] = {}
     if placement.resources:
         options["resources"] = dict(placement.resources)
