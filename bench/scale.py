@@ -1,5 +1,6 @@
 """Scale: can the aggregator shards and the warehouse sink keep up with
-thousands of cameras? Synthetic events, no video, no Ray.
+thousands of cameras, and what memory does a camera take? Synthetic
+events, no video; Ray only for the memory part (4).
 
 Prints, in one run, side by side:
 
@@ -16,7 +17,8 @@ Prints, in one run, side by side:
    busiest shard's seconds of work per simulated second, the lag it would
    end with, and whether the sink keeps up with the rows they produce;
 4. resident memory per camera at 1, 8 and 32 cameras per process, from
-   ``bench/memory.py`` when it is present (it starts Ray), else a note.
+   ``bench/memory.py`` (it starts a local Ray cluster; ``--no-memory``
+   skips it).
 
     python bench/scale.py --cameras 10000 --seconds 3
 """
@@ -172,32 +174,17 @@ def sink_rows_per_s(rows: int, batch_rows: int, repeat: int) -> tuple[float, lis
     return statistics.median(rates), rates
 
 
-def memory_per_camera() -> str:
-    """bench/memory.py's figures where that bench is present."""
+def memory_per_camera(counts: list[int]) -> str:
+    """bench/memory.py's table: resident memory per camera at ``counts``
+    cameras per process (it starts a local Ray cluster and runs cameras)."""
     path = Path(__file__).with_name("memory.py")
-    if not path.exists():
-        return (
-            "not measured by this run: bench/memory.py is not in this tree "
-            "(see bench/RESULTS.md, Cameras per process)"
-        )
     spec = importlib.util.spec_from_file_location("camcount_bench_memory", path)
     if spec is None or spec.loader is None:
-        return f"bench/memory.py could not be loaded from {path}"
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-        entry = getattr(module, "main", None)
-        if entry is None:
-            return "bench/memory.py has no main(); run it on its own"
-        saved = sys.argv
-        sys.argv = [str(path), "--cameras-per-process", "1,8,32"]
-        try:
-            entry()
-        finally:
-            sys.argv = saved
-    except (Exception, SystemExit) as exc:  # its own bench: report, go on
-        return f"bench/memory.py failed: {exc!r}"
-    return "bench/memory.py printed its table above"
+        raise SystemExit(f"bench/memory.py could not be loaded from {path}")
+    memory = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(memory)
+    fps, seconds = 10.0, 15.0
+    return str(memory.table(memory.measure(counts, fps, seconds=seconds), fps, seconds))
 
 
 def main() -> None:
@@ -208,11 +195,22 @@ def main() -> None:
     p.add_argument("--sink-rows", type=int, default=200_000, help="rows per chDB run")
     p.add_argument("--batch-rows", type=int, default=10_000, help="rows per insert")
     p.add_argument("--repeat", type=int, default=3, help="chDB runs; the median is kept")
-    p.add_argument("--no-memory", action="store_true", help="skip bench/memory.py")
+    p.add_argument(
+        "--memory-per-process",
+        default="1,8,32",
+        help="cameras per process that bench/memory.py measures memory at",
+    )
+    p.add_argument("--no-memory", action="store_true", help="skip bench/memory.py (Ray)")
     args = p.parse_args()
     if args.cameras < 1 or args.seconds < 2:
         p.error("--cameras must be at least 1 and --seconds at least 2")
-    shard_counts = [int(s) for s in args.shards.split(",")]
+    try:
+        shard_counts = [int(s) for s in args.shards.split(",")]
+        memory_counts = [int(k) for k in args.memory_per_process.split(",")]
+    except ValueError:
+        p.error("--shards and --memory-per-process are comma-separated whole numbers")
+    if min(shard_counts) < 1 or min(memory_counts) < 1:
+        p.error("--shards and --memory-per-process must be at least 1")
 
     print(
         f"{platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}, "
@@ -252,7 +250,8 @@ def main() -> None:
             flush=True,
         )
     if not args.no_memory:
-        print(f"memory per camera at 1, 8, 32 cameras per process: {memory_per_camera()}")
+        print("memory per camera by cameras per process (bench/memory.py):", flush=True)
+        print(memory_per_camera(memory_counts))
 
 
 if __name__ == "__main__":
