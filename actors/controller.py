@@ -519,11 +519,11 @@ class Controller:
         the camera may run on (actors/placement.py); a camera joining a
         process counts on that process's node. ``lost``: its last process
         was lost, maybe with its node, so processes on that node are passed
-        over."""
+        over when another node may run it."""
         n = self._next_incarnation(cfg.id)
         self._cameras[cfg.id] = cfg
         self._release(cfg.id)  # out of sync otherwise: it is placed afresh
-        avoid = self._hosts_on(self._nodes.node_of(cfg.id)) if lost else set()
+        avoid = self._hosts_on(self._nodes.passed_over(cfg.id, cfg.placement)) if lost else set()
         host_id, new = self._plan.place(cfg.id, placement_key(cfg), avoid)
         if new:
             share = min(self._plan.capacity, max(1, cameras))

@@ -123,6 +123,15 @@ class CameraNodes:
         same node, and counts there."""
         self._load.record(camera_id, self._load.node_of(peer_id))
 
+    def passed_over(self, camera_id: str, placement: CameraPlacement) -> str | None:
+        """The node a lost camera should not go back to: its last, when
+        another alive node allows it (else None: it may only go back)."""
+        last = self._load.node_of(camera_id)
+        if last is None:
+            return None
+        others = (n for n in self._alive() if n.node_id != last and n.cpus > 0)
+        return last if any(n.allows(placement) for n in others) else None
+
     def node_of(self, camera_id: str) -> str | None:
         return self._load.node_of(camera_id)
 
