@@ -8,10 +8,10 @@ the site resource one camera names; the plain worker has neither.
 
 One replay of three cameras:
 
-1. once checkpoints complete, each camera's process is where placement
-   says (the site camera on the site node, the three cameras on three
-   nodes), the shards on two nodes, the detector's replicas only on the
-   GPU worker;
+1. once checkpoints complete, each camera process is where placement
+   says (the site camera alone on the site node; the two others, of one
+   site and no placement, in one process on the least loaded node), the
+   shards on two nodes, the detector's replicas only on the GPU worker;
 2. the plain worker is then removed (its raylet and every process on it
    killed): its cameras are placed again on the nodes left;
 3. the detector went from one replica to two under the cameras' load, and
