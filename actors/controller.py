@@ -69,7 +69,7 @@ from actors.external import ExternalSourceActor
 from actors.hub import LiveHub
 from actors.lifetime import detached, parts_of
 from actors.output import OutputActor
-from actors.placement import ModelCoreAvoider
+from actors.placement import CameraNodes, ModelCoreAvoider, shard_options
 from camcount.checkpoints import CheckpointStore, Manifest, PartInfo
 from camcount.checkpoints.states import CameraState
 from camcount.config import AppConfig, CameraConfig, ExternalSourceConfig
@@ -81,7 +81,7 @@ from camcount.external import (
     ExternalSourceState,
     check_counters,
 )
-from camcount.hosts import HostPlan
+from camcount.hosts import HostPlan, placement_key
 from camcount.outputs.tables import CAMERA_KINDS
 from camcount.stream.aggregation import AggregatorState, GroupSpec, resplit, shard_router
 from camcount.warehouse.rows import camera_tables
@@ -188,6 +188,7 @@ class Controller:
         self._stopping = False
         self._start_timeout_s = 60.0
         self._keep_off_model = ModelCoreAvoider()
+        self._nodes = CameraNodes(self.config.placement)
         # What a restore goes back to: the newest complete checkpoint of
         # this run, or before the first, what the run started from.
         self._base_id: int | None = None
@@ -418,6 +419,7 @@ class Controller:
         self._cameras.update(configs)
         for camera_id, (n, link) in survivors.items():
             self._install(configs[camera_id], link, n)
+        await asyncio.gather(*(self._nodes.found_on(c, a) for c, (_, a) in survivors.items()))
         # The shards' registered incarnations: a camera lost with the
         # controller is numbered after its last, never as one in flight.
         registered = await asyncio.gather(*(_answer(s.senders.remote()) for s in self.shards))
@@ -483,7 +485,7 @@ class Controller:
             if answers[index] and index not in held:
                 _kill([host])
         for index, camera_ids in held.items():
-            host_id = self._plan.found(camera_ids, _placement_key(configs[camera_ids[0]]))
+            host_id = self._plan.found(camera_ids, placement_key(configs[camera_ids[0]]))
             self._hosts[host_id] = hosts[index]
         return {c: (n, link) for c, (n, _, link) in survivors.items()}
 
@@ -536,7 +538,9 @@ class Controller:
 
     def _new_shard(self, index: int, state: AggregatorState | None) -> Any:
         storage = self.config.storage
-        return AggregatorActor.options(**self._detached(f"shard{index}")).remote(
+        return AggregatorActor.options(
+            **self._detached(f"shard{index}"), **shard_options(self.config.placement)
+        ).remote(
             index,
             *self._window_args,
             self._groups,
@@ -593,23 +597,34 @@ class Controller:
         await self._register(cfg)
         return await self._begin(cfg, actor)
 
-    def _spawn(self, cfg: CameraConfig, state: CameraState | None, cameras: int) -> Any:
+    def _spawn(
+        self, cfg: CameraConfig, state: CameraState | None, cameras: int, lost: bool = False
+    ) -> Any:
         """Create the camera's next incarnation in a process with room for
         it (of its placement key), or in a new one, which starts (seconds)
         while the caller does other work. It sends nothing before
         ``_begin``. Placing is synchronous, so cameras spawned together fill
-        the same new process."""
+        the same new process. A new process goes to the least loaded node
+        the camera may run on (actors/placement.py); a camera joining a
+        process counts on that process's node. ``lost``: its last process
+        was lost, maybe with its node, so processes on that node are passed
+        over when another node may run it."""
         n = self._next_incarnation(cfg.id)
         self._cameras[cfg.id] = cfg
         self._release(cfg.id)  # out of sync otherwise: it is placed afresh
-        host_id, new = self._plan.place(cfg.id, _placement_key(cfg))
+        avoid = self._hosts_on(self._nodes.passed_over(cfg.id, cfg.placement)) if lost else set()
+        host_id, new = self._plan.place(cfg.id, placement_key(cfg), avoid)
         if new:
             share = min(self._plan.capacity, max(1, cameras))
             self._hosts[host_id] = CameraHost.options(
                 num_cpus=CAMERA_CPUS * share,
                 runtime_env=CAMERA_RUNTIME_ENV,
                 **self._detached("camera"),
+                **self._nodes.place(cfg.id, cfg.placement, lost),
             ).remote(self._detector_app, owner=self._me)
+        else:
+            peer = min(self._plan.cameras_of(host_id) - {cfg.id})
+            self._nodes.join(cfg.id, peer)
         host = self._hosts[host_id]
         # Any call on the camera waits in the host until this has arrived.
         host.add.remote(
@@ -623,6 +638,16 @@ class Controller:
         link = CameraLink(host, cfg.id)
         self._install(cfg, link, n)
         return link
+
+    def _hosts_on(self, node_id: str | None) -> set[str]:
+        """The processes placed on ``node_id`` (none when it is not known)."""
+        if node_id is None:
+            return set()
+        return {
+            host_id
+            for host_id, cameras in self._plan.hosts().items()
+            if any(self._nodes.node_of(c) == node_id for c in cameras)
+        }
 
     def _quietly(self, ref: Any) -> None:
         """A call whose answer nobody needs (a camera leaving a process that
@@ -715,6 +740,7 @@ class Controller:
         except (RayActorError, TimeoutError, CameraNotHosted):
             status = {**self._last_status.get(camera_id, {}), "state": "stopped"}
         self._release(camera_id, told=True)
+        self._nodes.forget(camera_id)
         cfg = self._cameras.pop(camera_id)
         with contextlib.suppress(RayActorError):
             await self._shard_of(cfg).remove.remote(camera_id)
@@ -1104,10 +1130,13 @@ class Controller:
         self._actors.pop(cfg.id, None)
         self._unwatch(("camera", cfg.id))
         self._release(cfg.id, lost=True)
-        spare = await self._take_spare(cfg, state)
+        # The spare runs wherever Ray put it: not for a camera bound to
+        # the nodes of its site.
+        spare = None if cfg.placement.constrained else await self._take_spare(cfg, state)
         if spare is not None:
+            await self._nodes.found_on(cfg.id, spare)
             return spare
-        return self._spawn(cfg, state, len(self._cameras))
+        return self._spawn(cfg, state, len(self._cameras), lost=True)
 
     # A spare camera process, started and idle, takes over a camera that
     # died: a new process needs seconds to start (Ray Serve's imports), the
@@ -1153,7 +1182,7 @@ class Controller:
             return None
         finally:
             self._start_spare()
-        key = _placement_key(cfg)
+        key = placement_key(cfg)
         host_id = self._plan.new_host(key)
         self._plan.take(host_id, cfg.id, key)
         self._hosts[host_id] = spare
@@ -1277,6 +1306,7 @@ class Controller:
             "checkpoints": self._checkpoint_status(),
             "recoveries": list(self._recoveries[-50:]),
             "spare_camera": self._spare_state(),
+            "camera_nodes": self._nodes.placed(),
         }
 
     def _spare_state(self) -> str:
@@ -1462,12 +1492,6 @@ async def _answer(ref: Any, timeout_s: float = 10.0) -> Any:
         return await asyncio.wait_for(ref, timeout_s)
     except (RayActorError, TimeoutError):
         return None
-
-
-def _placement_key(camera: CameraConfig) -> str:
-    """Cameras that share a process share this: their site, which the
-    shards group by and a deployment places by."""
-    return camera.site
 
 
 async def _collect(ref: Any) -> None:

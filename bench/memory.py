@@ -125,6 +125,45 @@ def run(base: AppConfig, per_process: int, warmup_s: float, seconds: float, root
     }
 
 
+def measure(
+    counts: list[int], fps: float = 10.0, warmup_s: float = 8.0, seconds: float = 15.0
+) -> list[dict]:
+    """One ``run`` per K of ``counts``, on a local Ray cluster started here
+    and shut down after (bench/scale.py calls this too)."""
+    from serve_app.app import connect_ray
+
+    connect_ray(None, log_to_driver=False, cameras=max(counts))
+    results = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="camcount-memory-") as tmp:
+            root = Path(tmp)
+            base = scene(root, fps, frames=int(fps * 30))
+            for k in counts:
+                results.append(run(base, k, warmup_s, seconds, root))
+    finally:
+        ray.shutdown()
+    return results
+
+
+def table(results: list[dict], fps: float, seconds: float) -> str:
+    """The figures as bench/RESULTS.md shows them."""
+    lines = [
+        f"# {dt.date.today()} {platform.node()} ({os.cpu_count()} cores), "
+        f"{fps:g} fps a camera, {seconds:g} s window",
+        "| cameras per process | frames/s per camera (min / mean) | RSS per camera | "
+        "PSS per camera | USS per camera | process RSS | process USS |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['cameras_per_process']} | {r['fps_min']} / {r['fps_mean']} | "
+            f"{r['rss_per_camera_mb']} MB | {r['pss_per_camera_mb']} MB | "
+            f"{r['uss_per_camera_mb']} MB | {r['process_rss_mb']} MB | "
+            f"{r['process_uss_mb']} MB |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--per-process", default="1,8,32")
@@ -134,35 +173,11 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     counts = [int(k) for k in args.per_process.split(",")]
-    from serve_app.app import connect_ray
-
-    connect_ray(None, log_to_driver=False, cameras=max(counts))
-    results = []
-    with tempfile.TemporaryDirectory(prefix="camcount-memory-") as tmp:
-        root = Path(tmp)
-        base = scene(root, args.fps, frames=int(args.fps * 30))
-        for k in counts:
-            results.append(run(base, k, args.warmup, args.seconds, root))
-    ray.shutdown()
+    results = measure(counts, args.fps, args.warmup, args.seconds)
     if args.json:
         print(json.dumps(results, indent=2))
         return
-    print(
-        f"# {dt.date.today()} {platform.node()} ({os.cpu_count()} cores), "
-        f"{args.fps:g} fps a camera, {args.seconds:g} s window"
-    )
-    print(
-        "| cameras per process | frames/s per camera (min / mean) | RSS per camera | "
-        "PSS per camera | USS per camera | process RSS | process USS |"
-    )
-    print("|---|---|---|---|---|---|---|")
-    for r in results:
-        print(
-            f"| {r['cameras_per_process']} | {r['fps_min']} / {r['fps_mean']} | "
-            f"{r['rss_per_camera_mb']} MB | {r['pss_per_camera_mb']} MB | "
-            f"{r['uss_per_camera_mb']} MB | {r['process_rss_mb']} MB | "
-            f"{r['process_uss_mb']} MB |"
-        )
+    print(table(results, args.fps, args.seconds))
 
 
 if __name__ == "__main__":

@@ -285,6 +285,37 @@ class MotionConfig(_Model):
         )
 
 
+#: A resource name as Ray takes it in ``ray start --resources`` and actor options.
+ResourceName = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
+ResourceAmount = Annotated[float, Field(gt=0)]
+
+
+class CameraPlacement(_Model):
+    """Which nodes may run a camera's process.
+
+    A camera reads its stream over the network of the site it films; on a
+    cluster that spans sites, it belongs on a node of that network. Nodes
+    say where they are with custom resources (``ray start --resources
+    '{"site-north": 1000}'``) or labels (``ray start --labels
+    'site=north'``); a camera names them here. Of the nodes that qualify,
+    it goes to the least loaded (docs/capacity.md, Placement).
+    """
+
+    resources: dict[ResourceName, ResourceAmount] = Field(
+        default_factory=dict,
+        description="custom resources the camera's process takes from its node, e.g. "
+        '{"site-north": 0.001}: only nodes that have them run it',
+    )
+    labels: dict[ResourceName, str] = Field(
+        default_factory=dict,
+        description="node labels (ray start --labels) a node must carry to run the camera",
+    )
+
+    @property
+    def constrained(self) -> bool:
+        return bool(self.resources or self.labels)
+
+
 class CameraConfig(_Model):
     id: Identifier
     source: Annotated[
@@ -326,6 +357,10 @@ class CameraConfig(_Model):
         description="FFmpeg decoding threads (0: one per core); one keeps a node with many "
         "cameras from running cores x cameras decoder threads",
     )
+    placement: CameraPlacement = Field(
+        default_factory=CameraPlacement,
+        description="the nodes that may run this camera (a site's network); any node if empty",
+    )
 
     @model_validator(mode="after")
     def _unique_counter_ids(self) -> CameraConfig:
@@ -360,6 +395,45 @@ class CameraConfig(_Model):
         return _as_utc(self.start_time).timestamp()
 
 
+class AutoscalingConfig(_Model):
+    """How the detector's replica count follows its load (Ray Serve
+    autoscaling). Serve adds replicas while the requests in flight per
+    replica stay above ``target_ongoing_requests`` for ``upscale_delay_s``
+    and removes them while they stay below it for ``downscale_delay_s``;
+    docs/capacity.md says how to choose the numbers."""
+
+    min_replicas: Annotated[int, Field(ge=1)] = 1
+    max_replicas: Annotated[int, Field(ge=1)] = 4
+    initial_replicas: Annotated[int, Field(ge=1)] | None = None
+    target_ongoing_requests: Annotated[float, Field(gt=0)] = Field(
+        default=4.0,
+        description="requests in flight per replica that Serve keeps replicas at; a camera "
+        "request carries 4 frames or more, so 4 is about two model batches of 8 queued",
+    )
+    upscale_delay_s: Annotated[float, Field(ge=0)] = 10.0
+    downscale_delay_s: Annotated[float, Field(ge=0)] = 120.0
+    metrics_interval_s: Annotated[float, Field(gt=0)] = 2.0
+    look_back_period_s: Annotated[float, Field(gt=0)] = 10.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AutoscalingConfig:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"min_replicas ({self.min_replicas}) is above max_replicas ({self.max_replicas})"
+            )
+        start = self.initial_replicas
+        if start is not None and not self.min_replicas <= start <= self.max_replicas:
+            raise ValueError(
+                f"initial_replicas ({start}) must lie between min_replicas "
+                f"({self.min_replicas}) and max_replicas ({self.max_replicas})"
+            )
+        return self
+
+    def serve_options(self) -> dict[str, Any]:
+        """The ``autoscaling_config`` Serve takes."""
+        return self.model_dump(exclude_none=True)
+
+
 class DetectorConfig(_Model):
     model: str = Field(
         default="ssdlite-person",
@@ -382,8 +456,15 @@ class DetectorConfig(_Model):
         "aggregators on that node keep off them (Linux). auto: 1 for a model on CPU "
         "(num_gpus 0), none on a GPU or for the synthetic detectors; 0: no pinning",
     )
-    autoscaling: dict[str, Any] | None = Field(
-        default=None, description="Ray Serve autoscaling_config, passed through as is"
+    autoscaling: AutoscalingConfig | None = Field(
+        default=None,
+        description="replicas follow the load between min_replicas and max_replicas "
+        "(num_replicas is then unused); null: a fixed num_replicas",
+    )
+    resources: dict[ResourceName, ResourceAmount] = Field(
+        default_factory=dict,
+        description='custom resources each replica takes from its node, e.g. {"detector": 1}: '
+        "only the nodes that declare them (the GPU nodes) run replicas",
     )
     options: dict[str, Any] = Field(default_factory=dict, description="backend specific settings")
 
@@ -778,6 +859,23 @@ class ExternalConfig(_Model):
         raise KeyError(source_id)
 
 
+class PlacementConfig(_Model):
+    """How the controller spreads its parts over the cluster's nodes
+    (docs/capacity.md, Placement)."""
+
+    cameras: Literal["least_loaded", "ray"] = Field(
+        default="least_loaded",
+        description="least_loaded: each camera (a new one, or one restored after a loss) is "
+        "pinned to the alive node with the fewest cameras per CPU among those its placement "
+        "allows; ray: Ray's own scheduler decides",
+    )
+    shards: Literal["spread", "ray"] = Field(
+        default="spread",
+        description="spread: aggregator shards go to different nodes where Ray can (SPREAD); "
+        "ray: Ray's own scheduler decides",
+    )
+
+
 class AppConfig(_Model):
     """The whole file."""
 
@@ -796,6 +894,7 @@ class AppConfig(_Model):
     api: ApiConfig = ApiConfig()
     serve: ServeConfig = ServeConfig()
     metrics: MetricsConfig = MetricsConfig()
+    placement: PlacementConfig = PlacementConfig()
     alerts: AlertsConfig = AlertsConfig()
     forecast: ForecastConfig = ForecastConfig()
     external: ExternalConfig = ExternalConfig()

@@ -6,8 +6,9 @@ Ray's worker, Serve's client), so several cameras share one
 that sharing, kept apart from Ray so its rules are tested alone:
 
 - a camera is in at most one host, a host holds at most ``capacity``;
-- the cameras of one host share a placement key (the camera's site): a
-  host runs on one node, and cameras placed together by site stay so;
+- the cameras of one host share a placement key (``placement_key``: the
+  camera's site and the nodes its placement allows): a host runs on one
+  node, so only cameras that may run on the same nodes share one;
 - a new camera goes to the fullest open host of its key with room, so
   processes fill before a new one starts;
 - a host is *closed* once it is lost or a camera in it stops answering:
@@ -17,8 +18,11 @@ that sharing, kept apart from Ray so its rules are tested alone:
 
 from __future__ import annotations
 
+import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
+from camcount.config import CameraConfig
 from camcount.errors import CamcountError
 
 
@@ -35,6 +39,17 @@ class _Host:
     closed: bool = False
 
 
+def placement_key(camera: CameraConfig) -> str:
+    """Cameras that may share a process share this: their site (which the
+    shards group by and a deployment places by) and their placement's
+    resources and labels, since the process runs on one node and that node
+    must be one every camera in it is allowed on."""
+    if not camera.placement.constrained:
+        return camera.site
+    nodes = {"resources": camera.placement.resources, "labels": camera.placement.labels}
+    return f"{camera.site} {json.dumps(nodes, sort_keys=True)}"
+
+
 class HostPlan:
     """The hosts of a run and their cameras (module docstring)."""
 
@@ -46,15 +61,19 @@ class HostPlan:
         self._where: dict[str, str] = {}
         self._made = 0
 
-    def place(self, camera_id: str, key: str) -> tuple[str, bool]:
+    def place(self, camera_id: str, key: str, avoid: Collection[str] = ()) -> tuple[str, bool]:
         """The host ``camera_id`` goes to, and whether it is a new one (the
-        caller starts its process)."""
+        caller starts its process). Hosts in ``avoid`` are passed over: those
+        on the node a lost camera ran on, which may be gone with it."""
         if camera_id in self._where:
             raise PlacementError(f"camera {camera_id!r} is in host {self._where[camera_id]!r}")
         room = [
             (len(h.cameras), -h.order, host_id)
             for host_id, h in self._hosts.items()
-            if h.key == key and not h.closed and len(h.cameras) < self.capacity
+            if h.key == key
+            and not h.closed
+            and len(h.cameras) < self.capacity
+            and host_id not in avoid
         ]
         if room:
             host_id, new = max(room)[2], False

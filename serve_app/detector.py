@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import ray
 from ray import serve
 from ray.util import metrics
 
@@ -187,25 +188,37 @@ class DetectorDeployment:
         return out
 
     def stats(self) -> dict[str, Any]:
-        """This replica's batch sizes so far ({size: batches}) and the cores
-        its model runs on (empty: not pinned)."""
+        """This replica's batch sizes so far ({size: batches}), the cores
+        its model runs on (empty: not pinned) and its node."""
         return {
             "frames": self._frames,
             "batch_sizes": dict(self._batch_sizes),
             "model_cores": sorted(self._cores),
             "pid": os.getpid(),
+            "node_id": ray.get_runtime_context().get_node_id(),
         }
 
 
 def detector_app(config: DetectorConfig) -> serve.Application:
     """The deployment with every tunable number taken from the config."""
+    return DetectorDeployment.options(**deployment_options(config)).bind(config)
+
+
+def deployment_options(config: DetectorConfig) -> dict[str, Any]:
+    """Serve's options for the detector. Replicas go only to nodes that
+    declare ``config.resources`` (on a mixed cluster, the GPU nodes say so
+    with a custom resource); with ``autoscaling`` their number follows the
+    requests in flight instead of staying at ``num_replicas``."""
+    actor: dict[str, Any] = {"num_gpus": config.num_gpus, "num_cpus": 1}
+    if config.resources:
+        actor["resources"] = dict(config.resources)
     options: dict[str, Any] = {
         "max_ongoing_requests": config.max_ongoing_requests,
         "max_queued_requests": config.max_queued_requests,
-        "ray_actor_options": {"num_gpus": config.num_gpus, "num_cpus": 1},
+        "ray_actor_options": actor,
     }
     if config.autoscaling is not None:
-        options["autoscaling_config"] = dict(config.autoscaling)
+        options["autoscaling_config"] = config.autoscaling.serve_options()
     else:
         options["num_replicas"] = config.num_replicas
-    return DetectorDeployment.options(**options).bind(config)
+    return options

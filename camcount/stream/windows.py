@@ -16,6 +16,7 @@ Three separate pieces, as in Bytewax and Flink:
 
 from __future__ import annotations
 
+import heapq
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -40,7 +41,24 @@ class ClockState:
 
 
 class WatermarkClock:
-    """Bounded out-of-orderness with an idleness timeout, over several inputs."""
+    """Bounded out-of-orderness with an idleness timeout, over several inputs.
+
+    A shard's clock has an input per camera and is read on every batch, so
+    reading it costs O(log n) amortised, not a pass over every input (a
+    pass made a shard's work grow with the square of its cameras,
+    bench/RESULTS.md, Scale). The live inputs' highest event times sit in a
+    min-heap with lazy deletion:
+
+    1. an input that sends a higher event time, or comes back from idle or
+       finished, pushes a new entry; ``_entry`` names the one entry of each
+       input that counts, the older ones are stale;
+    2. reading the watermark pops stale entries off the top, and entries of
+       inputs idle for longer than ``idle_timeout_s`` (an idle input comes
+       back only by sending, which is step 1);
+    3. the top entry is then the minimum over live inputs;
+    4. the heap is rebuilt from ``_entry`` once stale entries outnumber the
+       inputs, so it stays within a constant factor of them.
+    """
 
     def __init__(
         self,
@@ -57,11 +75,27 @@ class WatermarkClock:
         self._last_active: dict[str, float] = {}
         self._finished: set[str] = set()
         self._watermark = NEG_INF
+        self._heap: list[tuple[float, str]] = []
+        self._entry: dict[str, float] = {}
+
+    def _push(self, input_id: str) -> None:
+        """Step 1 (and step 4 when the heap has grown stale)."""
+        seen = self._max_seen[input_id]
+        if self._entry.get(input_id) == seen:
+            return
+        self._entry[input_id] = seen
+        heapq.heappush(self._heap, (seen, input_id))
+        if len(self._heap) > 2 * len(self._entry) + 64:
+            self._heap = [(v, i) for i, v in self._entry.items()]
+            heapq.heapify(self._heap)
 
     def register(self, input_id: str) -> None:
         """An input that exists but has sent nothing yet holds the watermark back."""
-        self._max_seen.setdefault(input_id, NEG_INF)
-        self._last_active.setdefault(input_id, self._now())
+        if input_id in self._max_seen:
+            return
+        self._max_seen[input_id] = NEG_INF
+        self._last_active[input_id] = self._now()
+        self._push(input_id)
 
     def observe(self, input_id: str, event_time: float) -> None:
         """The input has produced everything up to ``event_time``."""
@@ -70,26 +104,38 @@ class WatermarkClock:
         if event_time > self._max_seen[input_id]:
             self._max_seen[input_id] = event_time
         self._last_active[input_id] = self._now()
+        self._push(input_id)
 
     def finish(self, input_id: str) -> None:
         self.register(input_id)
         self._finished.add(input_id)
+        self._entry.pop(input_id, None)
 
     def remove(self, input_id: str) -> None:
         self._max_seen.pop(input_id, None)
         self._last_active.pop(input_id, None)
         self._finished.discard(input_id)
+        self._entry.pop(input_id, None)
+
+    def _live_minimum(self, now: float) -> float | None:
+        """Steps 2 and 3: the lowest highest-event-time of a live input."""
+        heap = self._heap
+        while heap:
+            seen, input_id = heap[0]
+            if self._entry.get(input_id) != seen:
+                heapq.heappop(heap)  # stale
+            elif now - self._last_active[input_id] > self.idle_timeout_s:
+                heapq.heappop(heap)
+                del self._entry[input_id]
+            else:
+                return seen
+        return None
 
     @property
     def watermark(self) -> float:
-        now = self._now()
-        live = [
-            seen - self.allowed_lateness_s
-            for i, seen in self._max_seen.items()
-            if i not in self._finished and now - self._last_active[i] <= self.idle_timeout_s
-        ]
-        if live:
-            candidate = min(live)
+        lowest = self._live_minimum(self._now())
+        if lowest is not None:
+            candidate = lowest - self.allowed_lateness_s
         elif self._max_seen and len(self._finished) == len(self._max_seen):
             candidate = math.inf
         else:
@@ -116,6 +162,9 @@ class WatermarkClock:
         self._finished = {i for i, _, done in state.inputs if done}
         self._last_active = {i: now for i, _, _ in state.inputs}
         self._watermark = state.watermark
+        self._entry = {i: s for i, s, done in state.inputs if not done}
+        self._heap = [(s, i) for i, s in self._entry.items()]
+        heapq.heapify(self._heap)
 
 
 @dataclass(frozen=True, slots=True)

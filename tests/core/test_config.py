@@ -201,3 +201,60 @@ def test_configs_travel_between_processes_as_the_objects_they_are():
         assert type(arrived) is type(sent)
         assert arrived == sent
     assert pickle.loads(pickle.dumps(config)).cameras[0].lines[0].id == "entrance"
+
+
+PLACED = """\
+cameras:
+  - id: gate
+    source: gate.mp4
+    placement:
+      resources: {site-north: 0.001}
+      labels: {site: north}
+detector:
+  resources: {detector: 1}
+  autoscaling:
+    min_replicas: 1
+    max_replicas: 6
+    target_ongoing_requests: 2
+    downscale_delay_s: 30
+placement:
+  shards: ray
+"""
+
+
+def test_placement_and_autoscaling_load_and_become_serve_options():
+    config = parse_config(PLACED)
+    assert config.cameras[0].placement.resources == {"site-north": 0.001}
+    assert config.cameras[0].placement.constrained
+    assert config.placement.cameras == "least_loaded" and config.placement.shards == "ray"
+    assert config.detector.resources == {"detector": 1}
+    autoscaling = config.detector.autoscaling
+    assert autoscaling is not None
+    options = autoscaling.serve_options()
+    assert options["max_replicas"] == 6 and options["downscale_delay_s"] == 30
+    assert "initial_replicas" not in options  # unset: Serve's own default
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field"),
+    [
+        ("    max_replicas: 6", "    max_replicas: 0", "detector.autoscaling.max_replicas"),
+        ("    min_replicas: 1", "    min_replicas: 9", "detector.autoscaling"),
+        ("target_ongoing_requests: 2", "target_ongoing_requests: 0", "target_ongoing_requests"),
+        ("    downscale_delay_s: 30", "    downscale_delay: 30", "downscale_delay"),
+        ("{detector: 1}", "{detector: -1}", "detector.resources.detector"),
+        ("{site-north: 0.001}", "{site-north: 0}", "cameras.0.placement.resources"),
+        ("  shards: ray", "  shards: everywhere", "placement.shards"),
+    ],
+)
+def test_bad_placement_or_autoscaling_names_the_field(old, new, field):
+    assert old in PLACED
+    with pytest.raises(ConfigError) as exc:
+        parse_config(PLACED.replace(old, new), "cfg.yaml")
+    assert field in str(exc.value)
+
+
+def test_a_camera_without_placement_may_run_anywhere():
+    config = parse_config("cameras:\n  - id: a\n    source: a.mp4\n")
+    assert not config.cameras[0].placement.constrained
+    assert config.detector.autoscaling is None and config.detector.resources == {}

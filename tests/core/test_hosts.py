@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from camcount.config import DEFAULT_CAMERAS_PER_PROCESS, AppConfig, parse_config
+from camcount.config import DEFAULT_CAMERAS_PER_PROCESS, AppConfig, CameraConfig, parse_config
 from camcount.errors import ConfigError
-from camcount.hosts import HostPlan, PlacementError
+from camcount.hosts import HostPlan, PlacementError, placement_key
 
 
 def test_hosts_fill_before_a_new_one_starts():
@@ -154,3 +154,50 @@ def test_hosts_found_after_a_restart_are_entered_as_they_are():
     assert plan.place("e", "k") == (roomy, False)
     with pytest.raises(PlacementError, match="in other hosts"):
         plan.found(["a"], "k")
+
+
+def _camera(site: str, placement: dict[str, object] | None = None) -> CameraConfig:
+    return CameraConfig(id="c", source="clip.mp4", site=site, placement=placement or {})
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "share"),
+    [
+        # same site, no constraints: one process may hold both
+        (_camera("north"), _camera("north"), True),
+        # another site never shares
+        (_camera("north"), _camera("south"), False),
+        # same site, but one is bound to nodes with a resource: it may not
+        # run where the other's process went
+        (_camera("north"), _camera("north", {"resources": {"site-north": 0.001}}), False),
+        # same site, labels that differ
+        (
+            _camera("north", {"labels": {"zone": "a"}}),
+            _camera("north", {"labels": {"zone": "b"}}),
+            False,
+        ),
+        # the same constraints written in another order share
+        (
+            _camera("north", {"labels": {"zone": "a", "rack": "1"}}),
+            _camera("north", {"labels": {"rack": "1", "zone": "a"}}),
+            True,
+        ),
+    ],
+)
+def test_cameras_share_a_process_only_with_the_same_site_and_placement(a, b, share):
+    assert (placement_key(a) == placement_key(b)) is share
+    plan = HostPlan(4)
+    first, _ = plan.place("a", placement_key(a))
+    second, new = plan.place("b", placement_key(b))
+    assert (second == first) is share and new is not share
+
+
+def test_a_lost_camera_passes_over_the_hosts_it_is_told_to_avoid():
+    plan = HostPlan(4)
+    on_lost_node, _ = plan.place("a", "k")
+    plan.place("b", "k")
+    plan.release("a")  # lost with its node, as b's host may be
+    elsewhere, new = plan.place("a", "k", avoid={on_lost_node})
+    assert new and elsewhere != on_lost_node
+    # a camera not told to avoid it still fills it
+    assert plan.place("c", "k") == (on_lost_node, False)

@@ -113,6 +113,100 @@ def test_clock_snapshot_restore():
     assert other.watermark == clock.watermark == 9
 
 
+def test_thousands_of_inputs_in_turn_keep_the_minimum():
+    # A shard's clock: an input per camera, each sending in turn, read on
+    # every batch; the lowest camera is always the one about to send.
+    cameras = [f"cam{i:04d}" for i in range(3000)]
+    clock = WatermarkClock(allowed_lateness_s=1)
+    for c in cameras:
+        clock.register(c)
+    for second in range(1, 3):
+        for i, c in enumerate(cameras):
+            clock.observe(c, float(second))
+            held_back_by = second - 1 if i + 1 < len(cameras) else second
+            assert clock.watermark == (held_back_by - 1 if held_back_by else -math.inf)
+
+
+class NaiveClock:
+    """The clock's definition read literally: the minimum over every live
+    input on every read."""
+
+    def __init__(self, lateness: float, idle: float, now: FakeClock) -> None:
+        self.lateness, self.idle, self.now = lateness, idle, now
+        self.seen: dict[str, float] = {}
+        self.active: dict[str, float] = {}
+        self.finished: set[str] = set()
+        self.mark = -math.inf
+
+    def register(self, i: str) -> None:
+        self.seen.setdefault(i, -math.inf)
+        self.active.setdefault(i, self.now())
+
+    def observe(self, i: str, t: float) -> None:
+        self.register(i)
+        self.finished.discard(i)
+        self.seen[i] = max(self.seen[i], t)
+        self.active[i] = self.now()
+
+    def finish(self, i: str) -> None:
+        self.register(i)
+        self.finished.add(i)
+
+    def remove(self, i: str) -> None:
+        self.seen.pop(i, None)
+        self.active.pop(i, None)
+        self.finished.discard(i)
+
+    def watermark(self) -> float:
+        live = [
+            s - self.lateness
+            for i, s in self.seen.items()
+            if i not in self.finished and self.now() - self.active[i] <= self.idle
+        ]
+        if live:
+            candidate = min(live)
+        elif self.seen and self.finished == set(self.seen):
+            candidate = math.inf
+        else:
+            candidate = self.mark
+        self.mark = max(self.mark, candidate)
+        return self.mark
+
+
+clock_steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("observe"), st.sampled_from("abcde"), st.integers(0, 50)),
+        st.tuples(st.sampled_from(["register", "finish", "remove"]), st.sampled_from("abcde")),
+        st.tuples(st.just("wait"), st.integers(0, 8)),
+        st.tuples(st.just("restore")),
+    ),
+    max_size=120,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(clock_steps)
+def test_the_clock_reads_as_the_minimum_over_live_inputs(steps):
+    now = FakeClock()
+    clock = WatermarkClock(allowed_lateness_s=2, idle_timeout_s=10, now=now)
+    naive = NaiveClock(2, 10, now)
+    for step in steps:
+        match step:
+            case ("wait", seconds):
+                now.now += seconds
+            case ("restore",):
+                # A restored clock starts every input as active now.
+                clock.restore(clock.snapshot())
+                naive.active = dict.fromkeys(naive.seen, now())
+            case ("observe", i, t):
+                clock.observe(i, float(t))
+                naive.observe(i, float(t))
+            case (op, i):
+                getattr(clock, op)(i)
+                getattr(naive, op)(i)
+        assert clock.watermark == naive.watermark()
+
+
 # ------------------------------------------------------------------ properties
 
 event_times = st.lists(

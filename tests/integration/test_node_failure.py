@@ -1,8 +1,9 @@
-"""A whole worker node lost in the middle of a replay (its raylet and every
-process on it killed): the cameras and shards it held are restored on the
-other nodes, and the warehouse ends as without the failure. The cluster is
-a head and two worker raylets of its own, in a process of its own
-(tests/integration/node_failure.py)."""
+"""Several nodes: cameras, shards and detector replicas where placement
+says, the detector scaled by its load, and a whole worker node lost in the
+middle of a replay (its raylet and every process on it killed) with its
+cameras and shards restored on the other nodes and the warehouse ending
+with what ``camcount count`` counts for each file. The cluster is a head and two worker raylets of
+its own, in a process of its own (tests/integration/node_failure.py)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_a_lost_worker_node_loses_and_doubles_nothing(tmp_path: Path):
+def test_placement_autoscaling_and_a_lost_worker_node(tmp_path: Path):
     scenes = [write_scene(generate_scene(s, LAYOUT), tmp_path / f"cam{s}.mp4")[0] for s in SEEDS]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_ADDRESS": ""}
     done = subprocess.run(
@@ -36,7 +37,27 @@ def test_a_lost_worker_node_loses_and_doubles_nothing(tmp_path: Path):
     assert done.returncode == 0, done.stderr[-5000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     print(result)
-    assert result["removed_node_actors"], "the removed node held no camera or shard"
-    assert result["rows"] > 0
-    assert result["lost"] == result["doubled"] == result["changed"] == 0
-    assert result["crossings_equal"] and result["totals_equal"]
+    placed = result["placed"]
+    cameras = {k: v for k, v in placed.items() if k.startswith("camera ")}
+    # The site camera on the site node, in a process of its own (its placement
+    # differs); the two others share a process, which went to the node with
+    # the fewest cameras per CPU (head and plain: none; plain has more CPUs).
+    assert cameras["camera cam31"] == "gpu"
+    assert cameras["camera cam32"] == cameras["camera cam34"] == "plain"
+    # The shards on two nodes (SPREAD), the replicas only where the resource is.
+    assert len({v for k, v in placed.items() if k.startswith("shard ")}) == 2
+    assert result["replica_nodes"] == ["gpu"]
+    # Up under the cameras' load, down once they are idle.
+    assert result["replicas_max"] == 2
+    assert result["replicas_idle"] == 1
+    # The plain node's cameras were placed again on the nodes left (in a
+    # new process together, on the least loaded node that is not plain).
+    assert any(v.startswith("camera ") for v in result["removed_node_actors"])
+    assert "plain" not in result["placed_after_loss"].values()
+    after = result["placed_after_loss"]
+    assert after["camera cam32"] == after["camera cam34"] == "head"
+    assert result["placed_after_loss"]["camera cam31"] == "gpu"
+    # Row for row what the core counts for each file alone.
+    assert result["rows"] > 0 and result["late_in_reference"] == 0
+    assert result["lost"] == result["doubled"] == result["extra"] == 0
+    assert result["crossings_equal"] and result["totals_equal_count"]
