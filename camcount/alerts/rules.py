@@ -89,28 +89,35 @@ class OccupancyRule(_Threshold):
         return f"{self.camera}/{self.zone}" if self.zone else str(self.camera)
 
 
-class FlowRule(_Threshold):
-    """Crossings per window of one counter (or a group's), optionally one
-    class and one direction; a window nobody crossed counts 0."""
+class _OnACounter(BaseModel):
+    """A rule on one counter of a camera or of a group (their window rows)."""
 
-    kind: Literal["flow"] = "flow"
     camera: Identifier | None = None
     group: Identifier | None = None
     counter: Identifier
-    class_name: str | None = None
-    direction: str | None = None
-    window_s: Annotated[int, Field(gt=0)] = 60
-    hold_s: Annotated[float, Field(ge=0)] = 0.0
 
     @model_validator(mode="after")
-    def _target(self) -> FlowRule:
+    def _camera_or_group(self) -> _OnACounter:
         if (self.group is None) == (self.camera is None):
-            raise ValueError("a flow rule names a camera or a group")
+            kind = getattr(self, "kind", "this")
+            raise ValueError(f"a {kind} rule names a camera or a group")
         return self
 
     @property
     def source(self) -> str:
+        """The window rows' ``camera_id``: the camera, or ``group:id``."""
         return f"group:{self.group}" if self.group is not None else str(self.camera)
+
+
+class FlowRule(_Threshold, _OnACounter):
+    """Crossings per window of one counter (or a group's), optionally one
+    class and one direction; a window nobody crossed counts 0."""
+
+    kind: Literal["flow"] = "flow"
+    class_name: str | None = None
+    direction: str | None = None
+    window_s: Annotated[int, Field(gt=0)] = 60
+    hold_s: Annotated[float, Field(ge=0)] = 0.0
 
     @property
     def target(self) -> str:
@@ -127,29 +134,16 @@ class CameraRule(_Rule):
     hold_s: Annotated[float, Field(ge=0)] = 30.0
 
 
-class ForecastRule(_Rule):
+class ForecastRule(_Rule, _OnACounter):
     """A window's count outside its forecast band: ``deviation`` times the
     band's half-width from the forecast (1.0: just outside the band)."""
 
     kind: Literal["forecast"] = "forecast"
-    camera: Identifier | None = None
-    group: Identifier | None = None
-    counter: Identifier
     class_name: str
     direction: str
     window_s: Annotated[int, Field(gt=0)] = 300
     deviation: Annotated[float, Field(gt=0)] = 1.0
     hold_s: Annotated[float, Field(ge=0)] = 0.0
-
-    @model_validator(mode="after")
-    def _target(self) -> ForecastRule:
-        if (self.group is None) == (self.camera is None):
-            raise ValueError("a forecast rule names a camera or a group")
-        return self
-
-    @property
-    def source(self) -> str:
-        return f"group:{self.group}" if self.group is not None else str(self.camera)
 
     @property
     def target(self) -> str:
