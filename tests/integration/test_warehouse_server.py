@@ -127,16 +127,7 @@ def test_schema_is_the_portable_core_on_18_16(server_wh: Warehouse) -> None:
     assert migrate(server_wh.backend, f) == []  # applied at connect, idempotent
 
 
-def test_same_rows_give_the_same_answers_as_chdb(
-    any_wh: Warehouse, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    if request.node.callspec.id == "cluster":
-        # Seen once in a full run: the cluster's first reads answered
-        # "Table default.window_counts doesn't exist" (passes alone). Kept
-        # running, not hidden, until the cause is found.
-        request.applymarker(
-            pytest.mark.xfail(strict=False, reason="cluster: first reads once met a missing table")
-        )
+def test_same_rows_give_the_same_answers_as_chdb(any_wh: Warehouse, tmp_path: Path) -> None:
     server_wh = any_wh
     tables = everything()
     for kind, t in tables.items():
