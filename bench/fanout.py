@@ -129,7 +129,147 @@ async def _reader(
             await asyncio.wait_for(ws.close(), 2)
 
 
-def client_process(url: str, camera: str, n: int, ready_q: Any, stop_evt: Any, out_q: Any) -> None:
+def _masked(opcode: int, payload: bytes) -> bytes:
+    """A client frame (RFC 6455 5.3: a client masks what it sends)."""
+    mask = os.urandom(4)
+    n = len(payload)
+    head = bytes([0x80 | opcode]) + (
+        bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + n.to_bytes(2, "big")
+    )
+    key = int.from_bytes((mask * (n // 4 + 1))[:n], "big")
+    return head + mask + (int.from_bytes(payload, "big") ^ key).to_bytes(n, "big")
+
+
+class _LeanReader(asyncio.Protocol):
+    """A reading client as a load generator: the handshake, unmasked server
+    frames parsed from the byte stream, the subscribe and the acks, with no
+    task per connection. It asks for no compression. The same protocol as
+    ``_reader``, at a fraction of its CPU, so that on a machine shared by the
+    server and its clients the figures are the server's more than theirs."""
+
+    def __init__(self, camera: str, delays: list[float], counts: list[int], ready: Any) -> None:
+        self.camera = camera
+        self.delays = delays
+        self.counts = counts
+        self.ready = ready
+        self.buf = b""
+        self.opened = False
+        self.n = 0
+        self.parts: list[bytes] = []
+        self.transport: asyncio.Transport | None = None
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time()
+        buf = self.buf + data
+        if not self.opened:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                self.buf = buf
+                return
+            if b" 101 " not in buf.split(b"\r\n", 1)[0]:
+                raise RuntimeError(f"handshake refused: {buf[:80]!r}")
+            self.opened = True
+            buf = buf[end + 4 :]
+        i, size = 0, len(buf)
+        while size - i >= 2:
+            b0, b1 = buf[i], buf[i + 1] & 0x7F
+            at = i + 2
+            if b1 == 126:
+                if size - at < 2:
+                    break
+                b1, at = int.from_bytes(buf[at : at + 2], "big"), at + 2
+            elif b1 == 127:
+                if size - at < 8:
+                    break
+                b1, at = int.from_bytes(buf[at : at + 8], "big"), at + 8
+            if size - at < b1:
+                break
+            payload, i = buf[at : at + b1], at + b1
+            self._frame(b0 & 0x0F, bool(b0 & 0x80), payload, now)
+        self.buf = buf[i:]
+
+    def _frame(self, opcode: int, fin: bool, payload: bytes, now: float) -> None:
+        assert self.transport is not None
+        if opcode == 0x9:  # ping
+            self.transport.write(_masked(0xA, payload))
+            return
+        if opcode == 0x8:  # close: answer it, as a client does
+            self.transport.write(_masked(0x8, payload[:2]))
+            self.transport.close()
+            return
+        if opcode not in (0x0, 0x1):
+            return
+        self.parts.append(payload)
+        if not fin:
+            return
+        m = json.loads(b"".join(self.parts))
+        self.parts = []
+        kind = m["type"]
+        if kind == "hello":
+            sub = {"type": "subscribe", "cameras": [self.camera]}
+            self.transport.write(_masked(0x1, json.dumps(sub).encode()))
+            return
+        if kind == "subscribed":
+            self.ready()
+            return
+        ups = m["updates"] if kind == "updates" else [m] if kind == "update" else []
+        for u in ups:
+            d = _delay(now, u["data"])
+            if d is not None:
+                self.delays.append(d)
+                self.counts[0] += 1
+        n = self.n
+        if ups and (n // ACK_EVERY) != ((n + len(ups)) // ACK_EVERY):
+            ack = {"type": "ack", "seq": ups[-1]["seq"]}
+            self.transport.write(_masked(0x1, json.dumps(ack).encode()))
+        self.n = n + len(ups)
+
+
+async def _lean_reader(
+    url: str, camera: str, delays: list[float], counts: list[int], ready: Any, go: Any
+) -> None:
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    loop = asyncio.get_running_loop()
+    for attempt in range(CONNECT_TRIES):
+        try:
+            async with go:
+                _, proto = await loop.create_connection(
+                    lambda: _LeanReader(camera, delays, counts, ready), host, port
+                )
+            break
+        except OSError:
+            if attempt == CONNECT_TRIES - 1:
+                raise
+            await asyncio.sleep(0.5 + attempt)
+    key = base64.b64encode(os.urandom(16)).decode()
+    assert proto.transport is not None
+    proto.transport.write(
+        (
+            f"GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+            f"Authorization: Bearer {TOKEN}\r\n\r\n"
+        ).encode()
+    )
+    try:
+        await proto.closed
+    finally:
+        proto.transport.close()
+
+
+def client_process(
+    url: str, camera: str, n: int, ready_q: Any, stop_evt: Any, out_q: Any, lean: bool = False
+) -> None:
     """``n`` reading clients; reports (delays in s, measured messages, closes)."""
     raise_fd_limit()
 
@@ -144,8 +284,9 @@ def client_process(url: str, camera: str, n: int, ready_q: Any, stop_evt: Any, o
             if ready[0] == n:
                 ready_q.put(n)
 
+        read = _lean_reader if lean else _reader
         tasks = [
-            asyncio.create_task(_reader(url, camera, delays, counts, one_ready, gate))
+            asyncio.create_task(read(url, camera, delays, counts, one_ready, gate))
             for _ in range(n)
         ]
         while not stop_evt.is_set():
@@ -293,8 +434,17 @@ async def publish(
 
 
 def run_phase(
-    path: str, name: str, url: str, health: str, hub: Any, args: argparse.Namespace, silent: int
+    path: str,
+    name: str,
+    urls: list[str],
+    healths: list[str],
+    hub: Any,
+    args: argparse.Namespace,
+    silent: int,
 ) -> Phase:
+    """One phase; with several live replicas (``urls``), client process ``i``
+    connects to replica ``i`` modulo their number, as clients spread by
+    ``GET /live/endpoints`` would."""
     readers = args.clients - silent
     ctx = mp.get_context("spawn")
     ready_q, out_q, stop_evt = ctx.Queue(), ctx.Queue(), ctx.Event()
@@ -303,14 +453,16 @@ def run_phase(
     ]
     procs = [
         ctx.Process(
-            target=client_process, args=(url, "bench", n, ready_q, stop_evt, out_q), daemon=True
+            target=client_process,
+            args=(urls[i % len(urls)], "bench", n, ready_q, stop_evt, out_q, args.client == "lean"),
+            daemon=True,
         )
-        for n in shares
+        for i, n in enumerate(shares)
         if n
     ]
     for p in procs:
         p.start()
-    sockets = [silent_client(url) for _ in range(silent)]
+    sockets = [silent_client(urls[i % len(urls)]) for i in range(silent)]
     t_connect = time.monotonic()
     for _ in procs:
         ready_q.get(timeout=900)
@@ -327,7 +479,7 @@ def run_phase(
         return n
 
     measured = asyncio.run(stream())
-    server_connections = live_connections(health)
+    server_connections = sum(live_connections(h) for h in healths)
     stop_evt.set()
     delays: list[np.ndarray] = []
     delivered = closed_early = 0
@@ -361,8 +513,8 @@ def run_phase(
     )
 
 
-def find_endpoints(api_url: str, timeout_s: float = 60.0) -> dict[str, Any]:
-    """``GET /live/endpoints`` once the live replica has told the hub its port."""
+def find_endpoints(api_url: str, replicas: int = 1, timeout_s: float = 60.0) -> dict[str, Any]:
+    """``GET /live/endpoints`` once every live replica has told the hub its port."""
     import urllib.request
 
     deadline = time.monotonic() + timeout_s
@@ -373,7 +525,7 @@ def find_endpoints(api_url: str, timeout_s: float = 60.0) -> dict[str, Any]:
         with contextlib.suppress(OSError):
             with urllib.request.urlopen(req, timeout=10) as r:
                 body: dict[str, Any] = json.loads(r.read())
-            if body["endpoints"] or time.monotonic() > deadline:
+            if len(body["endpoints"]) >= replicas or time.monotonic() > deadline:
                 return body
         if time.monotonic() > deadline:
             raise RuntimeError("no live endpoint")
@@ -388,7 +540,10 @@ def clip_latency(url: str, args: argparse.Namespace) -> dict[str, Any]:
         args.clients // args.procs + (i < args.clients % args.procs) for i in range(args.procs)
     ]
     procs = [
-        ctx.Process(target=client_process, args=(url, "clip", n, ready_q, stop_evt, out_q))
+        ctx.Process(
+            target=client_process,
+            args=(url, "clip", n, ready_q, stop_evt, out_q, args.client == "lean"),
+        )
         for n in shares
         if n
     ]
@@ -436,6 +591,15 @@ def main() -> int:
     parser.add_argument("--reading-only", action="store_true", help="skip the silent phase")
     parser.add_argument("--slow", type=float, default=0.1, help="share of silent clients")
     parser.add_argument("--procs", type=int, default=2, help="client processes")
+    parser.add_argument(
+        "--replicas", type=int, default=1, help="live replicas (the direct path spreads clients)"
+    )
+    parser.add_argument(
+        "--client",
+        choices=("websockets", "lean"),
+        default="websockets",
+        help="reading clients: the websockets library, or a lean protocol (less client CPU)",
+    )
     parser.add_argument("--clip", type=Path, help="a real clip, served as a live camera")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -489,6 +653,7 @@ def main() -> int:
             live_max_connections=args.clients + 500,
             heartbeat_s=30,
             live_batch_s=args.batch_s,
+            live_replicas=args.replicas,
             ack_window=ACK_WINDOW,
             client_buffer=CLIENT_BUFFER,
         ),
@@ -499,22 +664,23 @@ def main() -> int:
     try:
         hub = ray.get(pipeline.controller.hub_handle.remote())
         api = f"http://127.0.0.1:{port}"
-        found = find_endpoints(api)
+        found = find_endpoints(api, args.replicas)
         tail = "" if args.one_per_frame else "?batch=1"
         if args.clip is not None:
             clip = clip_latency(found["ws"] + tail, args)
         else:
+            mine = found["endpoints"][: args.replicas]
             paths = {
-                "direct": (found["ws"] + tail, found["endpoints"][0]["health"]),
-                "relayed": (found["relayed"]["ws"] + tail, f"{api}/live/healthz"),
+                "direct": ([e["ws"] + tail for e in mine], [e["health"] for e in mine]),
+                "relayed": ([found["relayed"]["ws"] + tail], [f"{api}/live/healthz"]),
             }
             silent = round(args.clients * args.slow)
             for path in ("direct", "relayed") if args.path == "both" else (args.path,):
-                url, health = paths[path]
-                phases.append(run_phase(path, "all reading", url, health, hub, args, 0))
+                urls, healths = paths[path]
+                phases.append(run_phase(path, "all reading", urls, healths, hub, args, 0))
                 if not args.reading_only:
                     name = f"{silent} never reading"
-                    phases.append(run_phase(path, name, url, health, hub, args, silent))
+                    phases.append(run_phase(path, name, urls, healths, hub, args, silent))
     finally:
         pipeline.stop(checkpoint=False)
         ray.shutdown()
@@ -543,6 +709,8 @@ def main() -> int:
         "batch_frames": not args.one_per_frame,
         "seconds": args.seconds,
         "procs": args.procs,
+        "client": args.client,
+        "live_replicas": args.replicas,
         "ack_every": ACK_EVERY,
         "ack_window": ACK_WINDOW,
         "client_buffer": CLIENT_BUFFER,
