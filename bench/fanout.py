@@ -1,4 +1,4 @@
-"""Fan-out of live updates to many WebSocket clients on one live replica.
+"""Fan-out of live updates to many WebSocket clients on live replicas.
 
 Starts the pipeline's Serve apps on a local Ray cluster (no camera), opens
 ``--clients`` WebSocket clients (spread over ``--procs`` client processes)
@@ -20,8 +20,15 @@ many silent clients were told ``overflow`` and closed with 4408. The last
 line is the ratio of the reading clients' p99 with and without the silent
 ones, per path. Everything runs on loopback and stops by itself.
 
+``--replicas N`` starts N live replicas and spreads the client processes
+over them on the direct path (process i on replica i mod N), as clients
+spread by ``GET /live/endpoints``. ``--client lean`` reads with a lean
+asyncio protocol instead of the ``websockets`` library (same handshake,
+frames and acks, less client CPU), to tell the clients' share of a shared
+machine from the server's.
+
     python bench/fanout.py     # 1000 clients, 10 updates/s, both paths, 20 s per phase
-    python bench/fanout.py --path direct --clients 10000 --rate 1 --batches 1 --procs 6
+    python bench/fanout.py --path direct --clients 10000 --rate 1 --batches 1 --procs 4 --replicas 2
     python bench/fanout.py --clip ../shared/data/videos/intel_one-by-one-person-detection.mp4
 
 With ``--clip``, the pipeline counts a real clip served as a live MJPEG
