@@ -6,23 +6,23 @@ from __future__ import annotations
 
 import getpass
 import socket
-import subprocess
-import time
 from pathlib import Path
+
+from camcount.localprocess import LocalProcess, free_port
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["MOSQUITTO", "Mosquitto", "free_port"]
 
 
-class Mosquitto:
-    """One broker process; ``stop`` and ``start`` simulate an outage."""
+class Mosquitto(LocalProcess):
+    """One broker process; ``stop`` and ``start`` simulate an outage (it
+    saves its retained messages on SIGTERM)."""
+
+    name = "mosquitto"
 
     def __init__(self, folder: Path) -> None:
+        super().__init__()
         self.host = "127.0.0.1"
         self.port = free_port()
         self.folder = folder
@@ -39,32 +39,17 @@ class Mosquitto:
             f"log_dest file {folder}/mosquitto.log\n"
             "max_queued_messages 0\n"
         )
-        self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout_s: float = 10.0) -> None:
-        self._proc = subprocess.Popen(
-            [MOSQUITTO, "-c", str(self.config)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                log = (self.folder / "mosquitto.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"mosquitto exited with {self._proc.returncode}: {log}")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"mosquitto did not listen on {self.port} within {timeout_s} s")
+        log = self.folder / "mosquitto.log"
+        self.spawn([MOSQUITTO, "-c", str(self.config)], log, None, self.port, timeout_s)
 
-    def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()  # SIGTERM: it saves its retained messages
-            self._proc.wait(timeout=10)
-        self._proc = None
+    def stop(self, timeout_s: float = 10.0) -> None:
+        super().stop(timeout_s)
 
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+    def answers(self) -> bool:
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.2):
+                return True
+        except OSError:
+            return False

@@ -15,14 +15,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import socket
-import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
 
-from camcount.warehouse.localserver import LocalServer, free_port
+from camcount.localprocess import LocalProcess, free_port
+from camcount.warehouse.localserver import LocalServer
 
 JAVA_BINARY = "/usr/bin/java"
 ZOOKEEPER_JAR = "/usr/share/java/zookeeper.jar"
@@ -41,19 +40,17 @@ admin.enableServer=false
 """
 
 
-class LocalZooKeeper:
+class LocalZooKeeper(LocalProcess):
     """One standalone ZooKeeper under ``root``, on a free port."""
 
+    name = "zookeeper"
+
     def __init__(self, root: Path, java: str = JAVA_BINARY, jar: str = ZOOKEEPER_JAR) -> None:
+        super().__init__()
         self.root = Path(root)
         self.java = java
         self.jar = jar
         self.port = free_port()
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     @property
     def command(self) -> list[str]:
@@ -75,36 +72,12 @@ class LocalZooKeeper:
             return
         (self.root / "data").mkdir(parents=True, exist_ok=True)
         (self.root / "zoo.cfg").write_text(_ZOO_CFG.format(data=self.root / "data", port=self.port))
-        out = open(self.root / "zookeeper.log", "ab")  # noqa: SIM115 (owned by the child)
-        self._proc = subprocess.Popen(
-            self.command, stdout=out, stderr=subprocess.STDOUT, cwd=self.root
-        )
-        out.close()
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(
-                    f"zookeeper exited with {self._proc.returncode}; "
-                    f"see {self.root / 'zookeeper.log'}"
-                )
-            if self._answers():
-                return
-            time.sleep(0.1)
-        self.stop()
-        raise TimeoutError(f"zookeeper not ready on port {self.port} in {timeout_s}s")
+        self.spawn(self.command, self.root / "zookeeper.log", self.root, self.port, timeout_s)
 
     def stop(self, timeout_s: float = 15.0) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout_s)
+        super().stop(timeout_s)
 
-    def _answers(self) -> bool:
+    def answers(self) -> bool:
         """ZooKeeper's ``srvr`` four-letter word names the mode once it
         serves sessions (``ruok`` says ``imok`` before: a server that
         connects then loses its session, and 18.16 may crash on that)."""

@@ -15,12 +15,11 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import socket
-import subprocess
-import time
 from pathlib import Path
 from types import TracebackType
+
+from camcount.localprocess import LocalProcess, free_port
 
 SERVER_BINARY = "/usr/sbin/clickhouse-server"
 SERVER_CONFIG = "/etc/clickhouse-server/config.xml"
@@ -52,15 +51,14 @@ _USERS_XML = """<?xml version="1.0"?>
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["SERVER_BINARY", "SERVER_CONFIG", "LocalServer", "available", "free_port"]
 
 
-class LocalServer:
+class LocalServer(LocalProcess):
     """One server process under ``root``; ``start``/``stop`` may repeat
     (same ports, same data)."""
+
+    name = "clickhouse-server"
 
     def __init__(
         self,
@@ -70,6 +68,7 @@ class LocalServer:
         binary: str = SERVER_BINARY,
         config: str = SERVER_CONFIG,
     ) -> None:
+        super().__init__()
         self.root = Path(root)
         self.user = user
         self.password = password
@@ -81,7 +80,6 @@ class LocalServer:
         #: XML (a ``<yandex>`` document) merged over the packaged config;
         #: set it before `start`, once the ports are known.
         self.extra_config: str | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def config_file(self) -> Path:
@@ -120,14 +118,6 @@ class LocalServer:
         auth = f"{self.user}:{self.password}" if with_password else self.user
         return f"clickhouse://{auth}@127.0.0.1:{self.tcp_port}/{database}"
 
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self.running and self._proc is not None else None
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
     def start(self, timeout_s: float = 60.0) -> None:
         if self.running:
             return
@@ -139,46 +129,14 @@ class LocalServer:
             shutil.copyfile(self.config, self.config_file)
             (self.root / "config.d").mkdir(exist_ok=True)
             (self.root / "config.d" / "camcount.xml").write_text(self.extra_config)
-        out = open(self.root / "log" / "stdout.log", "ab")  # noqa: SIM115 (owned by the child)
-        self._proc = subprocess.Popen(
-            self.command, stdout=out, stderr=subprocess.STDOUT, cwd=self.root
-        )
-        out.close()
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(
-                    f"clickhouse-server exited with {self._proc.returncode}; "
-                    f"see {self.root / 'log'}"
-                )
-            if self._answers():
-                return
-            time.sleep(0.1)
-        self.stop()
-        raise TimeoutError(f"clickhouse-server not ready on port {self.tcp_port} in {timeout_s}s")
-
-    def terminate(self) -> None:
-        """Ask the server to stop, without waiting: servers stopped
-        together wind down in parallel; `stop` then waits."""
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGTERM)
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout_s)
+        log = self.root / "log" / "stdout.log"
+        self.spawn(self.command, log, self.root, self.tcp_port, timeout_s)
 
     def remove(self) -> None:
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def _answers(self) -> bool:
+    def answers(self) -> bool:
         with (
             contextlib.suppress(OSError),
             socket.create_connection(("127.0.0.1", self.tcp_port), timeout=0.5),
