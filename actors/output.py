@@ -20,16 +20,14 @@ back, and ``rewind`` tells each stream's sink where to.
 from __future__ import annotations
 
 import logging
-import threading
-import uuid
 from typing import Any
 
 import pyarrow as pa
 import ray
 from ray.util import metrics
 
+from actors.incarnation import Incarnation
 from actors.lifetime import end_with
-from actors.placement import ModelCoreAvoider
 from camcount.events import DeadLetter
 from camcount.outputs.port import END_OF_INPUT, Rewinds, Sink
 from camcount.outputs.registry import SinkContext, build_sink
@@ -41,20 +39,17 @@ log = logging.getLogger("camcount.output")
 @ray.remote(  # type: ignore[call-overload]
     num_cpus=0, max_restarts=-1, concurrency_groups={"read": 2, "watch": 1}
 )
-class OutputActor:
+class OutputActor(Incarnation):
     def __init__(
         self, config: OutputSettings, storage_root: str, run: str, owner: Any = None
     ) -> None:
         """With ``owner`` (its controller) the output ends once the owner is
         gone for good (actors/lifetime.py)."""
+        super().__init__()
         self._config = config
         self._storage_root = storage_root
         self._run = run
-        self._epoch = uuid.uuid4().hex
         self._sinks: dict[str, Sink] = {}
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._keep_off_model = ModelCoreAvoider()
         # Built once here so a bad entry (an unreachable bucket) fails
         # ready(), not the first checkpoint.
         self._probe = self._sink("controller")
@@ -77,26 +72,11 @@ class OutputActor:
         return self._describe()
 
     def _describe(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "guarantee": str(self._probe.guarantee),
-            "kinds": sorted(self._probe.kinds),
-            "epoch": self._epoch,
-        }
+        return self._description(self.name, self._probe.guarantee, self._probe.kinds)
 
     def ready(self) -> dict[str, Any]:
         """Raises if the entry could not build its sink; else ``describe``."""
         return self._describe()
-
-    @ray.method(concurrency_group="read")
-    def epoch(self) -> str:
-        return self._epoch
-
-    @ray.method(concurrency_group="watch")
-    def alive(self) -> None:
-        """Never returns: the controller keeps one call pending to learn at
-        once when this actor dies."""
-        self._stop.wait()
 
     def write(self, kind: str, table: pa.Table, stream: str = "controller") -> None:
         self._keep_off_model()

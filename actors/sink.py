@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -32,7 +31,7 @@ import pyarrow as pa
 import ray
 from ray.util import metrics
 
-from actors.placement import ModelCoreAvoider
+from actors.incarnation import Incarnation
 from camcount.config import CameraConfig, WarehouseConfig
 from camcount.outputs.warehouse import WarehouseOutput
 from camcount.stream.spill import SpillStore
@@ -57,7 +56,7 @@ INSERTS_IN_FLIGHT = 2
 @ray.remote(  # type: ignore[call-overload]
     num_cpus=0, max_restarts=-1, concurrency_groups={"read": 2, "watch": 1}
 )
-class WarehouseSink:
+class WarehouseSink(Incarnation):
     def __init__(
         self,
         warehouse: WarehouseConfig,
@@ -71,13 +70,10 @@ class WarehouseSink:
     ) -> None:
         """Arguments left out come from the warehouse config, checked
         where it entered (the config file)."""
+        super().__init__()
         cfg = warehouse
         sink_id = sink_id or cfg.sink_id
         self.sink_id = sink_id
-        self._epoch = uuid.uuid4().hex
-        self._lock = threading.Lock()
-        self._keep_off_model = ModelCoreAvoider()
-        self._stop = threading.Event()
         self._error: WarehouseError | None = None
         self._warehouse: Warehouse | None = None
         self._writer: WarehouseWriter | None = None
@@ -123,12 +119,8 @@ class WarehouseSink:
     def describe(self) -> dict[str, Any]:
         """Name, guarantee, kinds taken and this incarnation's epoch: what a
         shard asks every output (actors/output.py)."""
-        return {
-            "name": WarehouseOutput.name,
-            "guarantee": str(WarehouseOutput.guarantee),
-            "kinds": sorted(WarehouseOutput.kinds),
-            "epoch": self._epoch,
-        }
+        out = WarehouseOutput
+        return self._description(out.name, out.guarantee, out.kinds)
 
     def write(self, kind: str, table: pa.Table, stream: str = "") -> int:
         """Accept a batch of one kind (the Arrow schema of camcount.events);
@@ -150,17 +142,6 @@ class WarehouseSink:
         writer = self._require_writer()
         with self._lock:
             return sum(writer.write(kind, t) for kind, t in tables.items())
-
-    @ray.method(concurrency_group="read")
-    def epoch(self) -> str:
-        """This incarnation of the sink (a restart makes a new one)."""
-        return self._epoch
-
-    @ray.method(concurrency_group="watch")
-    def alive(self) -> None:
-        """Never returns: the controller keeps one call pending to learn at
-        once when this actor dies."""
-        self._stop.wait()
 
     def flush_epoch(self, stream: str = "", checkpoint_id: int | None = None) -> str:
         """``flush``, then this incarnation: a checkpoint barrier's step 4
