@@ -462,7 +462,7 @@ def clip_summary(clip: dict[str, Any]) -> list[str]:
         lines.append(
             f"{label:>16}: p50 {clip[f'{name}_to_client_p50_ms']:8.1f} ms   "
             f"p99 {clip[f'{name}_to_client_p99_ms']:8.1f} ms   "
-            f"max {clip[f'{name}_to_client_max_ms']:8.1f} ms   ({n} updates x clients)"
+            f"max {clip[f'{name}_to_client_max_ms']:8.1f} ms   ({n} receipts, all clients)"
         )
     return lines
 
