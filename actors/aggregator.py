@@ -8,7 +8,9 @@ camcount/outputs/port.py, and the live hub for apps. Every output may be
 left out, so the shard can run alone in tests.
 
 The live hub gets every push's output at once (apps want it now), encoded
-by the core (camcount/outputs/live.py); the outputs get it gathered into
+by the core (camcount/outputs/live.py), with the push's ``created`` stamp
+and the time of the call, for clients to measure delay by (docs/api.md);
+the outputs get it gathered into
 fewer, larger batches by the core's ``Outbox`` (camcount/outputs/batching.py),
 the very same batches for each, sent when enough rows wait or the oldest
 has waited long enough (checked on every push and tick), and always on
@@ -469,7 +471,7 @@ class AggregatorActor:
         if self._hub is not None and batches and generation == self._generation:
             updates = live_updates(batches, self._meta)
             try:
-                await self._hub.publish.remote(updates)
+                await self._hub.publish.remote(updates, out.created, time.time())
             except ray.exceptions.RayActorError as exc:
                 # The hub is restarting: live updates are at-least-once by
                 # event id and its clients are told of the gap.

@@ -251,6 +251,9 @@ class CameraWorker:
         self._pending_pushes: deque[Any] = deque()
         self._outbox: list[CameraEvent | Gap] = []
         self._outbox_frames = 0
+        # When the outbox's first event was made (wall clock): its push's
+        # ``created`` stamp, what live clients measure delay from.
+        self._outbox_created: float | None = None
         self._restore = restore.check(self.camera.id) if restore is not None else None
         self._last_position = restore.position if restore is not None else None
         self._barriers: deque[tuple[int, bool, asyncio.Future[dict[str, Any]]]] = deque()
@@ -506,6 +509,8 @@ class CameraWorker:
             self._gaps.append(gap)
             self._outbox.append(gap)
         events = self._processor.process(dets, frame.index, frame.time)
+        if self._outbox_created is None and (events or self._outbox):
+            self._outbox_created = time.time()
         self._last_position = frame.position
         if frame.image.size and self._preview_gate.keep_frame(time.monotonic()):
             self._keep_preview(frame, self._processor)
@@ -522,6 +527,7 @@ class CameraWorker:
 
     async def _flush_outbox(self, progress_time: float) -> None:
         events, self._outbox, self._outbox_frames = self._outbox, [], 0
+        created, self._outbox_created = self._outbox_created, None
         self._events += len(events)
         if events:
             self._m.events.inc(len(events), self._tags)
@@ -529,14 +535,20 @@ class CameraWorker:
         if self._processed > self._counted_upto:  # the shard's frame ledger
             controls.append(Counted(self._counted_upto, self._processed - 1))
             self._counted_upto = self._processed
-        await self._send(events, controls)
+        await self._send(events, controls, created)
 
     async def _send(
-        self, events: Sequence[CameraEvent | DeadLetter | Gap], controls: list[Any]
+        self,
+        events: Sequence[CameraEvent | DeadLetter | Gap],
+        controls: list[Any],
+        created: float | None = None,
     ) -> None:
-        self._pending_pushes.append(
-            self._aggregator.push.remote(self._sender.envelope(events, controls))
+        """``created``: when the events were made (now, if not given); it
+        rides on the envelope for live latency only (``Envelope``)."""
+        envelope = self._sender.envelope(
+            events, controls, time.time() if created is None else created
         )
+        self._pending_pushes.append(self._aggregator.push.remote(envelope))
         while len(self._pending_pushes) > 4:
             await self._pending_pushes.popleft()
 

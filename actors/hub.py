@@ -50,8 +50,18 @@ class LiveHub:
         self._keep_off_model = ModelCoreAvoider()
         end_with(owner)
 
-    async def publish(self, updates: list[tuple[str, str, dict[str, Any]]]) -> int:
-        """(kind, camera_id, data) triples; returns the last sequence number."""
+    async def publish(
+        self,
+        updates: list[tuple[str, str, dict[str, Any]]],
+        created: float | None = None,
+        published: float | None = None,
+    ) -> int:
+        """(kind, camera_id, data) triples; returns the last sequence number.
+
+        ``created``: when the camera made the events these come from;
+        ``published``: when the caller made this call (the hub's own clock
+        when not given). Both ride on every update, for clients to measure
+        delivery delay (docs/api.md)."""
         self._keep_off_model()
         if self._blocks is not None and updates:
             try:
@@ -61,8 +71,10 @@ class LiveHub:
                 # hub before it answers again could reuse numbers past the
                 # reserved block), and reserve again with the next batch.
                 log.warning("live sequence numbers not reserved: %s", exc)
+        if published is None:
+            published = time.time()
         for kind, camera_id, data in updates:
-            self._buffer.publish(kind, camera_id, data)
+            self._buffer.publish(kind, camera_id, data, created, published)
         async with self._changed:
             self._changed.notify_all()
         return self._buffer.last_seq

@@ -33,8 +33,19 @@ machine from the server's.
 
 With ``--clip``, the pipeline counts a real clip served as a live MJPEG
 camera (so an event's time is its frame's capture clock, on this machine),
-and ``--clients`` clients on the direct path measure the delay from
-capture to their ``recv`` of each update that carries an event time.
+and ``--clients`` clients on the direct path measure, in the same run,
+three delays to their ``recv`` of each update (docs/api.md, measuring
+delay):
+
+- capture: from the frame's capture clock (``data.event_time``; updates
+  that carry one), which includes decoding and detection;
+- created: from the camera actor's creation of the update's events
+  (``created``): the shard, the hub, the replica and the socket;
+- hub call: from the shard's call to the hub (``published``): the hub,
+  the replica and the socket, what the synthetic stream above measures.
+
+    python bench/fanout.py --clip ../shared/data/videos/intel_one-by-one-person-detection.mp4 \
+        --clients 20 --seconds 15
 """
 
 from __future__ import annotations
@@ -82,16 +93,36 @@ def raise_fd_limit() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-def _delay(now: float, data: dict[str, Any]) -> float | None:
-    """The bench's own stamp (``t``, measured ``m``), or a clip's event time."""
+#: The delays a clip's updates are measured by: the update's field (top
+#: level, or in ``data``) each is measured from, and what it is called.
+CLIP_DELAYS = (
+    ("capture", "event_time", "capture -> recv"),
+    ("created", "created", "created -> recv"),
+    ("hub", "published", "hub call -> recv"),
+)
+
+
+def _delays(now: float, update: dict[str, Any]) -> list[tuple[str, float]]:
+    """The bench's own stamp (``t``, measured ``m``) as the ``hub`` delay,
+    or a clip's update's stamps (``CLIP_DELAYS``), those it carries."""
+    data = update["data"]
     if "t" in data:
-        return now - float(data["t"]) if data.get("m") else None
-    t = data.get("event_time")
-    return now - float(t) if isinstance(t, int | float) else None
+        return [("hub", now - float(data["t"]))] if data.get("m") else []
+    out = []
+    for name, field, _ in CLIP_DELAYS:
+        t = data.get(field) if field == "event_time" else update.get(field)
+        if isinstance(t, int | float):
+            out.append((name, now - float(t)))
+    return out
 
 
 async def _reader(
-    url: str, camera: str, delays: list[float], counts: list[int], ready: Any, go: Any
+    url: str,
+    camera: str,
+    delays: dict[str, list[float]],
+    counts: list[int],
+    ready: Any,
+    go: Any,
 ) -> None:
     import websockets
 
@@ -124,10 +155,10 @@ async def _reader(
             m = json.loads(raw)
             ups = m["updates"] if m["type"] == "updates" else [m] if m["type"] == "update" else []
             for u in ups:
-                d = _delay(now, u["data"])
-                if d is not None:
-                    delays.append(d)
-                    counts[0] += 1
+                measured = _delays(now, u)
+                for name, d in measured:
+                    delays.setdefault(name, []).append(d)
+                counts[0] += bool(measured)
             if ups and (n // ACK_EVERY) != ((n + len(ups)) // ACK_EVERY):
                 await ws.send(json.dumps({"type": "ack", "seq": ups[-1]["seq"]}))
             n += len(ups)
@@ -154,7 +185,9 @@ class _LeanReader(asyncio.Protocol):
     ``_reader``, at a fraction of its CPU, so that on a machine shared by the
     server and its clients the figures are the server's more than theirs."""
 
-    def __init__(self, camera: str, delays: list[float], counts: list[int], ready: Any) -> None:
+    def __init__(
+        self, camera: str, delays: dict[str, list[float]], counts: list[int], ready: Any
+    ) -> None:
         self.camera = camera
         self.delays = delays
         self.counts = counts
@@ -230,10 +263,10 @@ class _LeanReader(asyncio.Protocol):
             return
         ups = m["updates"] if kind == "updates" else [m] if kind == "update" else []
         for u in ups:
-            d = _delay(now, u["data"])
-            if d is not None:
-                self.delays.append(d)
-                self.counts[0] += 1
+            measured = _delays(now, u)
+            for name, d in measured:
+                self.delays.setdefault(name, []).append(d)
+            self.counts[0] += bool(measured)
         n = self.n
         if ups and (n // ACK_EVERY) != ((n + len(ups)) // ACK_EVERY):
             ack = {"type": "ack", "seq": ups[-1]["seq"]}
@@ -242,7 +275,12 @@ class _LeanReader(asyncio.Protocol):
 
 
 async def _lean_reader(
-    url: str, camera: str, delays: list[float], counts: list[int], ready: Any, go: Any
+    url: str,
+    camera: str,
+    delays: dict[str, list[float]],
+    counts: list[int],
+    ready: Any,
+    go: Any,
 ) -> None:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
@@ -277,11 +315,12 @@ async def _lean_reader(
 def client_process(
     url: str, camera: str, n: int, ready_q: Any, stop_evt: Any, out_q: Any, lean: bool = False
 ) -> None:
-    """``n`` reading clients; reports (delays in s, measured messages, closes)."""
+    """``n`` reading clients; reports (delays in s by name, measured
+    messages, closes)."""
     raise_fd_limit()
 
     async def run() -> None:
-        delays: list[float] = []
+        delays: dict[str, list[float]] = {}
         counts = [0]
         ready = [0]
         gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
@@ -302,7 +341,8 @@ def client_process(
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        out_q.put((np.asarray(delays, dtype=np.float64).tobytes(), counts[0], closed_early))
+        raw = {k: np.asarray(v, dtype=np.float64).tobytes() for k, v in delays.items()}
+        out_q.put((raw, counts[0], closed_early))
 
     asyncio.run(run())
 
@@ -492,7 +532,7 @@ def run_phase(
     delivered = closed_early = 0
     for _ in procs:
         raw, n, closed = out_q.get(timeout=120)
-        delays.append(np.frombuffer(raw, dtype=np.float64))
+        delays.append(np.frombuffer(raw.get("hub", b""), dtype=np.float64))
         delivered += n
         closed_early += closed
     for p in procs:
@@ -540,7 +580,8 @@ def find_endpoints(api_url: str, replicas: int = 1, timeout_s: float = 60.0) -> 
 
 
 def clip_latency(url: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Capture-to-client delay of a real clip's updates, on the direct path."""
+    """A real clip's updates, on the direct path: the delay to the client
+    from capture, from the events' creation and from the hub call."""
     ctx = mp.get_context("spawn")
     ready_q, out_q, stop_evt = ctx.Queue(), ctx.Queue(), ctx.Event()
     shares = [
@@ -560,21 +601,39 @@ def clip_latency(url: str, args: argparse.Namespace) -> dict[str, Any]:
         ready_q.get(timeout=300)
     time.sleep(args.seconds)
     stop_evt.set()
-    delays = []
+    delays: dict[str, list[np.ndarray]] = {name: [] for name, _, _ in CLIP_DELAYS}
+    received = 0
     for _ in procs:
-        raw, _, _ = out_q.get(timeout=120)
-        delays.append(np.frombuffer(raw, dtype=np.float64))
+        raw, n, _ = out_q.get(timeout=120)
+        received += n
+        for name, values in raw.items():
+            delays[name].append(np.frombuffer(values, dtype=np.float64))
     for p in procs:
         p.join(timeout=30)
-    d = np.concatenate(delays) * 1000 if delays else np.zeros(0)
-    pct = (lambda q: round(float(np.percentile(d, q)), 1)) if d.size else (lambda q: None)
-    return {
-        "clients": args.clients,
-        "updates_received": int(d.size),
-        "capture_to_client_p50_ms": pct(50),
-        "capture_to_client_p99_ms": pct(99),
-        "capture_to_client_max_ms": round(float(d.max()), 1) if d.size else None,
-    }
+    result: dict[str, Any] = {"clients": args.clients, "updates_received": received}
+    for name, _, _ in CLIP_DELAYS:
+        d = np.concatenate(delays[name]) * 1000 if delays[name] else np.zeros(0)
+        result[f"{name}_to_client_n"] = int(d.size)
+        for q, key in ((50, "p50"), (99, "p99"), (100, "max")):
+            ms = round(float(np.percentile(d, q)), 1) if d.size else None
+            result[f"{name}_to_client_{key}_ms"] = ms
+    return result
+
+
+def clip_summary(clip: dict[str, Any]) -> list[str]:
+    """One line per delay measured on a clip."""
+    lines = []
+    for name, _, label in CLIP_DELAYS:
+        n = clip[f"{name}_to_client_n"]
+        if not n:
+            lines.append(f"{label:>16}: no update carried it")
+            continue
+        lines.append(
+            f"{label:>16}: p50 {clip[f'{name}_to_client_p50_ms']:8.1f} ms   "
+            f"p99 {clip[f'{name}_to_client_p99_ms']:8.1f} ms   "
+            f"max {clip[f'{name}_to_client_max_ms']:8.1f} ms   ({n} receipts, all clients)"
+        )
+    return lines
 
 
 def main() -> int:
@@ -701,6 +760,8 @@ def main() -> int:
         clip["clip"] = args.clip.name if args.clip is not None else None
         clip["machine"] = machine
         print(json.dumps(clip, indent=2))
+        if not args.json:
+            print("\n".join(clip_summary(clip)))
         return 0
     rows = [p.row() for p in phases]
     ratios = {}

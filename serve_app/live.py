@@ -152,6 +152,11 @@ class LiveService:
             "event time (capture clock) to the replica's fan-out, live sources",
             boundaries=_PUSH_LATENCY_S,
         )
+        self._m_created = metrics.Histogram(
+            "camcount_live_created_to_push_s",
+            "the camera's creation of an update's events to the replica's fan-out",
+            boundaries=_PUSH_LATENCY_S,
+        )
 
     # ------------------------------------------------------------ lifecycle
 
@@ -239,6 +244,8 @@ class LiveService:
             t = u.data.get("event_time")
             if isinstance(t, float | int) and 0 <= now - t < 600:
                 self._m_push.observe(now - t)
+            if u.created is not None and 0 <= now - u.created < 600:
+                self._m_created.observe(now - u.created)
 
     async def _tick(self) -> None:
         """Heartbeats on idle connections, the connection gauges, and this

@@ -143,6 +143,14 @@ class Update(_Answer):
     seq: Annotated[int, Field(ge=1)]
     kind: str
     camera_id: str
+    created: float | None = Field(
+        default=None,
+        description="epoch seconds when the camera made the events this update comes from "
+        "(null for updates no camera push made); a replay after recovery may carry a new one",
+    )
+    published: float | None = Field(
+        default=None, description="epoch seconds when the update was handed to the live hub"
+    )
     data: dict[str, Any]
 
 

@@ -111,6 +111,11 @@ class Output:
     Rows produced before a checkpoint's snapshot precede it in ``rows``;
     a caller that makes every row of an ``Output`` durable before it
     acknowledges the checkpoint covers what the checkpoint needs.
+
+    ``created`` is the earliest ``Envelope.created`` among the batches
+    applied to make it (None when none carried one, or none was applied:
+    an idle timeout, a flush): the live updates' latency stamp, never part
+    of a row or of the state.
     """
 
     events: list[object] = field(default_factory=list)
@@ -119,6 +124,7 @@ class Output:
     finished: list[str] = field(default_factory=list)
     checkpoints: list[ShardCheckpoint] = field(default_factory=list)
     fenced: int = 0
+    created: float | None = None
 
     def extend(self, other: Output) -> None:
         self.events.extend(other.events)
@@ -127,6 +133,13 @@ class Output:
         self.finished.extend(other.finished)
         self.checkpoints.extend(other.checkpoints)
         self.fenced += other.fenced
+        self.stamp(other.created)
+
+    def stamp(self, created: float | None) -> None:
+        """Keep the earliest creation time: an update made from batches of
+        several moments is as late as its oldest."""
+        if created is not None and (self.created is None or created < self.created):
+            self.created = created
 
 
 @dataclass(frozen=True)
@@ -357,6 +370,7 @@ class Aggregator:
         return self._aligning
 
     def _apply(self, camera: str, env: Envelope, out: Output) -> None:
+        out.stamp(env.created)
         countable = [e for e in env.events if isinstance(e, _COUNTED)]
         for e in countable:
             key = e.window_key()

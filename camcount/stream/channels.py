@@ -68,12 +68,20 @@ Control = Progress | Counted | EndOfStream | Barrier
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
-    """One numbered batch on a channel: events first, then control messages."""
+    """One numbered batch on a channel: events first, then control messages.
+
+    ``created`` is the sender's wall clock (``time.time()``) when it made
+    the batch's events: what the live API's latency is measured from. It is
+    no part of the batch's identity (a replay made again after a restore
+    carries a new one and still equals the first), and nothing that is
+    checkpointed, counted or written to storage reads it.
+    """
 
     sender: str
     seq: int
     events: tuple[Any, ...] = ()
     controls: tuple[Control, ...] = ()
+    created: float | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -83,8 +91,13 @@ class Sender:
     sender_id: str
     next_seq: int = 0
 
-    def envelope(self, events: Sequence[Any] = (), controls: Sequence[Control] = ()) -> Envelope:
-        env = Envelope(self.sender_id, self.next_seq, tuple(events), tuple(controls))
+    def envelope(
+        self,
+        events: Sequence[Any] = (),
+        controls: Sequence[Control] = (),
+        created: float | None = None,
+    ) -> Envelope:
+        env = Envelope(self.sender_id, self.next_seq, tuple(events), tuple(controls), created)
         self.next_seq += 1
         return env
 

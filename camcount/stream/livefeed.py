@@ -13,10 +13,17 @@ from typing import Any
 
 @dataclass(frozen=True, slots=True)
 class Update:
+    """One numbered update. ``created`` (when the camera made the events it
+    comes from) and ``published`` (when its shard handed it to the hub) are
+    wall-clock seconds for measuring delivery delay; ``data`` never holds
+    them, so it stays the event's own fields."""
+
     seq: int
     kind: str  # "crossing", "zone_transition", "window_row", "status", ...
     camera_id: str
     data: dict[str, Any]
+    created: float | None = None
+    published: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,9 +48,16 @@ class UpdateBuffer:
     def last_seq(self) -> int:
         return self._last_seq
 
-    def publish(self, kind: str, camera_id: str, data: dict[str, Any]) -> Update:
+    def publish(
+        self,
+        kind: str,
+        camera_id: str,
+        data: dict[str, Any],
+        created: float | None = None,
+        published: float | None = None,
+    ) -> Update:
         self._last_seq += 1
-        update = Update(self._last_seq, kind, camera_id, data)
+        update = Update(self._last_seq, kind, camera_id, data, created, published)
         self._items.append(update)
         return update
 

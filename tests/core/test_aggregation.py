@@ -170,6 +170,42 @@ def test_an_earlier_incarnation_is_fenced_off():
     assert agg.totals == {("a", "door", "person", "in"): 2}
 
 
+# ----------------------------------------------------------- creation stamps
+
+
+def test_an_output_carries_the_earliest_creation_time_of_the_batches_applied():
+    agg, sa, sb = two_cameras()
+    assert agg.accept(sa.envelope([], [Barrier(1)], created=100.0)).created == 100.0
+    # held behind a's barrier: not applied, so not stamped yet
+    assert agg.accept(sa.envelope([crossing("a", 2)], [], created=105.0)).created is None
+    # b's barrier aligns and releases a's held batch: the output is as old as it
+    out = agg.accept(sb.envelope([crossing("b", 1)], [Barrier(1)], created=107.0))
+    assert [c.checkpoint_id for c in out.checkpoints] == [1]
+    assert out.created == 105.0
+    assert agg.accept(sb.envelope([crossing("b", 3)], [Progress(30)])).created is None
+    assert agg.abort(9).created is None  # nothing came in: nothing to stamp
+
+
+def test_a_replay_with_new_creation_stamps_makes_the_same_events_rows_and_state():
+    def run(stamp) -> tuple:
+        agg = Aggregator([10, 60], allowed_lateness_s=1)
+        agg.register("a", "a#0")
+        s = Sender("a#0")
+        events, rows, envs = [], [], []
+        for i, t in enumerate(range(0, 100, 7)):
+            envs.append(s.envelope([crossing("a", t)], [Progress(t)], created=stamp(i)))
+            out = agg.accept(envs[-1])
+            events += out.events
+            rows += out.rows
+        return events, rows + agg.flush(), agg.snapshot(), envs
+
+    first = run(lambda i: 1767225600.0 + i)
+    replay = run(lambda i: 1767229200.5 + 2 * i)
+    unstamped = run(lambda i: None)
+    assert first == replay == unstamped  # envelopes too: the stamp is not their identity
+    assert [e.created for e in first[3]] != [e.created for e in replay[3]]
+
+
 def test_a_state_of_another_format_is_refused():
     from dataclasses import replace
 

@@ -28,3 +28,12 @@ def test_limit_pages_through():
     first = buf.since(0, limit=4)
     assert [u.seq for u in first.updates] == [1, 2, 3, 4]
     assert [u.seq for u in buf.since(first.updates[-1].seq, limit=4).updates] == [5, 6, 7, 8]
+
+
+def test_updates_keep_their_creation_and_publication_stamps_apart_from_data():
+    buf = UpdateBuffer()
+    buf.publish("crossing", "cam", {"i": 1}, created=1767225600.25, published=1767225600.5)
+    buf.publish("window_row", "cam", {"i": 2})
+    first, second = buf.since(0).updates
+    assert (first.created, first.published, first.data) == (1767225600.25, 1767225600.5, {"i": 1})
+    assert (second.created, second.published) == (None, None)

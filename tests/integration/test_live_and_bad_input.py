@@ -1,20 +1,30 @@
-"""Live sources that stall and come back, and bad inputs beside good cameras."""
+"""Live sources that stall and come back, bad inputs beside good cameras,
+and live clients that move from one live replica to another."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
+import websockets
 
 from camcount.config import (
+    ApiConfig,
     AppConfig,
     CameraConfig,
     DetectorConfig,
+    SourcesConfig,
+    StorageConfig,
     TrackerConfig,
     WarehouseConfig,
     ZoneConfig,
+    load_config,
     parse_config,
 )
 from camcount.errors import ConfigError
@@ -148,3 +158,122 @@ def test_an_unknown_camera_field_is_a_config_error_naming_it():
     with pytest.raises(ConfigError) as exc:
         parse_config("cameras:\n  - id: a\n    source: a.mp4\n    zoom: 3\n", "cams.yaml")
     assert "cameras.0.zoom" in str(exc.value) and "line 4" in str(exc.value)
+
+
+# ----------------------------------------------------------- resume across replicas
+
+TOKEN = "replica-token-51d2"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+#: Update kinds a camera's push makes, each stamped with its creation.
+CAMERA_KINDS = {"crossing", "zone_transition", "zone_sample", "zone_visit"}
+#: Updates published while the client is away, before it comes back.
+MOVED_AFTER = 20
+
+
+async def _next_update(ws: Any, timeout_s: float = 15.0) -> dict[str, Any]:
+    """The next update, past heartbeats and other notices."""
+    while True:
+        m = json.loads(await asyncio.wait_for(ws.recv(), timeout_s))
+        if m["type"] == "update":
+            m["received"] = time.time()
+            return m
+
+
+async def _subscribed(url: str, camera: str) -> Any:
+    ws = await websockets.connect(url, additional_headers=AUTH)
+    assert json.loads(await ws.recv())["type"] == "hello"
+    await ws.send(json.dumps({"type": "subscribe", "cameras": [camera]}))
+    while json.loads(await ws.recv())["type"] != "subscribed":
+        pass
+    return ws
+
+
+async def _read_all(ws: Any, into: list[dict[str, Any]], stop: asyncio.Event) -> None:
+    """Every update until ``stop``, acknowledged as a client must."""
+    while not stop.is_set():
+        try:
+            into.append(await _next_update(ws, 0.5))
+        except TimeoutError:
+            continue
+        await ws.send(json.dumps({"type": "ack", "seq": into[-1]["seq"]}))
+
+
+def test_a_client_resumes_on_another_live_replica_missing_and_repeating_nothing(
+    ray_cluster, tmp_path: Path
+) -> None:
+    video, _, _ = write_scene(generate_scene(43), tmp_path / "cam43.mp4")
+    camera = load_config(video.with_suffix(".yaml")).cameras[0].model_copy(update={"id": "hop"})
+    config = AppConfig(
+        detector=DetectorConfig(model="oracle"),
+        api=ApiConfig(
+            port=free_port(),
+            tokens=(TOKEN,),
+            live_replicas=2,
+            heartbeat_s=1.0,
+            sources=SourcesConfig(folders=(str(tmp_path),)),
+        ),
+        warehouse=WarehouseConfig(enabled=False),
+        storage=StorageConfig(root=f"file://{tmp_path}/store"),
+    )
+    pipeline = start_pipeline(config)
+    try:
+        with httpx.Client(base_url=pipeline.api_url, headers=AUTH, timeout=30) as c:
+            deadline = time.monotonic() + 60
+            while len(found := c.get("/live/endpoints").json()["endpoints"]) < 2:
+                assert time.monotonic() < deadline, f"two live replicas never listed: {found}"
+                time.sleep(0.5)
+        replica_a, replica_b = (e["ws"] for e in found)
+        assert replica_a != replica_b
+
+        async def run() -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
+            stayed: list[dict[str, Any]] = []
+            stop = asyncio.Event()
+            observer = await _subscribed(replica_a, "hop")
+            watching = asyncio.create_task(_read_all(observer, stayed, stop))
+            first = await _subscribed(replica_a, "hop")
+            async with httpx.AsyncClient(base_url=pipeline.api_url, headers=AUTH, timeout=30) as c:
+                added = await c.post("/cameras", json=camera.model_dump(mode="json"))
+                assert added.status_code == 201, added.text
+                seen = [await _next_update(first) for _ in range(5)]
+                await first.close()
+                resume_after = seen[-1]["seq"]
+                # the stream goes on while the client is away: the one that
+                # stayed reads on (enough updates, or the camera's last ones)
+                while sum(u["seq"] > resume_after for u in stayed) < MOVED_AFTER:
+                    if (await c.get("/cameras/hop")).json()["status"]["state"] == "finished":
+                        await asyncio.sleep(2.0)  # its last pushes reach the replicas
+                        break
+                    await asyncio.sleep(0.3)
+            stop.set()
+            await watching
+            await observer.close()
+            # on the other replica, from where the first connection stopped
+            resumed: list[dict[str, Any]] = []
+            async with websockets.connect(
+                f"{replica_b}?after={resume_after}", additional_headers=AUTH
+            ) as again:
+                await again.recv()  # hello
+                await again.send(json.dumps({"type": "subscribe", "cameras": ["hop"]}))
+                while not resumed or resumed[-1]["seq"] < stayed[-1]["seq"]:
+                    resumed.append(await _next_update(again))
+                    if len(resumed) % 16 == 0:
+                        await again.send(json.dumps({"type": "ack", "seq": resumed[-1]["seq"]}))
+            return stayed, resumed, resume_after
+
+        stayed, resumed, resume_after = asyncio.run(run())
+        missed = [u for u in stayed if u["seq"] > resume_after]
+        assert len(missed) >= 5, "the camera's updates ended before the client moved"
+        strip = [{k: v for k, v in u.items() if k != "received"} for u in resumed]
+        # exactly what the client that stayed got after that point: no gap, no repeat
+        assert strip == [{k: v for k, v in u.items() if k != "received"} for u in missed]
+        seqs = [u["seq"] for u in stayed]
+        assert seqs == sorted(set(seqs))
+        # every update a camera push made says when its events were made,
+        # and when it went to the hub, on the clients' own clock
+        made = [u for u in stayed if u["kind"] in CAMERA_KINDS]
+        assert made
+        for u in made:
+            assert u["created"] <= u["published"] <= u["received"], u
+            assert u["received"] - u["created"] < 60
+    finally:
+        pipeline.stop()

@@ -62,13 +62,22 @@ def dumps(obj: Any) -> str:
 
 
 def update_object(update: Update) -> dict[str, Any]:
+    """``created`` and ``published`` are epoch seconds to the microsecond
+    (null when the update has none): enough to measure a delay on one
+    machine, and no longer in the text than that needs."""
     return {
         "type": "update",
         "seq": update.seq,
         "kind": update.kind,
         "camera_id": update.camera_id,
+        "created": _stamp(update.created),
+        "published": _stamp(update.published),
         "data": update.data,
     }
+
+
+def _stamp(t: float | None) -> float | None:
+    return None if t is None else round(t, 6)
 
 
 def encode_update(update: Update) -> str:
