@@ -11,9 +11,10 @@ const CamChart = (() => {
     return String(n).padStart(2, "0");
   }
 
-  function label(t) {
+  function label(t, seconds) {
     const d = new Date(t * 1000);
-    return `${pad2(d.getUTCHours())}:${pad2(d.getUTCMinutes())}`;
+    const hm = `${pad2(d.getUTCHours())}:${pad2(d.getUTCMinutes())}`;
+    return seconds ? `${hm}:${pad2(d.getUTCSeconds())}` : hm;
   }
 
   // points: [{t, in, out}] sorted by t (window starts, epoch seconds);
@@ -101,7 +102,9 @@ const CamChart = (() => {
     }
     for (let i = 0; i <= 4; i++) {
       const t = range.from + (span * i) / 4;
-      nodes.push(text(label(t), Math.min(Math.max(x(t) - 14, left), w - right - 28), h - 4));
+      // A span of minutes (a young pipeline, short windows) needs the seconds.
+      const tx = Math.min(Math.max(x(t) - 20, left), w - right - 42);
+      nodes.push(text(label(t, span < 600), tx, h - 4));
     }
     const slot = Math.max((step / span) * plotW, 2);
     const bar = Math.max(slot / 2 - 0.5, 1);
