@@ -92,10 +92,13 @@ class LiveAlerts:
         self.alerts: dict[int, dict[str, Any]] = {}
         self.other_kinds: set[str] = set()
         self.lock = threading.Lock()
-        self._ws = ws_connect(
-            api_url.replace("http", "ws", 1).rstrip("/") + "/live/ws",
-            additional_headers={"Authorization": f"Bearer {TOKEN}"},
-            open_timeout=30,
+        self._open = contextlib.ExitStack()
+        self._ws = self._open.enter_context(
+            ws_connect(
+                api_url.replace("http", "ws", 1).rstrip("/") + "/live/ws",
+                additional_headers={"Authorization": f"Bearer {TOKEN}"},
+                open_timeout=30,
+            )
         )
         assert json.loads(self._ws.recv(timeout=30))["type"] == "hello"
         self._ws.send(json.dumps({"type": "subscribe", "kinds": ["alert"], "after": 0}))
@@ -123,7 +126,7 @@ class LiveAlerts:
                 self._ws.send(json.dumps({"type": "ack", "seq": updates[-1]["seq"]}))
 
     def close(self) -> None:
-        self._ws.close()
+        self._open.close()
         self._thread.join(10)
 
 
