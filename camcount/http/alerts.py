@@ -24,6 +24,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse
 
+from camcount.alerts.rules import Severity
 from camcount.config import MAX_ID_CHARS
 from camcount.errors import RequestError
 from camcount.http.controller import ControllerPort
@@ -31,7 +32,6 @@ from camcount.http.counts import parse_time
 from camcount.http.live.query import ID_PATTERN
 from camcount.http.responses import errors
 
-Severity = Literal["info", "warning", "critical"]
 SEVERITIES: tuple[str, ...] = get_args(Severity)
 MAX_ALERT_CHANGES = 1000
 DEFAULT_ALERT_CHANGES = 100
