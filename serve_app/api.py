@@ -38,6 +38,7 @@ from starlette.staticfiles import StaticFiles
 from camcount.config import ApiConfig, CameraConfig
 from camcount.errors import CameraNotHosted, RequestError
 from camcount.external import ExternalCount
+from camcount.http.alerts import alerts_router
 from camcount.http.counts import CountsQuery, count_row, wanted
 from camcount.http.limits import RateLimiter
 from camcount.http.openapi import openapi_document
@@ -252,6 +253,21 @@ class ControllerClient:
                     found.append(row)
         return found, "aggregator"
 
+    async def warehouse_rows(
+        self, name: str, params: Mapping[str, object]
+    ) -> list[dict[str, Any]] | None:
+        """A documented query's rows from the warehouse sink; None without one."""
+        sink = await self.sink()
+        if sink is None:
+            return None
+        try:
+            table = await sink.query.remote(name, dict(params))
+        except RayActorError:
+            self._sink, self._sink_looked_at = None, 0.0
+            raise RequestError("unavailable", "the warehouse sink is gone", 503) from None
+        rows: list[dict[str, Any]] = table.to_pylist()
+        return rows
+
     async def camera_known(self, camera_id: str) -> bool:
         """Running now, or with history: a camera removed through the API
         keeps its rows in the warehouse, and those stay readable. History
@@ -338,6 +354,7 @@ def build_api_app(service: ApiService) -> FastAPI:
     )
     app.state.rest = service.context
     app.include_router(rest_router(service.window_sizes))
+    app.include_router(alerts_router(service.window_sizes))
     app.add_route("/", _index, include_in_schema=False)
     app.add_route("/docs", _docs, include_in_schema=False)
     app.add_route("/favicon.ico", _favicon, include_in_schema=False)

@@ -10,6 +10,7 @@ frame), ``RequestError`` for an unreachable pipeline (503).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from camcount.config import CameraConfig
@@ -52,6 +53,13 @@ class ControllerPort(Protocol):
     async def camera_known(self, camera_id: str) -> bool:
         """Whether the pipeline runs the camera now or has its history
         (a camera removed through the API keeps its counts readable)."""
+        ...
+
+    async def warehouse_rows(
+        self, name: str, params: Mapping[str, object]
+    ) -> list[dict[str, Any]] | None:
+        """The rows of a documented warehouse query (camcount.warehouse.queries),
+        None when the pipeline runs without a warehouse."""
         ...
 
     async def post_events(

@@ -12,6 +12,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
 from camcount.config import CameraConfig
+from camcount.http.alerts import alerts_router
 from camcount.http.live_routes import live_router
 from camcount.http.models import CameraPatch, EventBatch
 from camcount.http.rest import rest_router
@@ -35,6 +36,7 @@ def openapi_document(window_sizes: Sequence[int] = ()) -> dict[str, Any]:
     models' schemas here, with every model those refer to."""
     routes = APIRouter()
     routes.include_router(rest_router(window_sizes))
+    routes.include_router(alerts_router(window_sizes))
     routes.include_router(live_router(), prefix=LIVE_PREFIX)
     doc = get_openapi(
         title=API_TITLE,

@@ -10,7 +10,8 @@ Public surface:
 - the query helpers the API calls (`window_counts`, `hourly_counts`,
   `daily_counts`, `peak_hours`, `occupancy`, `dwell_stats`,
   `dwell_histogram`, `crossings`, `cameras`, `camera_counters`,
-  `dead_letters`, `gaps`), each taking a `Backend`.
+  `dead_letters`, `gaps`, `open_alerts`, `alert_changes`,
+  `latest_forecasts`), each taking a `Backend`.
 - `camera_tables` and `tables_by_kind`: Arrow batches ready for a write.
 - URL helpers (`parse_url`, `mask_url`) and the errors.
 
@@ -32,6 +33,7 @@ from camcount.warehouse.errors import (
 from camcount.warehouse.queries import (
     QUERIES,
     NamedQuery,
+    alert_changes,
     camera_counters,
     camera_seen,
     cameras,
@@ -42,7 +44,9 @@ from camcount.warehouse.queries import (
     dwell_stats,
     gaps,
     hourly_counts,
+    latest_forecasts,
     occupancy,
+    open_alerts,
     peak_hours,
     run_query,
     window_counts,
@@ -78,6 +82,7 @@ __all__ = [
     "WarehouseUrlError",
     "WarehouseWriter",
     "WriterSettings",
+    "alert_changes",
     "camera_counters",
     "camera_seen",
     "camera_tables",
@@ -90,8 +95,10 @@ __all__ = [
     "dwell_stats",
     "gaps",
     "hourly_counts",
+    "latest_forecasts",
     "mask_url",
     "occupancy",
+    "open_alerts",
     "open_backend",
     "parse_url",
     "peak_hours",

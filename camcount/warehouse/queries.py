@@ -331,6 +331,123 @@ LIMIT {limit:UInt32}""",
                 ("frames_lost", pa.int64()),
             ],
         ),
+        _q(
+            "open_alerts",
+            "Open alerts (no resolved change yet) of one camera or group ('' for all), "
+            "one row each with its firing change, oldest first, at most `limit`.",
+            # An alert has at most two changes, firing and resolved, under one
+            # alert_id (it names the opening): no resolved row means open,
+            # whatever the copies and merges. The camera is equal in every
+            # change of an alert, so it filters before grouping (in a
+            # subquery: the answer's columns are aggregates of the same
+            # names); the severity is tested on the firing rows, the only ones
+            # an open alert has.
+            """
+SELECT alert_id, any(rule_id) AS rule_id, any(target) AS target,
+       any(camera_id) AS camera_id, any(severity) AS severity, any(value) AS value,
+       any(threshold) AS threshold, any(opened_at) AS opened_at, any(opened_ms) AS opened_ms,
+       any(event_time) AS event_time, any(event_ms) AS event_ms, any(message) AS message,
+       any(labels) AS labels, any(event_id) AS event_id
+FROM
+(
+    SELECT alert_id, rule_id, target, camera_id, state, severity, value, threshold,
+           opened_at, opened_ms, event_time, event_ms, message, labels, event_id
+    FROM alerts
+    WHERE {camera_id:String} = '' OR camera_id = {camera_id:String}
+) AS changes
+GROUP BY alert_id
+HAVING countIf(state = 'resolved') = 0
+   AND ({severity:String} = '' OR severity = {severity:String})
+ORDER BY opened_at, opened_ms, alert_id
+LIMIT {limit:UInt32}""",
+            [
+                ("alert_id", pa.uint64()),
+                ("rule_id", pa.string()),
+                ("target", pa.string()),
+                ("camera_id", pa.string()),
+                ("severity", pa.string()),
+                ("value", pa.float64()),
+                ("threshold", pa.float64()),
+                ("opened_at", _TS),
+                ("opened_ms", pa.uint16()),
+                ("event_time", _TS),
+                ("event_ms", pa.uint16()),
+                ("message", pa.string()),
+                ("labels", pa.list_(pa.string())),
+                ("event_id", pa.uint64()),
+            ],
+        ),
+        _q(
+            "alert_changes",
+            "Changes of alerts (firing, resolved) at or after `since`, of one camera or group "
+            "and one severity ('' for all), newest first, at most `limit`.",
+            """
+SELECT event_id, alert_id, rule_id, target, camera_id, state, severity, value, threshold,
+       opened_at, opened_ms, event_time, event_ms, message, labels
+FROM alerts FINAL
+WHERE ({camera_id:String} = '' OR camera_id = {camera_id:String})
+  AND ({severity:String} = '' OR severity = {severity:String})
+  AND event_time >= toDateTime({since:UInt32}, 'UTC')
+ORDER BY event_time DESC, event_ms DESC, event_id DESC
+LIMIT {limit:UInt32}""",
+            [
+                ("event_id", pa.uint64()),
+                ("alert_id", pa.uint64()),
+                ("rule_id", pa.string()),
+                ("target", pa.string()),
+                ("camera_id", pa.string()),
+                ("state", pa.string()),
+                ("severity", pa.string()),
+                ("value", pa.float64()),
+                ("threshold", pa.float64()),
+                ("opened_at", _TS),
+                ("opened_ms", pa.uint16()),
+                ("event_time", _TS),
+                ("event_ms", pa.uint16()),
+                ("message", pa.string()),
+                ("labels", pa.list_(pa.string())),
+            ],
+        ),
+        _q(
+            "latest_forecasts",
+            "The latest issue of each forecast key (camera or group, counter, class, "
+            "direction, size), one row per forecast window; '' and 0 filter nothing.",
+            # One table and no join (a join or IN over two Distributed reads
+            # runs its right side on the remote shards): each key's issues
+            # are gathered, and the newest one's windows kept.
+            """
+SELECT camera_id, counter_id, class_name, direction, window_size_s,
+       latest AS issued_for,
+       tupleElement(point, 1) AS window_start, tupleElement(point, 2) AS value,
+       tupleElement(point, 3) AS lower, tupleElement(point, 4) AS upper
+FROM
+(
+    SELECT camera_id, counter_id, class_name, direction, window_size_s,
+           max(issued_for) AS latest,
+           groupArray((issued_for, window_start, value, lower, upper)) AS issues
+    FROM forecasts FINAL
+    WHERE ({camera_id:String} = '' OR camera_id = {camera_id:String})
+      AND ({counter_id:String} = '' OR counter_id = {counter_id:String})
+      AND ({window_size_s:UInt32} = 0 OR window_size_s = {window_size_s:UInt32})
+    GROUP BY camera_id, counter_id, class_name, direction, window_size_s
+) AS keys
+ARRAY JOIN arrayMap(p -> (tupleElement(p, 2), tupleElement(p, 3), tupleElement(p, 4),
+                          tupleElement(p, 5)),
+                    arrayFilter(p -> tupleElement(p, 1) = latest, issues)) AS point
+ORDER BY camera_id, counter_id, class_name, direction, window_size_s, window_start""",
+            [
+                ("camera_id", pa.string()),
+                ("counter_id", pa.string()),
+                ("class_name", pa.string()),
+                ("direction", pa.string()),
+                ("window_size_s", pa.uint32()),
+                ("issued_for", _TS),
+                ("window_start", _TS),
+                ("value", pa.float64()),
+                ("lower", pa.float64()),
+                ("upper", pa.float64()),
+            ],
+        ),
     )
 }
 
@@ -526,3 +643,33 @@ def gaps(
     ``end`` and ended at or after ``start``."""
     params = {"camera_id": camera_id, "limit": limit, **_range(start, end)}
     return run_query(backend, "gaps", params)
+
+
+def open_alerts(
+    backend: Backend, camera_id: str = "", severity: str = "", limit: int = 1000
+) -> pa.Table:
+    params = {"camera_id": camera_id, "severity": severity, "limit": limit}
+    return run_query(backend, "open_alerts", params)
+
+
+def alert_changes(
+    backend: Backend,
+    since: Time = 0,
+    camera_id: str = "",
+    severity: str = "",
+    limit: int = 1000,
+) -> pa.Table:
+    params = {
+        "camera_id": camera_id,
+        "severity": severity,
+        "since": epoch_s(since),
+        "limit": limit,
+    }
+    return run_query(backend, "alert_changes", params)
+
+
+def latest_forecasts(
+    backend: Backend, camera_id: str = "", counter_id: str = "", window_size_s: int = 0
+) -> pa.Table:
+    params = {"camera_id": camera_id, "counter_id": counter_id, "window_size_s": window_size_s}
+    return run_query(backend, "latest_forecasts", params)

@@ -5,11 +5,18 @@
 // live crossing or zone transition is added only when it is later than that.
 // Previews are fetched only for cards on screen while the page is visible,
 // which is what makes a camera draw them at all.
+//
+// Open alerts come from GET /alerts once, then from the live `alert` kind:
+// a firing change adds one, its resolved change (same alert_id) takes it
+// away. Each counter with forecasts gets a chart of its counts at the
+// forecast window size beside the band and the forecast line; for every
+// window, the nearest forecast (the latest issued) is drawn.
 "use strict";
 
 (() => {
-  const LIVE_KINDS = ["crossing", "zone_transition", "window_row"];
+  const LIVE_KINDS = ["crossing", "zone_transition", "window_row", "alert", "forecast"];
   const ACK_EVERY = 20;
+  const ALERTS_RELOAD_MS = 15000;
   const HOUR_S = 3600;
   const params = new URLSearchParams(location.search);
   const forceSse = params.get("transport") === "sse";
@@ -25,6 +32,10 @@
     unacked: 0,
     previewFps: 2,
     windowS: null,
+    forecastS: null, // the window size whose forecasts are charted
+    noWarehouse: false, // GET /alerts and /forecasts said the pipeline has none
+    alerts: new Map(), // alert_id -> its firing change
+    resolved: new Set(), // alert ids seen resolved, so a late answer cannot reopen them
   };
 
   // ---------------------------------------------------------------- token
@@ -83,7 +94,8 @@
       el("tbody"));
     const canvas = el("canvas", { class: "chart", "aria-label": `last hour of ${id}` });
     const meta = el("div", { class: "meta" });
-    card.append(title, img, total, table, canvas, meta);
+    const forecasts = el("div", { class: "forecasts" });
+    card.append(title, img, total, table, canvas, forecasts, meta);
     document.getElementById("cameras").append(card);
     const cam = {
       id, card, img, canvas, meta,
@@ -98,6 +110,8 @@
       previewTimer: null,
       previewUrl: null,
       counters: new Set(),
+      forecasts, // the counter charts' container
+      fc: new Map(), // counter -> {svg, actual: Map t -> row, band: Map series -> Map t -> point}
     };
     visibility.observe(card);
     return cam;
@@ -192,6 +206,185 @@
     for (const [t] of cam.rows) if (t < cam.latest - 2 * HOUR_S) cam.rows.delete(t);
   }
 
+  // ---------------------------------------------------------------- forecasts
+
+  function sideOf(direction) {
+    if (direction === "in" || direction === "enter") return "in";
+    if (direction === "out" || direction === "exit") return "out";
+    return null;
+  }
+
+  function counterChart(cam, counter) {
+    let c = cam.fc.get(counter);
+    if (!c) {
+      const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+      svg.setAttribute("class", "counter-chart");
+      svg.setAttribute("data-counter", counter);
+      svg.setAttribute("role", "img");
+      svg.setAttribute("aria-label", `${counter}: counts and forecast band`);
+      const box = el("figure", { class: "counter-forecast", "data-counter": counter },
+        el("figcaption", {}, counter), svg);
+      const after = [...cam.forecasts.children].find((n) => n.dataset.counter > counter);
+      cam.forecasts.insertBefore(box, after || null);
+      c = { svg, actual: new Map(), band: new Map() };
+      cam.fc.set(counter, c);
+    }
+    return c;
+  }
+
+  function addForecast(cam, f) {
+    // The nearest forecast of a window is the one issued last.
+    if (f.window_size_s !== state.forecastS || !sideOf(f.direction)) return;
+    const c = counterChart(cam, f.counter_id);
+    const key = `${f.class_name}\u0000${f.direction}`;
+    const points = c.band.get(key) || new Map();
+    const old = points.get(f.window_start);
+    if (!old || old.issued_for <= f.issued_for) {
+      points.set(f.window_start, { issued_for: f.issued_for, value: f.value, lower: f.lower, upper: f.upper });
+    }
+    c.band.set(key, points);
+  }
+
+  function addForecastActual(cam, r) {
+    if (r.window_size_s !== state.forecastS) return;
+    const side = sideOf(r.direction);
+    const c = cam.fc.get(r.counter_id);
+    if (!side || !c) return;
+    const p = c.actual.get(r.window_start) || { t: r.window_start, parts: new Map() };
+    p.parts.set(`${r.class_name}\u0000${r.direction}`, [side, r.count]);
+    c.actual.set(r.window_start, p);
+  }
+
+  function drawForecasts(cam) {
+    const step = state.forecastS;
+    if (!step) return;
+    const now = cam.latest || Date.now() / 1000;
+    for (const c of cam.fc.values()) {
+      // A counter's band per side is its classes' bands added up.
+      const byT = new Map();
+      let end = now;
+      for (const [key, points] of c.band) {
+        const side = sideOf(key.split("\u0000")[1]);
+        for (const [t, f] of points) {
+          if (t < now - 2 * HOUR_S) {
+            points.delete(t);
+            continue;
+          }
+          const p = byT.get(t) || { t, in: null, out: null };
+          const s = p[side] || { value: 0, lower: 0, upper: 0 };
+          p[side] = { value: s.value + f.value, lower: s.lower + f.lower, upper: s.upper + f.upper };
+          byT.set(t, p);
+          end = Math.max(end, t + step);
+        }
+      }
+      const actual = [];
+      for (const [t, p] of c.actual) {
+        if (t < now - 2 * HOUR_S) {
+          c.actual.delete(t);
+          continue;
+        }
+        const sums = { t, in: 0, out: 0 };
+        for (const [side, n] of p.parts.values()) sums[side] += n;
+        actual.push(sums);
+      }
+      // The hour behind (less while the pipeline is younger) and the band ahead.
+      const first = Math.min(...actual.map((p) => p.t), ...byT.keys());
+      const from = Math.max(now - HOUR_S, Number.isFinite(first) ? first - step : now - HOUR_S);
+      CamChart.drawForecast(c.svg, actual, [...byT.values()], { from, to: end }, step);
+    }
+  }
+
+  async function loadForecastActuals(cam) {
+    if (!state.forecastS || !cam.fc.size) return;
+    const start = Math.max(0, Math.floor((cam.latest || Date.now() / 1000) - HOUR_S));
+    const res = await api(`/counts?camera=${encodeURIComponent(cam.id)}&window=${state.forecastS}` +
+      `&start=${start}&limit=10000`);
+    if (!res.ok) return;
+    for (const r of (await res.json()).rows) addForecastActual(cam, r);
+    drawForecasts(cam);
+  }
+
+  async function loadForecasts(cam) {
+    if (state.noWarehouse) return;
+    const res = await api(`/forecasts?camera=${encodeURIComponent(cam.id)}`);
+    if (res.status === 404) state.noWarehouse = true;
+    if (!res.ok) return; // no warehouse: the live forecasts still come
+    const { series } = await res.json();
+    if (!series.length) return;
+    // One size per page: the smallest forecast, the one that moves most.
+    const first = state.forecastS === null;
+    if (first) state.forecastS = Math.min(...series.map((s) => s.window_size_s));
+    for (const s of series) {
+      for (const p of s.points) addForecast(cam, { ...s, ...p });
+    }
+    if (first) for (const other of state.cameras.values()) if (other !== cam) loadForecastActuals(other);
+    await loadForecastActuals(cam);
+  }
+
+  function onForecast(f) {
+    const cam = state.cameras.get(f.camera_id);
+    if (!cam) return; // a group's: no card to draw it on
+    if (state.forecastS === null) {
+      state.forecastS = f.window_size_s;
+      addForecast(cam, f);
+      for (const c of state.cameras.values()) loadForecastActuals(c);
+      return;
+    }
+    const isNew = !cam.fc.has(f.counter_id);
+    addForecast(cam, f);
+    if (isNew && cam.fc.has(f.counter_id)) loadForecastActuals(cam);
+    else drawForecasts(cam);
+  }
+
+  // ---------------------------------------------------------------- alerts
+
+  function utc(t) {
+    return new Date(t * 1000).toISOString().replace("T", " ").slice(0, 19);
+  }
+
+  function number(v) {
+    return Number.isInteger(v) ? String(v) : v.toFixed(2);
+  }
+
+  function applyAlert(a) {
+    if (a.state === "resolved") {
+      state.resolved.add(a.alert_id);
+      state.alerts.delete(a.alert_id);
+    } else if (!state.resolved.has(a.alert_id)) {
+      state.alerts.set(a.alert_id, a);
+    }
+  }
+
+  function renderAlerts() {
+    const order = { critical: 0, warning: 1, info: 2 };
+    const open = [...state.alerts.values()].sort(
+      (a, b) => (order[a.severity] ?? 3) - (order[b.severity] ?? 3) || a.opened_at - b.opened_at);
+    const rows = open.map((a) => el("tr", { "data-alert": String(a.alert_id), "data-rule": a.rule_id,
+      "data-severity": a.severity, title: a.message },
+      el("td", {}, el("span", { class: "severity", "data-severity": a.severity }, a.severity)),
+      el("td", {}, a.rule_id), el("td", { class: "target" }, a.target),
+      el("td", {}, utc(a.opened_at)),
+      el("td", { class: "value" }, `${number(a.value)} / ${number(a.threshold)}`)));
+    document.getElementById("alert-rows").replaceChildren(...rows);
+    document.getElementById("alert-count").textContent = String(open.length);
+    document.getElementById("no-alerts").hidden = open.length > 0;
+  }
+
+  async function loadAlerts() {
+    if (state.noWarehouse) return; // the live changes are all there is
+    try {
+      const res = await api("/alerts?limit=1000");
+      if (res.status === 404) state.noWarehouse = true;
+      if (!res.ok) return;
+      const body = await res.json();
+      for (const a of body.changes) if (a.state === "resolved") applyAlert(a);
+      for (const a of body.open) applyAlert(a);
+      renderAlerts();
+    } catch (err) {
+      // the next reload tries again
+    }
+  }
+
   async function refreshCameras() {
     const res = await api("/status");
     if (!res.ok) return;
@@ -213,6 +406,7 @@
       if (isNew) {
         loadCounters(cam);
         loadHistory(cam).then(() => drawChart(cam));
+        loadForecasts(cam);
       }
     }
     for (const [id, cam] of state.cameras) {
@@ -224,7 +418,10 @@
       }
     }
     document.getElementById("empty").hidden = state.cameras.size > 0;
-    for (const cam of state.cameras.values()) drawChart(cam);
+    for (const cam of state.cameras.values()) {
+      drawChart(cam);
+      drawForecasts(cam);
+    }
   }
 
   // ---------------------------------------------------------------- previews
@@ -284,6 +481,16 @@
   function onUpdate(u) {
     state.lastSeq = u.seq;
     document.getElementById("seq").textContent = `seq ${u.seq}`;
+    // Alerts and forecasts may be a group's, which has no card.
+    if (u.kind === "alert") {
+      applyAlert(u.data);
+      renderAlerts();
+      return;
+    }
+    if (u.kind === "forecast") {
+      onForecast(u.data);
+      return;
+    }
     const cam = state.cameras.get(u.camera_id);
     if (!cam) {
       refreshCameras();
@@ -293,6 +500,10 @@
     if (u.kind === "window_row") {
       addRow(cam, d);
       drawChart(cam);
+      if (d.window_size_s === state.forecastS) {
+        addForecastActual(cam, d);
+        drawForecasts(cam);
+      }
       return;
     }
     if (cam.seen.has(d.event_id)) return;
@@ -309,7 +520,11 @@
   function onGap() {
     // Some updates are gone: take the totals and the history again.
     refreshCameras();
-    for (const cam of state.cameras.values()) loadHistory(cam);
+    loadAlerts();
+    for (const cam of state.cameras.values()) {
+      loadHistory(cam);
+      loadForecasts(cam);
+    }
   }
 
   async function liveWsUrl() {
@@ -351,6 +566,7 @@
           const sub = { type: "subscribe", id: "dashboard", kinds: LIVE_KINDS };
           sub.after = state.lastSeq ?? m.seq;
           ws.send(JSON.stringify(sub));
+          loadAlerts(); // what changed before this subscription
           break;
         }
         case "update":
@@ -398,6 +614,7 @@
     es.addEventListener("hello", () => {
       state.transport = "sse";
       setConn("live (SSE)", "live");
+      loadAlerts();
     });
     es.addEventListener("update", (ev) => onUpdate(JSON.parse(ev.data)));
     es.addEventListener("gap", onGap);
@@ -412,10 +629,15 @@
       askToken();
       return;
     }
+    document.getElementById("alerts").hidden = false;
     await refreshCameras();
+    await loadAlerts();
     if (forceSse || typeof WebSocket === "undefined") connectSse();
     else connectWs();
     setInterval(refreshCameras, 5000);
+    // The warehouse takes alerts at each checkpoint: one raised before this
+    // page subscribed shows up here even if its live update was missed.
+    setInterval(loadAlerts, ALERTS_RELOAD_MS);
     setInterval(ack, 1000);
   }
 

@@ -39,6 +39,8 @@ def test_every_route_rest_and_live_is_described_with_its_security() -> None:
         ("/cameras/{camera_id}", "delete"),
         ("/cameras/{camera_id}/preview.jpg", "get"),
         ("/counts", "get"),
+        ("/alerts", "get"),
+        ("/forecasts", "get"),
         ("/events", "post"),
         ("/live/healthz", "get"),
         ("/live/poll", "get"),
@@ -98,4 +100,27 @@ def test_counts_parameters_follow_the_configured_window_sizes() -> None:
         "start",
         "end",
         "limit",
+    }
+
+
+def test_alerts_and_forecasts_name_their_parameters_and_answers() -> None:
+    doc = openapi_document([60, 10])
+    schemas = doc["components"]["schemas"]
+    for path, model, names in (
+        ("/alerts", "Alerts", {"camera", "severity", "since", "limit"}),
+        ("/forecasts", "Forecasts", {"camera", "group", "counter", "window_size_s"}),
+    ):
+        op = doc["paths"][path]["get"]
+        assert {p["name"] for p in op["parameters"]} == names
+        ok = op["responses"]["200"]["content"]["application/json"]["schema"]
+        assert ok == {"$ref": f"#/components/schemas/{model}"}
+    params = {p["name"]: p for p in doc["paths"]["/forecasts"]["get"]["parameters"]}
+    assert params["window_size_s"]["schema"]["enum"] == [10, 60]
+    assert set(schemas["AlertChange"]["properties"]) >= {"alert_id", "state", "opened_at"}
+    assert set(schemas["ForecastPoint"]["properties"]) == {
+        "window_start",
+        "window_end",
+        "value",
+        "lower",
+        "upper",
     }

@@ -1,4 +1,5 @@
-"""The dashboard in headless Chromium: a camera's preview and counts that move.
+"""The dashboard in headless Chromium: a camera's preview and counts that
+move, an open alert and a counter's forecast band.
 
 Debian's Chromium driven by Playwright (``playwright install`` downloads a
 browser and is never needed). The camera plays a synthetic scene at its own
@@ -15,8 +16,17 @@ from typing import Any
 
 import pytest
 
-from camcount.config import ApiConfig, AppConfig, DetectorConfig, WarehouseConfig, load_config
-from camcount.scenes.synthetic import generate_scene, write_scene
+from camcount.alerts.rules import AlertsConfig, OccupancyRule
+from camcount.config import (
+    ApiConfig,
+    AppConfig,
+    DetectorConfig,
+    ForecastConfig,
+    StorageConfig,
+    WarehouseConfig,
+    load_config,
+)
+from camcount.scenes.synthetic import ZONE_ID, generate_scene, write_scene
 from serve_app.app import start_pipeline
 from tests.conftest import ROOT, require_binary
 from tests.integration.conftest import free_port
@@ -26,6 +36,10 @@ pytestmark = pytest.mark.integration
 CHROMIUM = "/usr/bin/chromium"
 TOKEN = "dashboard-token-51c2"
 SCREENSHOT = ROOT / "var" / "test-artifacts" / "dashboard.png"
+#: Never five people in the scene's zone: it opens a second in and stays open.
+QUIET_FLOOR = OccupancyRule(
+    id="floor-under-5", camera="dash", zone=ZONE_ID, below=5, hold_s=1, severity="warning"
+)
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -56,13 +70,19 @@ def sync_playwright() -> Any:
 @pytest.fixture(scope="module")
 def dashboard(ray_cluster: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     require_binary(CHROMIUM, "Chromium (apt-get install chromium)")
-    video, _, _ = write_scene(generate_scene(43), tmp_path_factory.mktemp("dash") / "dash.mp4")
+    root = tmp_path_factory.mktemp("dash")
+    video, _, _ = write_scene(generate_scene(43), root / "dash.mp4")
     camera = load_config(video.with_suffix(".yaml")).cameras[0]
     config = AppConfig(
         cameras=(camera.model_copy(update={"id": "dash", "realtime": True, "loop": True}),),
         detector=DetectorConfig(model="oracle"),
         api=ApiConfig(port=free_port(), tokens=(TOKEN,), preview_fps=4),
-        warehouse=WarehouseConfig(enabled=False),  # the chart reads the shards' rows
+        # GET /alerts and /forecasts read the warehouse
+        warehouse=WarehouseConfig(url=f"chdb://{root}/chdb", flush_interval_s=0.5),
+        storage=StorageConfig(root=f"file://{root}/store", checkpoint_interval_s=2.0),
+        alerts=AlertsConfig(rules=(QUIET_FLOOR,)),
+        # 10 s windows forecast a minute ahead: the first band within seconds
+        forecast=ForecastConfig(window_sizes_s=(10,), horizon_s=60),
     )
     pipeline = start_pipeline(config)
     try:
@@ -99,6 +119,19 @@ def test_the_dashboard_shows_a_preview_and_counts_that_change(dashboard: str) ->
             until(lambda: int(total.inner_text()) > before, 60, "the count to move")
             assert card.locator("tr[data-counter]").count() >= 1
             assert page.evaluate("() => location.hash") == ""  # the token left the address bar
+            # the open alert, live or from GET /alerts
+            alert = page.locator('#alert-rows tr[data-rule="floor-under-5"]')
+            until(lambda: alert.count() == 1, 30, "the open alert")
+            assert alert.get_attribute("data-severity") == "warning"
+            assert f"dash/{ZONE_ID}" in alert.inner_text() and "/ 5" in alert.inner_text()
+            assert page.locator("#alert-count").inner_text() == "1"
+            # a counter's chart: its counts beside the forecast band and line
+            band = card.locator("svg.counter-chart polygon.forecast-band")
+            until(lambda: band.count() >= 1, 60, "a forecast band")
+            assert int(band.first.get_attribute("data-points") or 0) >= 1
+            assert len((band.first.get_attribute("points") or "").split()) >= 4
+            chart = band.first.locator("xpath=..")
+            assert chart.locator("polyline.forecast-line").count() >= 1
             SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SCREENSHOT), full_page=True)
             assert SCREENSHOT.stat().st_size > 10_000
@@ -108,6 +141,9 @@ def test_the_dashboard_shows_a_preview_and_counts_that_change(dashboard: str) ->
             sse.goto(f"{dashboard}/?transport=sse#token={TOKEN}")
             until(lambda: "SSE" in sse.locator("#conn").inner_text(), 20, "SSE")
             until(lambda: sse.locator("#seq").inner_text().startswith("seq"), 30, "an update")
+            # opened before this page subscribed: GET /alerts brought it
+            sse_alert = sse.locator('#alert-rows tr[data-rule="floor-under-5"]')
+            until(lambda: sse_alert.count() == 1, 30, "the open alert from GET /alerts")
         finally:
             browser.close()
     origin = dashboard.rstrip("/")

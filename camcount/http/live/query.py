@@ -22,7 +22,16 @@ from camcount.stream.livefeed import Update
 #: Update kinds the pipeline publishes (actors/aggregator.py); a filter
 #: naming another is refused so a typo is an error, not silence.
 KINDS = frozenset(
-    {"crossing", "zone_transition", "zone_visit", "zone_sample", "window_row", "dead_letter"}
+    {
+        "crossing",
+        "zone_transition",
+        "zone_visit",
+        "zone_sample",
+        "window_row",
+        "dead_letter",
+        "alert",
+        "forecast",
+    }
 )
 #: The config's id rule (``Identifier``: letters, digits, ``_.-``, at most
 #: ``MAX_ID_CHARS``) plus ``:``, because window rows of derived keys carry
