@@ -40,6 +40,8 @@ def test_every_route_rest_and_live_is_described_with_its_security() -> None:
         ("/cameras/{camera_id}/preview.jpg", "get"),
         ("/counts", "get"),
         ("/events", "post"),
+        ("/alerts/rules", "get"),
+        ("/alerts/rules", "put"),
         ("/live/healthz", "get"),
         ("/live/poll", "get"),
         ("/live/events", "get"),
