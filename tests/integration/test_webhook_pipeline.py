@@ -180,8 +180,16 @@ def test_camera_states_and_rules_set_through_the_api_raise_alerts_once(
         ),
         alerts=AlertsConfig(rules=(down,)),
     )
-    # Someone in any of the gate camera's zones.
+    # Someone in any of the gate camera's zones, or nobody: one or the
+    # other opens an alert soon after the rules are set, whatever the scene
+    # shows then.
     busy = {"kind": "occupancy", "id": "busy", "camera": gate.id, "above": 0, "hold_s": 0}
+    empty = {"kind": "occupancy", "id": "empty", "camera": gate.id, "below": 1, "hold_s": 0}
+    added = ("busy", "empty")
+
+    def new_alerts() -> list[dict[str, Any]]:
+        return [r for rule in added for r in stored_alerts(pipeline, rule)]
+
     pipeline = start_pipeline(config, shards=1)
     api = httpx.Client(
         base_url=pipeline.api_url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
@@ -191,7 +199,7 @@ def test_camera_states_and_rules_set_through_the_api_raise_alerts_once(
         wait_for(lambda: stored_alerts(pipeline, "down"), 60, "the broken camera's alert")
         in_force = api.get("/alerts/rules").json()
         assert in_force == AlertsConfig(rules=(down,)).document()
-        assert stored_alerts(pipeline, "busy") == []  # not a rule of the config
+        assert new_alerts() == []  # not rules of the config
         # (b) A rule that cannot run here is refused, naming it; one that can
         # is in force at once.
         nowhere = {"kind": "occupancy", "id": "site", "group": "nowhere", "above": 5}
@@ -199,24 +207,24 @@ def test_camera_states_and_rules_set_through_the_api_raise_alerts_once(
         assert refused.status_code == 422, refused.text
         assert refused.json()["detail"][0]["loc"] == ["rules", "1"]
         assert "group 'nowhere'" in refused.json()["message"]
-        put = api.put("/alerts/rules", json={"rules": [*in_force["rules"], busy]})
+        put = api.put("/alerts/rules", json={"rules": [*in_force["rules"], busy, empty]})
         assert put.status_code == 200, put.text
-        assert [r["id"] for r in put.json()["rules"]] == ["down", "busy"]
-        raised = wait_for(lambda: stored_alerts(pipeline, "busy"), 60, "the new rule's alerts")
+        assert [r["id"] for r in put.json()["rules"]] == ["down", *added]
+        raised = wait_for(new_alerts, 60, "the new rules' alerts")
         killed_after = max(r["at"] for r in raised)
         [shard] = ray.get(pipeline.controller.shard_handles.remote())
         ray.kill(shard, no_restart=False)
         wait_for(
-            lambda: [r for r in stored_alerts(pipeline, "busy") if r["at"] > killed_after],
+            lambda: [r for r in new_alerts() if r["at"] > killed_after],
             60,
-            "the new rule's alerts from the shard made again",
+            "the new rules' alerts from the shard made again",
         )
         [again] = ray.get(pipeline.controller.shard_handles.remote())
-        assert [r.id for r in ray.get(again.alert_rules.remote())] == ["down", "busy"]
+        assert [r.id for r in ray.get(again.alert_rules.remote())] == ["down", *added]
         assert api.get("/alerts/rules").json() == put.json()
         pipeline.checkpoint()
         downs = stored_alerts(pipeline, "down")
-        busies = stored_alerts(pipeline, "busy")
+        by_rule = {rule: stored_alerts(pipeline, rule) for rule in added}
     finally:
         api.close()
         pipeline.stop()
@@ -228,8 +236,9 @@ def test_camera_states_and_rules_set_through_the_api_raise_alerts_once(
     # (b) never raised twice: each alert fires once, and none opens while
     # another of the same rule and target is still open (a repeat after the
     # shard was restored would, under another id).
-    firing = sorted((r["opened"], r["alert_id"]) for r in busies if r["state"] == "firing")
-    assert len({a for _, a in firing}) == len(firing)
-    resolved = {r["alert_id"]: r["at"] for r in busies if r["state"] == "resolved"}
-    for (_, earlier), (opened, _) in itertools.pairwise(firing):
-        assert earlier in resolved and resolved[earlier] <= opened
+    for changes in by_rule.values():
+        firing = sorted((r["opened"], r["alert_id"]) for r in changes if r["state"] == "firing")
+        assert len({a for _, a in firing}) == len(firing)
+        resolved = {r["alert_id"]: r["at"] for r in changes if r["state"] == "resolved"}
+        for (_, earlier), (opened, _) in itertools.pairwise(firing):
+            assert earlier in resolved and resolved[earlier] <= opened
