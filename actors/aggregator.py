@@ -373,6 +373,31 @@ class AggregatorActor:
             future.cancel()
         await self._forward(self._agg.abort(checkpoint_id), self._generation)
 
+    async def camera_states(self, states: dict[str, tuple[str, float | None]]) -> dict[str, float]:
+        """The controller's view of cameras of this shard, each as (state,
+        when it began if known; camcount/alerts/camera_states.py); returns
+        when each state began on this shard's time line, for the controller
+        to report it the same after a restore. The alerts they raise leave
+        as every event does: to the outputs, flushed at the next barrier."""
+        generation = self._generation
+        began = {
+            camera: self._agg.camera_state(camera, state, since)
+            for camera, (state, since) in states.items()
+        }
+        await self._forward(Output(events=self._agg.take_watched()), generation)
+        return began
+
+    async def set_alert_rules(self, rules: Sequence[AlertRule]) -> None:
+        """Rules changed while running; the alerts of rules gone or changed
+        resolve. A restore after this runs these rules, not the start's."""
+        self._watching = (tuple(rules), self._watching[1])
+        generation = self._generation
+        self._agg.set_alert_rules(rules)
+        await self._forward(Output(events=self._agg.take_watched()), generation)
+
+    def alert_rules(self) -> list[AlertRule]:
+        return list(self._agg.alerts.rules)
+
     def frame_ledgers(self) -> dict[str, dict[str, Any]]:
         """Per camera, the runs of its frame numbers this shard applied and
         how many it applied twice (``FrameLedger``)."""

@@ -248,6 +248,9 @@ class CameraWorker:
         self._processed = 0
         self._events = 0
         self._last_frame_time: float | None = None
+        # Event time of the last frame with something in it (``camera``
+        # alert rules on ``no_detections``, camcount/alerts/camera_states.py).
+        self._last_detection_time: float | None = None
         self._pending_pushes: deque[Any] = deque()
         self._outbox: list[CameraEvent | Gap] = []
         self._outbox_frames = 0
@@ -517,6 +520,8 @@ class CameraWorker:
         self._processed += 1
         self._m.processed.inc(1, self._tags)
         self._last_frame_time = frame.time
+        if len(dets) or self._processor.tracker.track_count:
+            self._last_detection_time = frame.time
         self._fps_window.append(time.monotonic())
         self._outbox.extend(events)
         self._outbox_frames += 1
@@ -678,6 +683,7 @@ class CameraWorker:
             "reconnects": stats.reconnects,
             "events": self._events,
             "last_frame_time": self._last_frame_time,
+            "last_detection_time": self._last_detection_time,
             "totals": self._totals(),
             **self._services.process_status(),
         }

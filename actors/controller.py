@@ -70,10 +70,13 @@ from actors.hub import LiveHub
 from actors.lifetime import detached, parts_of
 from actors.output import OutputActor
 from actors.placement import CameraNodes, ModelCoreAvoider, shard_options
+from camcount.alerts.camera_states import observed_state
+from camcount.alerts.rules import AlertsConfig
+from camcount.alerts.store import RuleStore
 from camcount.checkpoints import CheckpointStore, Manifest, PartInfo
 from camcount.checkpoints.states import CameraState
 from camcount.config import AppConfig, CameraConfig, ExternalSourceConfig
-from camcount.errors import CameraNotHosted
+from camcount.errors import AlertRulesRefused, CameraNotHosted
 from camcount.events import CountRow, DeadLetter, row_order, stable_id, to_arrow
 from camcount.external import (
     ExternalCount,
@@ -138,6 +141,14 @@ class Controller:
         self._fresh = fresh and not self._reconstructed
         storage = self.config.storage
         self._store = CheckpointStore(storage.root, storage.keep_checkpoints)
+        # The alert rules in force: the config's, until some are set through
+        # the API; those are kept beside the checkpoints (RuleStore) and
+        # read back by a resume or a restarted controller.
+        self._rules: AlertsConfig = self.config.alerts
+        self._rule_store = RuleStore(storage.root)
+        # Per camera, the state last reported to its shard and when it began
+        # there (``_report_camera_states``).
+        self._camera_states: dict[str, tuple[str, float]] = {}
         self._interval_s = storage.checkpoint_interval_s
         self._checkpoint_timeout_s = max(
             MIN_CHECKPOINT_TIMEOUT_S, CHECKPOINT_TIMEOUT_INTERVALS * self._interval_s
@@ -177,6 +188,10 @@ class Controller:
         # Cameras of a region being rolled back (by how many recoveries at
         # once): their status says so.
         self._restoring: Counter[str] = Counter()
+        # Cameras of those known lost, a new incarnation being made: failed.
+        self._lost: Counter[str] = Counter()
+        # Shards being rolled back right now: told nothing meanwhile.
+        self._rolling: set[int] = set()
         self._dead: list[DeadLetter] = []
         self._restarts: dict[str, int] = {}
         self._unsent: list[DeadLetter] = []
@@ -286,9 +301,11 @@ class Controller:
         async with self._lock:
             if self._fresh:
                 await asyncio.to_thread(self._store.delete_all)
+                await asyncio.to_thread(self._rule_store.clear)
                 manifest = None
             else:
                 manifest = await asyncio.to_thread(self._store.latest)
+                await self._load_rules()
             self._initial = await asyncio.to_thread(self._load, manifest)
             self._resumed_from = manifest.checkpoint_id if manifest is not None else None
             self._next_id = await asyncio.to_thread(self._store.next_id)
@@ -319,6 +336,20 @@ class Controller:
             )
             await self._write_restart_letters()
         return list(statuses)
+
+    async def _load_rules(self) -> None:
+        """The rules last set through the API, if any, before any shard is
+        made: a resumed run and a restarted controller run them, not the
+        config's. Rules this config can no longer run are refused whole
+        (the config's are in force, and the log says why)."""
+        stored = await asyncio.to_thread(self._rule_store.load)
+        if stored is None:
+            return
+        problems = self.config.rule_problems(stored)
+        if problems:
+            log.warning("alert rules set through the API not used: %s", "; ".join(problems))
+            return
+        self._rules = stored
 
     async def _launch_all(self) -> list[dict[str, Any]]:
         """A new run's parts, from what it resumes from (or nothing)."""
@@ -428,6 +459,11 @@ class Controller:
                 n = max(self._incarnation.get(camera_id, -1), _incarnation_of(sender))
                 self._incarnation[camera_id] = n
         await asyncio.gather(*(s.ready.remote() for s in self.shards))
+        # Shards that outlived it run the rules in force (a change it stored
+        # but did not get to apply included); the same rules change nothing.
+        await asyncio.gather(
+            *(s.set_alert_rules.remote(list(self._rules.rules)) for s in self.shards)
+        )
         self._watch_shared_parts()
         cameras = list(configs.values())
         await self._record_cameras(cameras)
@@ -551,7 +587,7 @@ class Controller:
             state,
             owner=self._me,
             outputs=list(self._outputs.values()),
-            alert_rules=self.config.alerts.rules,
+            alert_rules=self._rules.rules,
             forecast=self.config.forecast.settings(self.config.windows.sizes_s),
         )
 
@@ -745,6 +781,7 @@ class Controller:
         with contextlib.suppress(RayActorError):
             await self._shard_of(cfg).remove.remote(camera_id)
         self._last_status.pop(camera_id, None)
+        self._camera_states.pop(camera_id, None)
         if not self._stopping:
             await self._record_cameras([], (camera_id,))
         return status
@@ -935,12 +972,16 @@ class Controller:
         are ``restoring`` meanwhile, and nothing they would count is lost."""
         indices = list(shard_indices)
         region = {c.id for c in self._cameras.values() if self._shard_index(c) in indices}
+        lost = set(dead or ()) & region
         self._restoring.update(region)
+        self._lost.update(lost)
         try:
             await self._recover_retrying(indices, cause, parts, replace_shards, dead or set())
         finally:
             self._restoring.subtract(region)
             self._restoring = +self._restoring  # drops the zeros
+            self._lost.subtract(lost)
+            self._lost = +self._lost
 
     async def _recover_retrying(
         self,
@@ -997,6 +1038,19 @@ class Controller:
     ) -> int | None:
         """``_recover``'s work, under its lock; returns the checkpoint the
         region went back to (None: the start)."""
+        self._rolling.update(indices)
+        try:
+            return await self._roll_back_locked(indices, cameras, replace_shards, dead)
+        finally:
+            self._rolling.difference_update(indices)
+
+    async def _roll_back_locked(
+        self,
+        indices: list[int],
+        cameras: list[CameraConfig],
+        replace_shards: set[int] | None,
+        dead: set[str],
+    ) -> int | None:
         base = self._base_id
         shard_states, camera_states = await asyncio.to_thread(
             self._base_states, base, indices, [c.id for c in cameras]
@@ -1274,9 +1328,40 @@ class Controller:
                             {camera_id: "camera"},
                             dead={camera_id},
                         )
+            await self._report_camera_states()
             for shard in list(self.shards):
                 with contextlib.suppress(RayActorError):
                     await shard.tick.remote()
+
+    async def _report_camera_states(self) -> None:
+        """Every camera's state, as its last status shows it, to its shard
+        (``camera`` alert rules; docs/alerts.md, "Camera states"). Sent on
+        every health check, changed or not: a state that holds lets event
+        time pass on the shard, and a shard restored from before a change
+        hears of it again, with the start the shard gave it then (kept
+        here), so its alert is the same alert. A restarted controller
+        keeps none: the shards' restored states have them, and a repeat of
+        the same state changes nothing."""
+        by_shard: dict[int, dict[str, tuple[str, float | None]]] = {}
+        for camera_id, cfg in list(self._cameras.items()):
+            lost = self._lost[camera_id] > 0
+            if self._restoring[camera_id] > 0 and not lost:
+                continue  # rolled back with its shard: its status is of before
+            state, began = observed_state(self._last_status.get(camera_id, {}), lost)
+            kept = self._camera_states.get(camera_id)
+            since = kept[1] if kept is not None and kept[0] == state else began
+            by_shard.setdefault(self._shard_index(cfg), {})[camera_id] = (state, since)
+        for i, states in by_shard.items():
+            if i in self._rolling:
+                continue  # its restore must not race a state: told next time
+            try:
+                answer = await asyncio.wait_for(
+                    self.shards[i].camera_states.remote(states), self._health_interval_s * 5
+                )
+            except (RayActorError, TimeoutError):
+                continue  # restored meanwhile: reported again next time
+            for camera_id, since in answer.items():
+                self._camera_states[camera_id] = (states[camera_id][0], since)
 
     # ------------------------------------------------------------ answers
 
@@ -1401,6 +1486,36 @@ class Controller:
         for actor in self._actors.values():
             out.extend(await actor.dead_letters.remote())
         return out
+
+    async def alert_rules(self) -> AlertsConfig:
+        """The alert rules in force."""
+        await self._ensure_started()
+        return self._rules
+
+    async def set_alert_rules(self, rules: AlertsConfig) -> AlertsConfig:
+        """Replace the alert rules while running (docs/alerts.md): checked
+        against this pipeline's windows and groups (``AlertRulesRefused``
+        naming each rule's position), stored (so a restored shard, a new
+        one and a restarted controller run them), then applied by every
+        shard, where the alerts of rules gone or changed resolve."""
+        await self._ensure_started()
+        problems = [
+            (i, problem)
+            for i, rule in enumerate(rules.rules)
+            for problem in self.config.rule_problems(AlertsConfig(rules=(rule,)))
+        ]
+        if problems:
+            raise AlertRulesRefused(problems)
+        async with self._lock:
+            await asyncio.to_thread(self._rule_store.save, rules)
+            self._rules = rules
+            # A shard lost meanwhile is made again with these rules.
+            await asyncio.gather(
+                *(s.set_alert_rules.remote(list(rules.rules)) for s in self.shards),
+                return_exceptions=True,
+            )
+        log.info("alert rules set: %s", [r.id for r in rules.rules])
+        return rules
 
     async def hub_handle(self) -> Any:
         return self.hub

@@ -640,6 +640,41 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ alerts
+
+
+def cmd_alerts_rules(args: argparse.Namespace) -> int:
+    """The alert rules in force in the running pipeline of CONFIG, through
+    its API; ``--set FILE`` replaces them first (docs/alerts.md)."""
+    import yaml
+    from pydantic import ValidationError
+
+    from camcount.alerts import remote
+    from camcount.alerts.rules import AlertsConfig
+    from camcount.config import load_config
+
+    api = load_config(args.config).api
+    url = args.url or remote.api_url(api)
+    token = args.token or remote.admin_token(api)
+    if args.rules_file is None:
+        rules = remote.get_rules(url, token)
+    else:
+        try:
+            raw = yaml.safe_load(Path(args.rules_file).read_text())
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            why = " ".join(str(exc).split())  # YAML's message spans lines
+            raise CamcountError(f"{args.rules_file}: cannot read rules: {why}") from None
+        if isinstance(raw, dict) and set(raw) == {"alerts"}:
+            raw = raw["alerts"]  # a config file's section as it stands
+        try:
+            wanted = AlertsConfig.model_validate(raw)
+        except ValidationError as exc:
+            raise _validation_line(exc, args.rules_file) from None
+        rules = remote.put_rules(url, token, wanted)
+    print(yaml.safe_dump({"alerts": rules.document()}, sort_keys=False), end="")
+    return 0
+
+
 # ------------------------------------------------------------------ warehouse
 
 
@@ -1422,6 +1457,20 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("id", type=_at_least_zero, help="the complete checkpoint to go back to")
     c.add_argument("--yes", action="store_true", help="delete the newer checkpoints")
     c.set_defaults(func=cmd_checkpoints_restore)
+
+    p = sub.add_parser("alerts", help="the alert rules of a running pipeline, through its API")
+    asub = p.add_subparsers(dest="alerts_command", required=True, metavar="ACTION")
+    a = asub.add_parser("rules", help="print the rules in force; --set FILE replaces them")
+    a.add_argument("config", help="the running pipeline's config file (its api: section)")
+    a.add_argument(
+        "--set",
+        dest="rules_file",
+        metavar="FILE",
+        help="YAML or JSON rules in the config's alerts: format ({rules: [...]})",
+    )
+    a.add_argument("--url", help="the API's address (default: from the config's api:)")
+    a.add_argument("--token", help="an admin token (default: the config's, or CAMCOUNT_API_TOKENS)")
+    a.set_defaults(func=cmd_alerts_rules)
 
     p = sub.add_parser("token", help="print a new random API token (see README, API tokens)")
     p.add_argument(

@@ -954,8 +954,20 @@ class AppConfig(_Model):
             for size in forecast
             if size not in sizes
         ]
+        problems.extend(self.rule_problems(self.alerts))
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def rule_problems(self, alerts: AlertsConfig) -> list[str]:
+        """Why alert rules cannot run on this config's windows, groups and
+        forecasts: the file's rules and those set through the API are held
+        to the same."""
+        sizes = set(self.windows.sizes_s)
+        forecast = self.forecast.sizes(self.windows.sizes_s)
+        problems = []
         groups = {g.id for g in self.groups}
-        for rule in self.alerts.rules:
+        for rule in alerts.rules:
             size = getattr(rule, "window_s", None)
             counted = rule.kind != "occupancy" or getattr(rule, "group", None) is not None
             if size is not None and counted and size not in sizes:
@@ -974,9 +986,7 @@ class AppConfig(_Model):
                     f"alert rule {rule.id!r}: no forecast at window_s {size} "
                     f"(forecasts at {list(forecast)} s)"
                 )
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
+        return problems
 
     def _external_problems(self) -> list[str]:
         """An external source counts under its id as a camera does, so the

@@ -6,6 +6,8 @@ re-deriving it; none of them is raised with ``assert``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class CamcountError(Exception):
     """Base class: everything the core raises on purpose derives from it."""
@@ -149,3 +151,18 @@ class CheckpointStoreError(CamcountError):
         self.uri = redact_uri(uri)
         self.detail = detail
         super().__init__(f"checkpoint store {self.uri}: {detail}")
+
+
+class AlertRulesRefused(CamcountError, ValueError):
+    """Alert rules valid alone that cannot run on this pipeline (a window
+    size it does not count, a group it does not have): ``problems`` holds
+    (position of the rule in the list, why), one per problem."""
+
+    def __init__(self, problems: Sequence[tuple[int, str]]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(msg for _, msg in self.problems))
+
+    def __reduce__(self) -> tuple[type[AlertRulesRefused], tuple[list[tuple[int, str]]]]:
+        # Raised in the controller, caught in an API replica: it crosses
+        # processes pickled, and must arrive with its problems.
+        return (type(self), (self.problems,))

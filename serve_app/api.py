@@ -35,9 +35,11 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.staticfiles import StaticFiles
 
+from camcount.alerts.rules import AlertsConfig
 from camcount.config import ApiConfig, CameraConfig
 from camcount.errors import CameraNotHosted, RequestError
 from camcount.external import ExternalCount
+from camcount.http.alert_rules import alert_rules_router
 from camcount.http.alerts import alerts_router
 from camcount.http.counts import CountsQuery, count_row, wanted
 from camcount.http.limits import RateLimiter
@@ -122,6 +124,14 @@ class ControllerClient:
             lambda c: c.post_events.remote(source_id, events, key)
         )
         return answer
+
+    async def alert_rules(self) -> AlertsConfig:
+        rules: AlertsConfig = await self._call(lambda c: c.alert_rules.remote())
+        return rules
+
+    async def set_alert_rules(self, rules: AlertsConfig) -> AlertsConfig:
+        in_force: AlertsConfig = await self._call(lambda c: c.set_alert_rules.remote(rules))
+        return in_force
 
     async def shard_handles(self) -> list[Any]:
         shards: list[Any] = await self._call(lambda c: c.shard_handles.remote())
@@ -348,13 +358,14 @@ def build_api_app(service: ApiService) -> FastAPI:
         app_name="api",
         public=_is_public,
         query_allowed=lambda path: path.endswith("/preview.jpg"),
-        allow_methods=("GET", "POST", "PATCH", "DELETE"),
+        allow_methods=("GET", "POST", "PUT", "PATCH", "DELETE"),
         allow_headers=("Authorization", "Content-Type"),
         openapi_url="/openapi.json",
     )
     app.state.rest = service.context
     app.include_router(rest_router(service.window_sizes))
     app.include_router(alerts_router(service.window_sizes))
+    app.include_router(alert_rules_router())
     app.add_route("/", _index, include_in_schema=False)
     app.add_route("/docs", _docs, include_in_schema=False)
     app.add_route("/favicon.ico", _favicon, include_in_schema=False)

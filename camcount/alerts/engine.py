@@ -9,8 +9,9 @@ Nothing reads a clock: a replay of the same events raises the same alerts
 at the same event times with the same ids, and a restore from a snapshot
 taken mid-alert neither raises it again nor loses it.
 
-Camera states (stalled, failed) are the exception by nature: the
-controller observes them, and reports them with the time it saw them.
+Camera states (stalled, failed, no detections) are the exception by
+nature: the controller observes them, and the shard stamps each with the
+camera's own event-time clock (``Aggregator.camera_state``).
 """
 
 from __future__ import annotations
@@ -105,7 +106,10 @@ class AlertEngine:
                     continue
                 if track.firing:
                     when = track.since if at is None and track.since is not None else at
-                    out.append(self._change(old, target, track, RESOLVED, when or track.opened_at))
+                    # Never before it opened: a camera alert is dated on its
+                    # camera's clock, which may run ahead of ``at``.
+                    when = max(when if when is not None else track.opened_at, track.opened_at)
+                    out.append(self._change(old, target, track, RESOLVED, when))
                 del self._tracks[(track_rule, target)]
             self._windows.pop(rid, None)
         self._rules = new
@@ -207,7 +211,12 @@ class AlertEngine:
         return self._step(rule, rule.target, track, value, end, outside, not outside, threshold)
 
     def on_camera_state(self, camera_id: str, state: str, at: float) -> list[Alert]:
-        """The controller's view of a camera, at the time it saw it."""
+        """The camera's state at ``at`` (docs/alerts.md, "Camera states").
+
+        A camera reported again in the same state is no change: it only
+        lets time pass. An alert opens (or resolves) at the state's start
+        plus ``hold_s``, not at the report that saw the hold elapse, so its
+        id does not depend on how often the state is reported."""
         out: list[Alert] = []
         for rule in self._rules.values():
             if not isinstance(rule, CameraRule):
@@ -216,8 +225,13 @@ class AlertEngine:
                 continue
             track = self._tracks.setdefault((rule.id, camera_id), _Track())
             match = state == rule.state
+            when = at
+            if track.since is not None and match != track.firing:
+                when = min(at, track.since + rule.hold_s)
             out.extend(
-                self._step(rule, camera_id, track, 1.0 if match else 0.0, at, match, not match, 1.0)
+                self._step(
+                    rule, camera_id, track, 1.0 if match else 0.0, when, match, not match, 1.0
+                )
             )
         return out
 

@@ -11,7 +11,7 @@ it resolves.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -159,6 +159,12 @@ class AlertsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     rules: tuple[AlertRule, ...] = ()
+
+    def document(self) -> dict[str, Any]:
+        """The rules as the config's ``alerts:`` section has them (what
+        ``GET /alerts/rules`` answers and ``PUT`` takes): what was left
+        out stays out, so the answer reads back as it was given."""
+        return {"rules": [r.model_dump(mode="json", exclude_none=True) for r in self.rules]}
 
     @model_validator(mode="after")
     def _unique(self) -> AlertsConfig:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from camcount.alerts.rules import AlertsConfig
 from camcount.config import CameraConfig
 from camcount.external import ExternalCount
 from camcount.http.counts import CountsQuery
@@ -69,4 +70,13 @@ class ControllerPort(Protocol):
         for a source the config does not have, ``ExternalEventError`` for
         events it refuses (a counter it does not have, or a source that
         takes no events from the API)."""
+        ...
+
+    async def alert_rules(self) -> AlertsConfig:
+        """The alert rules in force."""
+        ...
+
+    async def set_alert_rules(self, rules: AlertsConfig) -> AlertsConfig:
+        """Replaces them while running; ``AlertRulesRefused`` for rules
+        this pipeline cannot run."""
         ...

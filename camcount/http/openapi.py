@@ -11,7 +11,9 @@ from fastapi import APIRouter
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
+from camcount.alerts.rules import AlertsConfig
 from camcount.config import CameraConfig
+from camcount.http.alert_rules import alert_rules_router
 from camcount.http.alerts import alerts_router
 from camcount.http.live_routes import live_router
 from camcount.http.models import CameraPatch, EventBatch
@@ -22,12 +24,12 @@ API_TITLE = "camcount API"
 API_DESCRIPTION = (
     "Cameras, counts and live updates of camcount. Every route but the health checks, "
     "this document and `/docs` needs `Authorization: Bearer TOKEN`: a read token reads, "
-    "changes (POST, PATCH, DELETE) need an admin token. Live updates also "
+    "changes (POST, PUT, PATCH, DELETE) need an admin token. Live updates also "
     "stream over the WebSocket `/live/ws` (see docs/api.md)."
 )
 LIVE_PREFIX = "/live"
 #: Bodies the routes read themselves (``responses.json_body``).
-BODY_MODELS: tuple[type[BaseModel], ...] = (CameraConfig, CameraPatch, EventBatch)
+BODY_MODELS: tuple[type[BaseModel], ...] = (CameraConfig, CameraPatch, EventBatch, AlertsConfig)
 
 
 def openapi_document(window_sizes: Sequence[int] = ()) -> dict[str, Any]:
@@ -37,6 +39,7 @@ def openapi_document(window_sizes: Sequence[int] = ()) -> dict[str, Any]:
     routes = APIRouter()
     routes.include_router(rest_router(window_sizes))
     routes.include_router(alerts_router(window_sizes))
+    routes.include_router(alert_rules_router())
     routes.include_router(live_router(), prefix=LIVE_PREFIX)
     doc = get_openapi(
         title=API_TITLE,

@@ -17,7 +17,7 @@ existed, so digests made by an older driver keep their power) or
 token, for the same reason.
 
 Scopes: ``read`` reads (every GET, every live stream); ``admin`` also
-changes (POST, PATCH, DELETE). The method decides, not the route, so a route
+changes (POST, PUT, PATCH, DELETE). The method decides, not the route, so a route
 added later is protected the same way without being listed anywhere.
 """
 

@@ -156,6 +156,9 @@ class AggregatorState:
     #: they were decided on, so a restore neither repeats nor loses one.
     alerts: AlertEngineState | None = None
     forecasts: ForecastBookState | None = None
+    #: Per camera, the state last reported (``Aggregator.camera_state``)
+    #: and the event time it began.
+    camera_states: tuple[tuple[str, str, float], ...] = ()
 
 
 def shard_key(camera_id: str, site: str, groups: Sequence[GroupSpec]) -> str:
@@ -225,10 +228,15 @@ class Aggregator:
         now: Callable[[], float] = time.monotonic,
         alert_rules: Sequence[AlertRule] = (),
         forecast: ForecastSettings | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         """Alerts and forecasts are watched here, on the rows as they
-        close and the zone samples as they come, in event time."""
+        close and the zone samples as they come, in event time.
+        ``wall_clock`` dates the state of a camera that never sent an event
+        time (``camera_state``)."""
         self.alerts = AlertEngine(alert_rules)
+        self._wall_clock = wall_clock
+        self._camera_states: dict[str, tuple[str, float]] = {}
         self.forecasts = (
             ForecastBook(forecast) if forecast is not None and forecast.window_sizes_s else None
         )
@@ -279,6 +287,7 @@ class Aggregator:
                 self._apply(camera_id, env, out)
         self._arrived.pop(camera_id, None)
         self.clock.remove(camera_id)
+        self._camera_states.pop(camera_id, None)
         self._check_aligned(out)
         out.rows.extend(self._close())
         self._hand_over(out)
@@ -449,14 +458,41 @@ class Aggregator:
         out, self._watched = self._watched, []
         return out
 
-    def camera_state(self, camera_id: str, state: str, at: float) -> list[object]:
-        """A camera's state as the controller saw it at ``at``: camera rules'
-        alerts, handed back at once (they are not in any camera's stream)."""
-        return list(self.alerts.on_camera_state(camera_id, state, at))
+    def camera_state(self, camera_id: str, state: str, since: float | None = None) -> float:
+        """The camera's state as the controller sees it (``stalled``,
+        ``failed``, ``no_detections``, or ``ok``); returns the event time
+        the state began, which the caller passes as ``since`` when it
+        reports the state again to a shard restored from before it.
 
-    def set_alert_rules(self, rules: Sequence[AlertRule], at: float | None = None) -> list[object]:
-        """Rules changed while running; alerts of rules gone or changed resolve."""
-        return list(self.alerts.set_rules(rules, at))
+        Time is the camera's own event time (``WatermarkClock.input_time``):
+        its last event time, carried on by the time it has been silent, so
+        camera alerts sit on the same time line as the others; a camera
+        that never sent one is dated by the wall clock, a live source's
+        capture clock. The same state reported again is no change: it lets
+        the time pass that ``hold_s`` waits for. What the rules raise waits
+        for the next ``Output`` (``take_watched``), so it leaves with the
+        shard's other events and is covered by the next checkpoint, as the
+        state it came from is."""
+        now = self.clock.input_time(camera_id)
+        if now is None:
+            now = self._wall_clock()
+        current = self._camera_states.get(camera_id)
+        if current is not None and current[0] == state:
+            began = current[1]
+        else:
+            began = now if since is None else since
+            self._camera_states[camera_id] = (state, began)
+            self._watched.extend(self.alerts.on_camera_state(camera_id, state, began))
+        if now > began:
+            self._watched.extend(self.alerts.on_camera_state(camera_id, state, now))
+        return began
+
+    def set_alert_rules(self, rules: Sequence[AlertRule]) -> None:
+        """Rules changed while running: the alerts of rules gone or changed
+        resolve at the shard's watermark (where its event time stands), and
+        wait for the next ``Output`` as every alert does."""
+        mark = self.watermark if math.isfinite(self.watermark) else None
+        self._watched.extend(self.alerts.set_rules(rules, mark))
 
     @property
     def watermark(self) -> float:
@@ -478,6 +514,7 @@ class Aggregator:
             tuple((c, tuple(led.runs)) for c, led in sorted(self.ledgers.items())),
             self.alerts.snapshot(),
             self.forecasts.snapshot() if self.forecasts is not None else None,
+            tuple((c, st, t) for c, (st, t) in sorted(self._camera_states.items())),
         )
 
     def restore(self, state: AggregatorState) -> None:
@@ -497,6 +534,7 @@ class Aggregator:
             self.alerts.restore(state.alerts)
         if state.forecasts is not None and self.forecasts is not None:
             self.forecasts.restore(state.forecasts)
+        self._camera_states = {c: (st, t) for c, st, t in state.camera_states}
         self._watched = []
         self._sender_camera = {}
         self._aligning, self._arrived, self._held = None, {}, {}
@@ -520,6 +558,7 @@ def resplit(
     counts: list[list[tuple[int, float, WindowKey, int]]] = [[] for _ in range(shards)]
     totals: list[dict[WindowKey, int]] = [{} for _ in range(shards)]
     ledgers: list[list[tuple[str, tuple[tuple[int, int], ...]]]] = [[] for _ in range(shards)]
+    camera_states: list[list[tuple[str, str, float]]] = [[] for _ in range(shards)]
     marks: list[list[tuple[float, float]]] = [[] for _ in range(shards)]
     sizes: tuple[int, ...] | None = None
     for state in states:
@@ -543,6 +582,8 @@ def resplit(
             used.add(i)
         for camera, runs in state.ledger:
             ledgers[route(camera)].append((camera, runs))
+        for camera, reported, began in state.camera_states:
+            camera_states[route(camera)].append((camera, reported, began))
         for i in used:
             marks[i].append((state.clock.watermark, state.windows.watermark))
     if sizes is None:
@@ -565,6 +606,7 @@ def resplit(
                 tuple(sorted(ledgers[i])),
                 alerts[i],
                 forecasts[i],
+                tuple(sorted(camera_states[i])),
             )
         )
     return out

@@ -145,6 +145,16 @@ class WatermarkClock:
         self._watermark = max(self._watermark, candidate)
         return self._watermark
 
+    def input_time(self, input_id: str) -> float | None:
+        """Where the input's own event time stands now: its highest event
+        time, carried on by the time it has been silent since (as a live
+        source's capture clock goes on while it sends nothing). None for an
+        input that has sent no event time yet."""
+        seen = self._max_seen.get(input_id)
+        if seen is None or not math.isfinite(seen):
+            return None
+        return seen + max(0.0, self._now() - self._last_active[input_id])
+
     def snapshot(self) -> ClockState:
         return ClockState(
             STATE_FORMAT_VERSION,

@@ -42,6 +42,8 @@ def test_every_route_rest_and_live_is_described_with_its_security() -> None:
         ("/alerts", "get"),
         ("/forecasts", "get"),
         ("/events", "post"),
+        ("/alerts/rules", "get"),
+        ("/alerts/rules", "put"),
         ("/live/healthz", "get"),
         ("/live/poll", "get"),
         ("/live/events", "get"),

@@ -154,14 +154,137 @@ def test_open_alerts_follow_their_camera_onto_another_number_of_shards() -> None
     assert sorted(alerts(head + tail)) == sorted(alerts(whole))
 
 
-def test_camera_states_and_rule_changes_reach_the_shard_engine() -> None:
-    dark = rule({"kind": "camera", "id": "dark", "state": "stalled", "hold_s": 10})
-    agg = shard([*RULES, dark])
-    assert agg.camera_state("gate", "stalled", 100.0) == []
-    fired = agg.camera_state("gate", "stalled", 110.0)
-    assert [(a.rule_id, a.state) for a in fired] == [("dark", "firing")]
-    gone = agg.set_alert_rules(RULES, at=115.0)
-    assert [(a.rule_id, a.state, a.event_time) for a in gone] == [("dark", "resolved", 115.0)]
+DARK = rule({"kind": "camera", "id": "dark", "state": "stalled", "hold_s": 10})
+
+
+class Ticks:
+    """A shard's processing clock, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def dark_shard(ticks: Ticks, rules=(*RULES, DARK)) -> tuple[Aggregator, dict[str, Sender]]:
+    agg = Aggregator([60], allowed_lateness_s=0, now=ticks, alert_rules=rules)
+    senders = registered(agg)
+    # The cameras' last event time is 100 s when the clock reads 0.
+    agg.accept(senders["gate"].envelope([crossing(100.0, 1)], [Progress(100.0)]))
+    agg.accept(senders["shop"].envelope([sample(100.0, 1)], [Progress(100.0)]))
+    return agg, senders
+
+
+def changes(agg: Aggregator) -> list[tuple[str, str, float, float]]:
+    return [
+        (a.rule_id, a.state, a.opened_at, a.event_time)
+        for a in agg.take_watched()
+        if isinstance(a, Alert)
+    ]
+
+
+def test_a_camera_state_is_dated_by_the_cameras_event_time_and_held() -> None:
+    ticks = Ticks()
+    agg, _ = dark_shard(ticks)
+    # (processing seconds, state reported, expected alerts); the gate sent
+    # nothing more, so its time goes on from 100 s with the clock.
+    script = [
+        (3.0, "stalled", []),  # stalled from 103 s (its event time then)
+        (9.0, "stalled", []),  # held 6 s of 10
+        (17.0, "stalled", [("dark", "firing", 113.0, 113.0)]),  # at start + hold_s, not 117
+        (19.0, "stalled", []),  # a repeat changes nothing
+        (25.0, "ok", []),  # clearing from 125 s
+        (40.0, "ok", [("dark", "resolved", 113.0, 135.0)]),
+        (41.0, "ok", []),
+    ]
+    for now, state, want in script:
+        ticks.now = now
+        agg.camera_state("gate", state)
+        assert changes(agg) == want, (now, state)
+
+
+def test_a_camera_alert_leaves_in_the_next_output_of_the_shard() -> None:
+    ticks = Ticks()
+    agg, senders = dark_shard(ticks)
+    agg.camera_state("gate", "stalled")
+    ticks.now = 20.0
+    agg.camera_state("gate", "stalled")
+    out = agg.accept(senders["shop"].envelope([sample(105.0, 1)], [Progress(105.0)]))
+    assert [(a.rule_id, a.state) for a in out.events if isinstance(a, Alert)] == [
+        ("dark", "firing")
+    ]
+
+
+def test_a_state_reported_again_to_a_restored_shard_is_the_same_alert() -> None:
+    ticks = Ticks()
+    agg, _ = dark_shard(ticks)
+    before = agg.snapshot()  # the checkpoint, before the camera stalled
+    ticks.now = 3.0
+    since = agg.camera_state("gate", "stalled")
+    ticks.now = 20.0
+    agg.camera_state("gate", "stalled")
+    [first] = [a for a in agg.take_watched() if isinstance(a, Alert)]
+    # The shard dies; its successor restores the checkpoint, where the
+    # gate's clock restarts from 100 s. The controller reports the state
+    # with the start the first shard gave it.
+    again = Aggregator([60], allowed_lateness_s=0, now=ticks, alert_rules=(*RULES, DARK))
+    again.restore(before)
+    registered(again, 1)
+    ticks.now = 22.0
+    assert again.camera_state("gate", "stalled", since) == since == 103.0
+    assert changes(again) == []  # its clock (102 s) is before the state began
+    ticks.now = 33.0
+    again.camera_state("gate", "stalled", 999.0)  # a repeat: its start stays
+    [second] = [a for a in again.take_watched() if isinstance(a, Alert)]
+    assert (second.alert_id, second.event_id, second.event_time) == (
+        first.alert_id,
+        first.event_id,
+        113.0,
+    )
+    # And a shard restored from after it knows it: no second firing.
+    after = Aggregator([60], allowed_lateness_s=0, now=ticks, alert_rules=(*RULES, DARK))
+    after.restore(agg.snapshot())
+    registered(after, 2)
+    after.camera_state("gate", "stalled")
+    assert changes(after) == []
+
+
+def test_a_camera_that_never_sent_is_dated_by_the_wall_clock() -> None:
+    agg = Aggregator([60], 0, alert_rules=[DARK], wall_clock=lambda: 5000.0)
+    agg.register("gate", "gate#0")
+    assert agg.camera_state("gate", "stalled") == 5000.0
+
+
+def test_camera_states_follow_their_camera_onto_another_number_of_shards() -> None:
+    ticks = Ticks()
+    agg, _ = dark_shard(ticks)
+    ticks.now = 3.0
+    agg.camera_state("gate", "stalled")
+    agg.camera_state("shop", "ok")
+    route = shard_router(3, {}, [])
+    parts = resplit([agg.snapshot()], 3, route)
+    assert {c for p in parts for c, _, _ in p.camera_states} == {"gate", "shop"}
+    assert parts[route("gate")].camera_states == (("gate", "stalled", 103.0),)
+
+
+def test_rules_replaced_mid_run_resolve_and_start_deciding() -> None:
+    ticks = Ticks()
+    agg, senders = dark_shard(ticks)
+    for now in (3.0, 20.0):
+        ticks.now = now
+        agg.camera_state("gate", "stalled")
+    assert [c[:2] for c in changes(agg)] == [("dark", "firing")]
+    quiet = rule({"kind": "flow", "id": "quiet", "camera": "gate", "counter": "door", "below": 1})
+    agg.set_alert_rules([quiet])
+    # The camera rule is gone: its alert resolves at the shard's watermark,
+    # or where it opened when the camera's clock ran ahead of it.
+    assert changes(agg) == [("dark", "resolved", 113.0, 113.0)]
+    # The new rule decides the windows that close from now on: the gate's
+    # 60-120 s window had one crossing, 120-180 s none.
+    made = run(agg, [("gate", [], 190.0), ("shop", [], 190.0)], senders)
+    assert alerts(made) == [("quiet", "firing", 180.0)]
+    assert [r.id for r in agg.alerts.rules] == ["quiet"]
 
 
 def test_ended_inputs_and_a_final_flush_decide_the_last_windows() -> None:
