@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,6 +40,30 @@ def ray_cluster() -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def replay_scenes(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """The synthetic cameras of the exactly-once replay
+    (tests/integration/test_exactly_once.py), written once for every
+    module that replays them."""
+    from camcount.scenes.synthetic import generate_scene, write_scene
+    from tests.integration.test_exactly_once import LAYOUT, SEEDS
+
+    root = tmp_path_factory.mktemp("replay-scenes")
+    return [write_scene(generate_scene(s, LAYOUT), root / f"cam{s}.mp4")[0] for s in SEEDS]
+
+
+@pytest.fixture(scope="session")
+def fault_free_replay(
+    ray_cluster: None, replay_scenes: list[Path], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    """One fault-free replay of ``replay_scenes``: what every run with
+    kills, crashes or restarts on them must end with. It is the same
+    replay for every module, so it runs once per session."""
+    from tests.integration.test_exactly_once import config_for, replay
+
+    return replay(config_for(replay_scenes, tmp_path_factory.mktemp("fault-free")))
 
 
 @pytest.fixture(scope="session")

@@ -24,17 +24,9 @@ import yaml
 from ray import serve
 
 from camcount.config import AppConfig
-from camcount.scenes.synthetic import generate_scene, write_scene
 from serve_app.app import DETECTOR_APP, start_pipeline
 from tests.integration.conftest import free_port
-from tests.integration.test_exactly_once import (
-    LAYOUT,
-    SEEDS,
-    clock_frames,
-    config_for,
-    replay,
-    warehouse_rows,
-)
+from tests.integration.test_exactly_once import clock_frames, config_for, warehouse_rows
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -42,16 +34,16 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def scenes(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    root = tmp_path_factory.mktemp("recovery")
-    return [write_scene(generate_scene(s, LAYOUT), root / f"cam{s}.mp4")[0] for s in SEEDS]
+def scenes(replay_scenes: list[Path]) -> list[Path]:
+    """The exactly-once replay's cameras (written once per session)."""
+    return replay_scenes
 
 
 @pytest.fixture(scope="module")
-def base(ray_cluster, scenes, tmp_path_factory) -> dict[str, Any]:
-    got = replay(config_for(scenes, tmp_path_factory.mktemp("base")))
-    assert got["rows"] and got["crossings"]
-    return got
+def base(fault_free_replay: dict[str, Any]) -> dict[str, Any]:
+    """Their fault-free replay (run once per session)."""
+    assert fault_free_replay["rows"] and fault_free_replay["crossings"]
+    return fault_free_replay
 
 
 def same_as(base: dict[str, Any], rows: dict, crossings: set[int]) -> None:
