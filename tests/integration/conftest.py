@@ -42,6 +42,34 @@ def ray_cluster() -> Iterator[None]:
         ray.shutdown()
 
 
+#: The application that keeps Serve up between a module's runs.
+KEEP_SERVE_UP_APP = "tests-keep-serve-up"
+
+
+@pytest.fixture(scope="module")
+def serve_kept_up(ray_cluster: None) -> Iterator[None]:
+    """Serve kept running between a module's runs, as on a cluster where it
+    runs for good: each run deploys and deletes only its own apps, and
+    Serve's controller and proxy start once, not once a run (seconds each
+    on two cores). For runs without the REST API only: Serve keeps the
+    address it was started with."""
+    from ray import serve
+
+    @serve.deployment(ray_actor_options={"num_cpus": 0})
+    class KeepServeUp:
+        def __call__(self) -> str:
+            return "up"
+
+    serve.start(http_options={"host": "127.0.0.1", "port": free_port()})
+    serve.run(KeepServeUp.bind(), name=KEEP_SERVE_UP_APP, route_prefix=None)
+    try:
+        yield
+    finally:
+        serve.delete(KEEP_SERVE_UP_APP)
+        if not serve.status().applications:
+            serve.shutdown()
+
+
 @pytest.fixture(scope="session")
 def replay_scenes(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """The synthetic cameras of the exactly-once replay

@@ -39,7 +39,7 @@ from camcount.config import (
 from camcount.scenes.synthetic import SceneLayout
 from serve_app.app import DETECTOR_APP, Pipeline, start_pipeline
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures("serve_kept_up")]
 
 # cam31 and cam32 share a shard (a region of two cameras), cam34 has the other.
 SEEDS = (31, 32, 34)

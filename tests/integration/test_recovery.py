@@ -28,7 +28,7 @@ from serve_app.app import DETECTOR_APP, start_pipeline
 from tests.integration.conftest import free_port
 from tests.integration.test_exactly_once import clock_frames, config_for, warehouse_rows
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures("serve_kept_up")]
 
 ROOT = Path(__file__).resolve().parents[2]
 
