@@ -15,7 +15,7 @@ from camcount.reference import count_video
 from camcount.scenes.synthetic import generate_scene, write_scene
 from serve_app.app import start_pipeline
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("serve_kept_up")]
+pytestmark = pytest.mark.integration
 
 SEEDS = (21, 22, 23, 24)
 
