@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,6 +40,58 @@ def ray_cluster() -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+#: The application that keeps Serve up between a module's runs.
+KEEP_SERVE_UP_APP = "tests-keep-serve-up"
+
+
+@pytest.fixture(scope="module")
+def serve_kept_up(ray_cluster: None) -> Iterator[None]:
+    """Serve kept running between a module's runs, as on a cluster where it
+    runs for good: each run deploys and deletes only its own apps, and
+    Serve's controller and proxy start once, not once a run (seconds each
+    on two cores). For runs without the REST API only: Serve keeps the
+    address it was started with."""
+    from ray import serve
+
+    @serve.deployment(ray_actor_options={"num_cpus": 0})
+    class KeepServeUp:
+        def __call__(self) -> str:
+            return "up"
+
+    serve.start(http_options={"host": "127.0.0.1", "port": free_port()})
+    serve.run(KeepServeUp.bind(), name=KEEP_SERVE_UP_APP, route_prefix=None)
+    try:
+        yield
+    finally:
+        serve.delete(KEEP_SERVE_UP_APP)
+        if not serve.status().applications:
+            serve.shutdown()
+
+
+@pytest.fixture(scope="session")
+def replay_scenes(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """The synthetic cameras of the exactly-once replay
+    (tests/integration/test_exactly_once.py), written once for every
+    module that replays them."""
+    from camcount.scenes.synthetic import generate_scene, write_scene
+    from tests.integration.test_exactly_once import LAYOUT, SEEDS
+
+    root = tmp_path_factory.mktemp("replay-scenes")
+    return [write_scene(generate_scene(s, LAYOUT), root / f"cam{s}.mp4")[0] for s in SEEDS]
+
+
+@pytest.fixture(scope="session")
+def fault_free_replay(
+    ray_cluster: None, replay_scenes: list[Path], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    """One fault-free replay of ``replay_scenes``: what every run with
+    kills, crashes or restarts on them must end with. It is the same
+    replay for every module, so it runs once per session."""
+    from tests.integration.test_exactly_once import config_for, replay
+
+    return replay(config_for(replay_scenes, tmp_path_factory.mktemp("fault-free")))
 
 
 @pytest.fixture(scope="session")

@@ -36,10 +36,10 @@ from camcount.config import (
     WindowsConfig,
     load_config,
 )
-from camcount.scenes.synthetic import SceneLayout, generate_scene, write_scene
+from camcount.scenes.synthetic import SceneLayout
 from serve_app.app import DETECTOR_APP, Pipeline, start_pipeline
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures("serve_kept_up")]
 
 # cam31 and cam32 share a shard (a region of two cameras), cam34 has the other.
 SEEDS = (31, 32, 34)
@@ -87,12 +87,6 @@ class Outcome:
             and self.totals_equal
             and self.frames_ok
         )
-
-
-@pytest.fixture(scope="module")
-def scenes(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    root = tmp_path_factory.mktemp("exactly-once")
-    return [write_scene(generate_scene(s, LAYOUT), root / f"cam{s}.mp4")[0] for s in SEEDS]
 
 
 def config_for(scenes: list[Path], run: Path, model: str = "oracle") -> AppConfig:
@@ -334,15 +328,17 @@ def print_table(outcomes: list[Outcome]) -> None:
         )
 
 
-def test_kills_of_every_part_leave_the_warehouse_as_without_them(ray_cluster, scenes, tmp_path):
-    base = replay(config_for(scenes, tmp_path / "base"))
+def test_kills_of_every_part_leave_the_warehouse_as_without_them(
+    ray_cluster, replay_scenes, fault_free_replay, tmp_path
+):
+    base = fault_free_replay  # the session's one fault-free replay of these cameras
     assert base["rows"] and base["crossings"], "the fault-free run counted nothing"
     assert base["frames"] == {f"cam{s}": LAYOUT.frames for s in SEEDS}  # every frame, once
     assert base["late"] == 0, f"the fault-free run closed windows early: {base['late_detail']}"
     outcomes: list[Outcome] = []
     problems: list[str] = []
     for target in TARGETS:
-        got = replay(config_for(scenes, tmp_path / target), target, MOMENTS)
+        got = replay(config_for(replay_scenes, tmp_path / target), target, MOMENTS)
         mine = compare(base, got, target)
         outcomes.extend(mine)
         print_table(mine)
@@ -415,12 +411,12 @@ MIXED_KILLS = (
 )
 
 
-def test_kills_with_the_noisy_detector(ray_cluster, scenes, tmp_path):
+def test_kills_with_the_noisy_detector(ray_cluster, replay_scenes, tmp_path):
     """Misses, jitter, false positives and class flips, seeded by frame: a
     frame counted again after a restore gets the same detections."""
-    base = replay(config_for(scenes, tmp_path / "base", model="noisy"))
+    base = replay(config_for(replay_scenes, tmp_path / "base", model="noisy"))
     got = replay_with_kills(
-        config_for(scenes, tmp_path / "kills", model="noisy"), list(MIXED_KILLS)
+        config_for(replay_scenes, tmp_path / "kills", model="noisy"), list(MIXED_KILLS)
     )
     outcomes = compare(
         base, got, "+".join(t for t, _ in MIXED_KILLS), tuple(m for _, m in MIXED_KILLS)
@@ -430,14 +426,14 @@ def test_kills_with_the_noisy_detector(ray_cluster, scenes, tmp_path):
 
 
 def test_kills_with_the_warehouse_on_a_clickhouse_server(
-    ray_cluster, clickhouse_server, scenes, tmp_path
+    ray_cluster, clickhouse_server, replay_scenes, tmp_path
 ):
     """The same promise on Debian's ClickHouse 18.16 over the native
     protocol: no insert deduplication there, rows made again after a
     restore are collapsed by ReplacingMergeTree and read with FINAL."""
 
     def on_server(run: str) -> AppConfig:
-        config = config_for(scenes, tmp_path / run)
+        config = config_for(replay_scenes, tmp_path / run)
         url = clickhouse_server.url(f"eo_{run}")
         return config.model_copy(update={"warehouse": WarehouseConfig(url=url)})
 

@@ -15,16 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from camcount.scenes.synthetic import generate_scene, write_scene
-from tests.integration.test_exactly_once import LAYOUT, SEEDS
-
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_placement_autoscaling_and_a_lost_worker_node(tmp_path: Path):
-    scenes = [write_scene(generate_scene(s, LAYOUT), tmp_path / f"cam{s}.mp4")[0] for s in SEEDS]
+def test_placement_autoscaling_and_a_lost_worker_node(replay_scenes: list[Path], tmp_path: Path):
+    scenes = replay_scenes  # the exactly-once replay's cameras
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_ADDRESS": ""}
     done = subprocess.run(
         [sys.executable, "-m", "tests.integration.node_failure", str(tmp_path), *map(str, scenes)],

@@ -1,7 +1,7 @@
 """Recovery as users meet it: the two sink crash points (docs/checkpoints.md), a restore
 on another number of shards, Ctrl-C of ``camcount run`` and a run again, and
-``camcount replay`` surviving a SIGKILL sent from outside, as an operator's
-``kill -9`` would.
+``camcount replay`` surviving SIGKILLs sent from outside to a camera, a shard
+and the controller in turn, as an operator's ``kill -9`` would.
 
 Every run is compared with one fault-free replay of the same cameras: the
 window rows and crossings in the warehouse, and the totals.
@@ -24,34 +24,26 @@ import yaml
 from ray import serve
 
 from camcount.config import AppConfig
-from camcount.scenes.synthetic import generate_scene, write_scene
 from serve_app.app import DETECTOR_APP, start_pipeline
 from tests.integration.conftest import free_port
-from tests.integration.test_exactly_once import (
-    LAYOUT,
-    SEEDS,
-    clock_frames,
-    config_for,
-    replay,
-    warehouse_rows,
-)
+from tests.integration.test_exactly_once import clock_frames, config_for, warehouse_rows
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures("serve_kept_up")]
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def scenes(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    root = tmp_path_factory.mktemp("recovery")
-    return [write_scene(generate_scene(s, LAYOUT), root / f"cam{s}.mp4")[0] for s in SEEDS]
+def scenes(replay_scenes: list[Path]) -> list[Path]:
+    """The exactly-once replay's cameras (written once per session)."""
+    return replay_scenes
 
 
 @pytest.fixture(scope="module")
-def base(ray_cluster, scenes, tmp_path_factory) -> dict[str, Any]:
-    got = replay(config_for(scenes, tmp_path_factory.mktemp("base")))
-    assert got["rows"] and got["crossings"]
-    return got
+def base(fault_free_replay: dict[str, Any]) -> dict[str, Any]:
+    """Their fault-free replay (run once per session)."""
+    assert fault_free_replay["rows"] and fault_free_replay["crossings"]
+    return fault_free_replay
 
 
 def same_as(base: dict[str, Any], rows: dict, crossings: set[int]) -> None:
@@ -234,15 +226,24 @@ def process_of(title: str, not_in: set[int] = frozenset()) -> int | None:  # typ
     return None
 
 
-@pytest.mark.parametrize("title", ["ray::CameraHost", "ray::AggregatorActor", "ray::Controller"])
-def test_replay_survives_a_kill_from_outside(scenes, base, tmp_path, title):
+#: The processes an operator kills from outside, in turn, in one replay.
+OUTSIDE_KILLS = ("ray::CameraHost", "ray::AggregatorActor", "ray::Controller")
+
+
+def test_replay_survives_kills_from_outside(scenes, base, tmp_path):
+    """Each kind of part killed in turn: the first once two checkpoints
+    are complete, each next one once a checkpoint has completed after the
+    kill before it (the run is whole again)."""
     config = cli_config(scenes, tmp_path)
     before = {int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()}
     proc = camcount("replay", "--json", "--shards", "2", str(config))
-    wait_until(lambda: complete_checkpoints(tmp_path) >= 2, 180, proc)
-    pid = process_of(title, before)
-    assert pid is not None, f"no {title} process"
-    os.kill(pid, signal.SIGKILL)
+    reached = 2
+    for title in OUTSIDE_KILLS:
+        wait_until(lambda n=reached: complete_checkpoints(tmp_path) >= n, 180, proc)
+        pid = process_of(title, before)
+        assert pid is not None, f"no {title} process"
+        os.kill(pid, signal.SIGKILL)
+        reached = complete_checkpoints(tmp_path) + 1
     stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr
     assert json.loads(stdout) == base["totals"]
