@@ -8,7 +8,10 @@ activation on scenes like the ones it will see: frames sampled from the
 user's own videos or images (``--calibration``), resized to the model's
 input as the detector resizes them. Weights are quantized per channel
 (QInt8), activations per tensor (QUInt8), in QDQ form, so the graph keeps
-its float interface and the ONNX backend loads it as any other file.
+its float interface and the ONNX backend loads it as any other file. The
+heads' last convolutions and the box decoding stay float: quantized, they
+rounded every score to a grid coarse enough to move people across the
+tracker's thresholds (``QuantSettings`` and bench/RESULTS.md).
 
 What int8 changes in detections is measured, not assumed: the tests and
 ``bench/capacity.py`` compare it with the float model on the reference
