@@ -176,8 +176,8 @@ def camera_loop(
         return gate.decide(image, frame_time, tracks, 0) != "skipped"
 
     with VideoFile(video, FPS) as clip:  # the first call allocates: not in the lag
-        first = next(iter(clip))
-        det.detect([det.prepare(first.image)], [FrameMeta(camera.id, 0, clip.frame_size)])
+        opening = next(iter(clip))
+        det.detect([det.prepare(opening.image)], [FrameMeta(camera.id, 0, clip.frame_size)])
     ready.release()
     go.wait()
     lags: list[tuple[float, float]] = []

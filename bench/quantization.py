@@ -406,7 +406,10 @@ def compare(
         if p.stem not in truth_cameras() and p.is_file()
     ]
     spread = {p.stem: spread_frames(p, SPREAD_FRAMES) for p in others}
-    image = cv2.imread(str(IMAGE))
+    read = cv2.imread(str(IMAGE))
+    if read is None:
+        raise SystemExit(f"the reference image is not at {IMAGE}")
+    image = np.asarray(read, dtype=np.uint8)
     image_meta = [FrameMeta("image", 0, (image.shape[1], image.shape[0]))]
     speed_frames = [
         cv2.cvtColor(cv2.resize(f, (300, 300), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
