@@ -25,7 +25,7 @@ Two parts, in one run:
 
     python bench/capacity.py                  # both parts
     python bench/capacity.py --part calls     # part 1 only
-    python bench/capacity.py --part cameras --paths today,int8   # under 10 minutes
+    python bench/capacity.py --part cameras --paths today,int8   # ~10 min, quiet machine
 
 The int8 model is built into a temporary folder from the shared clips
 (``models export --int8``'s code) unless ``--int8 FILE`` names one.
