@@ -1495,7 +1495,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument(
         "--int8",
         action="store_true",
-        help="quantize the person SSDLite to int8 for CPUs (onnxruntime; needs --calibration)",
+        help="quantize the person SSDLite's backbone to int8 for CPUs, heads and box decoding "
+        "kept float (onnxruntime; needs --calibration)",
     )
     m.add_argument(
         "--calibration",
