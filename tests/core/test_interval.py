@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from camcount.config import AppConfig, CameraConfig, TrackerConfig, load_config
+from camcount.cli import main
+from camcount.config import AppConfig, CameraConfig, TrackerConfig, load_config, parse_config
 from camcount.detectors import Detector, DetectorSettings, build_detector
 from camcount.detectors.detections import Detections
-from camcount.errors import DetectorError
+from camcount.errors import ConfigError, DetectorError
 from camcount.events import CountRow, ZoneVisit
 from camcount.geometry import Segment
 from camcount.reference import CountResult, batches, count_video, detect_batch
@@ -164,6 +165,35 @@ def test_the_interval_is_off_by_default_and_checks_its_settings() -> None:
         IntervalSettings(max_interval=0)
     with pytest.raises(ValueError, match="margin_px"):
         IntervalSettings(max_interval=2, margin_px=-1)
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        (["--interval", "0"], ["--interval", "at least 1"]),
+        (["--interval", "31"], ["--interval", "at most 30"]),
+        (["--interval", "2.5"], ["--interval", "whole number"]),
+    ],
+)
+def test_a_bad_interval_ends_in_one_line(
+    args: list[str], names: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    try:
+        code = main(["count", "v.mp4", "--line", "0,0,9,9", *args])
+    except SystemExit as exc:  # argparse's way out
+        code = int(exc.code or 0)
+    stderr = capsys.readouterr().err
+    assert code == 2
+    assert len(stderr.strip().splitlines()) == 1, stderr
+    assert all(n in stderr for n in names), stderr
+
+
+def test_a_bad_interval_in_a_config_names_the_field_and_line() -> None:
+    text = "cameras:\n  - id: a\n    source: a.mp4\n    interval:\n      max_interval: 0\n"
+    with pytest.raises(ConfigError) as exc:
+        parse_config(text, "cfg.yaml")
+    assert "cameras.0.interval.max_interval" in str(exc.value)
+    assert "cfg.yaml" in str(exc.value)
 
 
 # ------------------------------------------------------------ walkers, frame by frame
