@@ -144,7 +144,8 @@ class CameraMetrics:
         )
         self.gate = metrics.Counter(
             "camcount_gate_decisions",
-            "frames by why they went to the detector, or skipped it (motion gate)",
+            "frames by why they went to the detector, or skipped it "
+            "(motion gate, detector interval)",
             ("camera", "reason"),
         )
 
@@ -199,9 +200,10 @@ class CameraWorker:
         self._frames_per_batch = frames_per_batch
         self._queue_size = queue_size
         self._preview_gate = PreviewGate()
-        # Skips the detector where nothing moves (camcount/vision/gating.py);
-        # its background is not state: a restored camera starts it afresh.
-        self._gate = DetectorGate(camera.motion.settings())
+        # Skips the detector where nothing moves, and carries tracks between
+        # detector calls under the interval (camcount/vision/gating.py); its
+        # background is not state: a restored camera starts it afresh.
+        self._gate = DetectorGate(camera.motion.settings(), camera.interval.settings())
         #: Set once the camera has left its process (``close``).
         self.gone = asyncio.Event()
         self._new_identity()
@@ -401,12 +403,17 @@ class CameraWorker:
     ) -> tuple[list[DecodedFrame], int]:
         """The frames that still go to the detector. A still frame is
         decided once every frame before it is applied (what the tracker holds
-        then is what the gate needs), and counted at once if it skips."""
-        moving = await self._in_thread(lambda: [self._gate.measure(f.image) for f in frames])
-        assert self._processor is not None
+        then is what the gate needs), and counted at once if it skips. With
+        the detector interval on, every frame is decided so (each decision
+        reads the tracks of the frame before): the camera sends one frame at
+        a time, and the detector's batches fill across cameras."""
+        motions = await self._in_thread(lambda: [self._gate.measure(f.image) for f in frames])
+        processor = self._processor
+        assert processor is not None
+        every = self._gate.interval is not None
         detect: list[DecodedFrame] = []
-        for frame, still in ((f, not m) for f, m in zip(frames, moving, strict=True)):
-            if still and (detect or in_flight):
+        for frame, motion in zip(frames, motions, strict=True):
+            if (every or not motion.moving) and (detect or in_flight):
                 if detect:
                     in_flight.append((detect, await self._request(detect)))
                     detect = []
@@ -414,11 +421,13 @@ class CameraWorker:
                     await self._apply(*in_flight.popleft())
                 waiting = 0
             reason = self._gate.choose(
-                not still, frame.time, self._processor.tracker.track_count, len(detect)
+                motion, frame.time, processor.tracker.track_count, len(detect), processor
             )
             self._m.gate.inc(1, {**self._tags, "reason": reason})
             if reason == "skipped":
                 await self._apply_one(frame, Detections.empty())
+            elif reason == "carried":  # tracks carried by their motion model
+                await self._apply_one(frame, None)
             else:
                 detect.append(frame)
         return detect, waiting
@@ -504,7 +513,7 @@ class CameraWorker:
         for frame, dets in zip(frames, results, strict=True):
             await self._apply_one(frame, dets)
 
-    async def _apply_one(self, frame: DecodedFrame, dets: Detections) -> None:
+    async def _apply_one(self, frame: DecodedFrame, dets: Detections | None) -> None:
         assert self._processor is not None  # built before the first request
         if self._gap_pending:
             self._gap_pending = False
@@ -671,7 +680,8 @@ class CameraWorker:
             "frames_decoded": stats.decoded,
             "frames_sampled": stats.sampled,
             "frames_processed": self._processed,
-            # Why frames went to the detector, or skipped it (motion gate).
+            # Why frames went to the detector, or skipped it (motion gate,
+            # detector interval).
             "gate": dict(self._gate.decisions) if self._gate.enabled else None,
             "frames_dropped": stats.dropped + self._skipped,
             "detector_rejections": self._rejected,

@@ -157,6 +157,17 @@ _at_least_one = _whole(1)
 _at_least_zero = _whole(0)
 
 
+def _interval_arg(text: str) -> int:
+    from camcount.config import MAX_INTERVAL_FRAMES
+
+    value = _at_least_one(text)
+    if value > MAX_INTERVAL_FRAMES:
+        raise argparse.ArgumentTypeError(
+            f"must be at most {MAX_INTERVAL_FRAMES} frames, got {text!r}"
+        )
+    return value
+
+
 def _floats(text: str, n: int | None = None) -> list[float]:
     try:
         values = [float(v) for v in text.split(",")]
@@ -427,6 +438,9 @@ def cmd_count(args: argparse.Namespace) -> int:
     if args.motion and not camera.motion.enabled:
         motion = camera.motion.model_copy(update={"enabled": True})
         camera = camera.model_copy(update={"motion": motion})
+    if args.interval is not None:
+        interval = camera.interval.model_copy(update={"max_interval": args.interval})
+        camera = camera.model_copy(update={"interval": interval})
     _check_out(args.out, camera.source)
     detector = build_detector_from(config)
     progress = _LateBar(f"count {Path(camera.source).name}")
@@ -482,6 +496,16 @@ def cmd_count(args: argparse.Namespace) -> int:
         err.print(
             f"motion gate: {result.gate.get('skipped', 0)} of {result.frames_processed} frames "
             f"skipped the detector (it ran for {ran})"
+        )
+    if camera.interval.max_interval > 1:
+        ran = ", ".join(
+            f"{k} {result.gate.get(k, 0)}"
+            for k in ("tentative", "lost", "newcomer", "line", "zone", "interval")
+        )
+        err.print(
+            f"detector interval {camera.interval.max_interval}: "
+            f"{result.gate.get('carried', 0)} of {result.frames_processed} frames carried by "
+            f"the motion model, {result.frames_detected} detected (it ran for {ran})"
         )
     if args.json:
         print(json.dumps(result.totals, indent=2))
@@ -1315,6 +1339,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--motion",
         action="store_true",
         help="skip the detector on frames where nothing moves and nothing is tracked",
+    )
+    p.add_argument(
+        "--interval",
+        type=_interval_arg,
+        metavar="N",
+        help="run the detector at most N frames apart, carrying tracks by their motion "
+        "model between, but on every frame where a track is near a line or zone border, "
+        "new or lost, or something new moves (1: every frame)",
     )
     p.add_argument(
         "--out",

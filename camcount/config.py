@@ -28,6 +28,7 @@ from camcount.forecast.book import ForecastSettings
 from camcount.geometry import Anchor, Polygon
 from camcount.outputs.settings import OutputConfig
 from camcount.vision.gating import GateSettings
+from camcount.vision.interval import IntervalSettings
 from camcount.vision.motion import MotionSettings
 from camcount.vision.tracking import TrackerSettings
 
@@ -238,6 +239,10 @@ def _as_utc(t: datetime) -> datetime:
     return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
+#: A longer interval saves little more (the detector runs near lines anyway)
+#: and lets a track's course drift far from its model.
+MAX_INTERVAL_FRAMES = 30
+
 EARLIEST_START = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST_START = datetime(2106, 2, 6, tzinfo=UTC)  # a day before DateTime's end
 
@@ -283,6 +288,27 @@ class MotionConfig(_Model):
                 threshold=self.threshold, min_area=self.min_area, masks=self.masks
             ),
         )
+
+
+class IntervalConfig(_Model):
+    """The detector interval: between detector calls, tracks are carried by
+    their motion model, except near lines and zone borders and wherever a
+    track is new or lost or something new moves (docs/detectors.md,
+    "Detector interval")."""
+
+    max_interval: Annotated[int, Field(ge=1, le=MAX_INTERVAL_FRAMES)] = Field(
+        default=1,
+        description="the most frames from one detector call to the next; 1 (the default) "
+        "detects every frame",
+    )
+    margin_px: Annotated[float, Field(ge=0)] = Field(
+        default=16.0,
+        description="pixels beyond a line's or a zone's band within which a track's reach "
+        "sends the frame to the detector",
+    )
+
+    def settings(self) -> IntervalSettings:
+        return IntervalSettings(max_interval=self.max_interval, margin_px=self.margin_px)
 
 
 #: A resource name as Ray takes it in ``ray start --resources`` and actor options.
@@ -351,6 +377,11 @@ class CameraConfig(_Model):
     motion: MotionConfig = Field(
         default_factory=MotionConfig,
         description="skip the detector on frames where nothing moves and nothing is tracked",
+    )
+    interval: IntervalConfig = Field(
+        default_factory=IntervalConfig,
+        description="carry tracks by their motion model between detector calls, up to "
+        "max_interval frames apart",
     )
     decode_threads: Annotated[int, Field(ge=0, le=64)] = Field(
         default=1,

@@ -113,6 +113,15 @@ class Segment:
         pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
         return (dx * (pts[:, 1] - sy) - dy * (pts[:, 0] - sx)) / self.length
 
+    def distance(self, points: Points) -> npt.NDArray[np.float64]:
+        """Distance to the segment itself, its ends included: how far a point
+        is from any place where a move could count."""
+        sx, sy = self.start
+        dx, dy = self.end[0] - sx, self.end[1] - sy
+        pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        t = np.clip(((pts[:, 0] - sx) * dx + (pts[:, 1] - sy) * dy) / self.length**2, 0.0, 1.0)
+        return np.hypot(pts[:, 0] - (sx + t * dx), pts[:, 1] - (sy + t * dy))
+
     def sides(self, points: Points, band_a: float, band_b: float) -> npt.NDArray[np.int8]:
         """-1 beyond the band on side A, +1 beyond it on side B, 0 inside it."""
         d = self.signed_distance(points)

@@ -33,7 +33,7 @@ class CountResult:
     frames_decoded: int = 0
     frames_processed: int = 0
     #: Frames that went to the detector (fewer than processed with the
-    #: motion gate on), and the gate's decisions by reason.
+    #: motion gate or the detector interval on), and the decisions by reason.
     frames_detected: int = 0
     gate: dict[str, int] = field(default_factory=dict)
     events: list[CameraEvent] = field(default_factory=list)
@@ -106,10 +106,10 @@ def count_video(
             camera.fps or video.native_fps,
         )
 
-        gate = DetectorGate(camera.motion.settings())
+        gate = DetectorGate(camera.motion.settings(), camera.interval.settings())
         none = Detections.empty()
 
-        def take(frame: DecodedFrame, d: Detections) -> None:
+        def take(frame: DecodedFrame, d: Detections | None) -> None:
             events = processor.process(d, frame.index, frame.time)
             _window(events, windows, result)
             clock.observe(camera.id, frame.time)
@@ -138,9 +138,15 @@ def count_video(
 
         for frame in video:
             # A frame the gate lets past waits for a full batch, as a
-            # camera's requests wait in the detector's queue.
-            if gate.decide(frame.image, frame.time, tracks, len(pending), flush) == "skipped":
+            # camera's requests wait in the detector's queue (with the
+            # interval on, each frame's decision needs the one before it:
+            # batches of one).
+            reason = gate.decide(frame.image, frame.time, tracks, len(pending), flush, processor)
+            if reason == "skipped":
                 take(frame, none)
+                continue
+            if reason == "carried":
+                take(frame, None)
                 continue
             pending.append(frame)
             if len(pending) == batch_size:

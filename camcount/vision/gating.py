@@ -16,6 +16,11 @@ of these hold, so that the detector could not have changed the counts:
   detector runs anyway, so something motion missed (an object too faint
   for the measure) is found within that time.
 
+With the detector interval on (``camcount.vision.interval``), frames with
+tracks are decided by its rules instead of always being detected: a frame
+it lets pass is *carried* (reason ``carried``), the tracks standing where
+their motion model puts them, and the tracker and counters are not fed.
+
 A skipped frame goes through the tracker and counters with no detections,
 which is what the detector's answer would have been for a frame with no
 object in it: counts with the gate on and off are the same unless the
@@ -27,13 +32,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from camcount.vision.motion import MotionDetector, MotionSettings
+from camcount.vision.interval import INTERVAL_REASONS, IntervalSettings, interval_reason
+from camcount.vision.motion import Motion, MotionDetector, MotionSettings
+
+if TYPE_CHECKING:
+    from camcount.vision.processor import CameraProcessor
 
 #: Why a frame went to the detector (or did not): the metric's label.
-REASONS = ("off", "motion", "tracks", "pending", "keyframe", "skipped")
+REASONS = ("off", "motion", "tracks", "pending", "keyframe", "skipped", *INTERVAL_REASONS)
+#: The reasons of frames the detector did not see.
+NOT_DETECTED = ("skipped", "carried")
 
 
 @dataclass(frozen=True)
@@ -48,10 +60,16 @@ class GateSettings:
 
 
 class DetectorGate:
-    def __init__(self, settings: GateSettings) -> None:
+    """The motion gate and, given ``interval`` settings that enable it, the
+    detector interval: one decision per frame, counted by reason."""
+
+    def __init__(self, settings: GateSettings, interval: IntervalSettings | None = None) -> None:
         self.settings = settings
-        self._motion = MotionDetector(settings.motion) if settings.enabled else None
+        self.interval = interval if interval is not None and interval.enabled else None
+        measured = settings.enabled or self.interval is not None
+        self._motion = MotionDetector(settings.motion) if measured else None
         self._last_detected: float | None = None
+        self._since_detected: int | None = None  # frames decided since the last detected one
         self.decisions: dict[str, int] = dict.fromkeys(REASONS, 0)
 
     def decide(
@@ -61,34 +79,54 @@ class DetectorGate:
         tracks: Callable[[], int],
         pending: int,
         flush: Callable[[], None] | None = None,
+        processor: CameraProcessor | None = None,
     ) -> str:
-        """The reason this frame goes to the detector, or ``"skipped"``.
+        """The reason this frame goes to the detector, or ``"skipped"`` or
+        ``"carried"`` (``NOT_DETECTED``).
 
         ``tracks`` counts the tracker's tracks once every frame before this
         one is in; with ``flush``, still frames behind moving ones send what
         waits at once (to learn what the tracker holds) rather than detect
-        every frame of a full batch."""
-        moving = self.measure(image)
-        if pending and not moving and flush is not None:
+        every frame of a full batch. With the interval on, every frame needs
+        the tracks of the frames before it: what waits is sent at once, and
+        ``processor`` (whose tracker and counters it reads) is required."""
+        motion = self.measure(image)
+        if pending and flush is not None and (not motion.moving or self.interval is not None):
             flush()
             pending = 0
-        return self.choose(moving, frame_time, tracks(), pending)
+        return self.choose(motion, frame_time, tracks(), pending, processor)
 
-    def measure(self, image: np.ndarray) -> bool:
-        """Whether anything moves. Every frame goes through it, detected or
-        not, so the background stays current."""
-        return self._motion(image).moving if self._motion is not None else True
+    def measure(self, image: np.ndarray) -> Motion:
+        """What moves. Every frame goes through it, detected or not, so the
+        background stays current."""
+        if self._motion is None:
+            h, w = image.shape[:2]
+            return Motion(True, 1.0, ((0.0, 0.0, float(w), float(h)),))
+        return self._motion(image)
 
-    def choose(self, moving: bool, frame_time: float, tracks: int, pending: int) -> str:
+    def choose(
+        self,
+        motion: Motion,
+        frame_time: float,
+        tracks: int,
+        pending: int,
+        processor: CameraProcessor | None = None,
+    ) -> str:
         """The decision once the motion and the tracker's state are known
         (for callers that drain their own pending frames)."""
         if self._motion is None:
             reason = "off"
         elif pending:
             reason = "pending"
+        elif self.interval is not None and (tracks or not self.settings.enabled):
+            if processor is None:
+                raise ValueError("the detector interval needs the camera's processor")
+            reason = interval_reason(
+                self.interval, motion, frame_time, processor, self._since_detected
+            )
         elif tracks:
             reason = "tracks"
-        elif moving:
+        elif motion.moving:
             reason = "motion"
         elif (
             self._last_detected is None
@@ -97,13 +135,18 @@ class DetectorGate:
             reason = "keyframe"
         else:
             reason = "skipped"
-        if reason != "skipped":
+        if reason in NOT_DETECTED:
+            if self._since_detected is not None:
+                self._since_detected += 1
+        else:
             self._last_detected = frame_time
+            self._since_detected = 0
         self.decisions[reason] += 1
         return reason
 
     @property
     def enabled(self) -> bool:
+        """Whether any frame may skip the detector (the gate or the interval is on)."""
         return self._motion is not None
 
     def reset(self) -> None:
@@ -111,7 +154,9 @@ class DetectorGate:
         if self._motion is not None:
             self._motion.reset()
         self._last_detected = None
+        self._since_detected = None
 
     @property
     def skipped(self) -> int:
-        return self.decisions["skipped"]
+        """Frames the detector did not see, skipped or carried."""
+        return sum(self.decisions[r] for r in NOT_DETECTED)

@@ -26,7 +26,7 @@ from camcount.events import (
 )
 from camcount.geometry import Anchor, Polygon, Segment, anchor_points, format_point, to_pixels
 from camcount.vision.counting import LineCounter, LineCounterState
-from camcount.vision.tracking import Tracker, TrackerSettings, TrackerState
+from camcount.vision.tracking import Tracker, TrackerSettings, TrackerState, TrackFrame
 from camcount.vision.zones import ZoneCounter, ZoneCounterState
 
 CameraEvent = Crossing | ZoneTransition | ZoneVisit | ZoneSample
@@ -110,12 +110,34 @@ class CameraProcessor:
         return dets[keep]
 
     def process(
-        self, detections: Detections, frame_index: int, frame_time: float
+        self, detections: Detections | None, frame_index: int, frame_time: float
     ) -> list[CameraEvent]:
+        """A frame's detections through the tracker and counters; None for
+        a frame the detector did not see under the detector interval
+        (``carry``)."""
+        if detections is None:
+            return self.carry(frame_index, frame_time)
         frame = self.tracker.update(self._filter(detections), frame_index, frame_time)
         self.tracks = frame.detections
         self.last_frame_index = frame_index
         self.last_frame_time = frame_time
+        return self._count(frame)
+
+    def carry(self, frame_index: int, frame_time: float) -> list[CameraEvent]:
+        """A frame between two detector calls (``camcount.vision.interval``):
+        the tracker is not updated, so its tracks keep their motion model's
+        course to the next detection, and the counters see no track, so
+        nothing is decided on a predicted position; zones still sample their
+        occupancy on time. ``tracks`` shows the confirmed tracks where they
+        are predicted, for drawing."""
+        forecast = self.tracker.forecast(frame_time)
+        self.tracks = self.tracker.predicted(forecast)
+        self.last_frame_index = frame_index
+        self.last_frame_time = frame_time
+        none = np.zeros(0, dtype=np.int64)
+        return self._count(TrackFrame(frame_index, frame_time, Detections.empty(), none, none))
+
+    def _count(self, frame: TrackFrame) -> list[CameraEvent]:
         events: list[CameraEvent] = []
         for line in self.lines:
             events.extend(line.update(frame))

@@ -216,6 +216,27 @@ class TrackFrame:
         return self.detections.xyxy if self.observed_xyxy is None else self.observed_xyxy
 
 
+@dataclass(frozen=True, slots=True)
+class Forecast:
+    """Every track (confirmed or not) where its motion model puts it at a
+    given time, with no detection to correct it, row for row with the
+    tracker's tracks.
+
+    ``spread_px`` is one standard deviation of the predicted position of
+    the box's anchor points (its centre's, plus half its height's for the
+    anchors on its edges), grown by the filter with every frame since the
+    track's last update; ``speed_px`` its speed in pixels per
+    frame of the nominal rate; ``frames_unseen`` the frames since it was
+    last matched to a detection.
+    """
+
+    xyxy: FloatArray
+    spread_px: FloatArray
+    speed_px: FloatArray
+    frames_unseen: FloatArray
+    status: npt.NDArray[np.int8]
+
+
 @dataclass(frozen=True)
 class TrackerState:
     """A copy of the tracker's state; plain arrays and numbers only.
@@ -286,6 +307,33 @@ class Tracker:
     @property
     def track_count(self) -> int:
         return len(self._keys)
+
+    def forecast(self, frame_time: float) -> Forecast:
+        """Where the tracks are expected at ``frame_time`` by their motion
+        model alone; the tracker is not changed. A caller deciding whether a
+        frame needs the detector asks this (``camcount.vision.interval``)."""
+        s = self.settings
+        dt = 0.0 if self._last_time is None else max(0.0, (frame_time - self._last_time) * s.fps)
+        mean, cov = kalman.predict_blocks(self._mean, self._cov, dt)
+        std = np.sqrt(np.maximum(cov[:, 0], 0.0))  # (T, 4): cx, cy, aspect, height
+        return Forecast(
+            xyxy=kalman.xyah_to_xyxy(mean[:, :4]),
+            spread_px=np.hypot(std[:, 0], std[:, 1]) + std[:, 3] / 2,
+            speed_px=np.hypot(mean[:, 4], mean[:, 5]),
+            frames_unseen=(frame_time - self._last_seen) * s.fps,
+            status=self._status.copy(),
+        )
+
+    def predicted(self, forecast: Forecast) -> Detections:
+        """The confirmed tracks of ``forecast`` (this tracker's) as
+        detections at their predicted boxes, with their voted class."""
+        rows = (forecast.status == TRACKED).nonzero()[0]
+        return Detections(
+            forecast.xyxy[rows].astype(np.float32),
+            np.ones(rows.size, dtype=np.float32),
+            self._votes[rows].argmax(axis=1).astype(np.int64),
+            self._ids[rows],
+        )
 
     def update(self, detections: Detections, frame_index: int, frame_time: float) -> TrackFrame:
         s = self.settings
