@@ -75,14 +75,20 @@ PATHS = {
     "gate": Way("ssdlite-person", gate=True),
     "int8": Way("int8"),
     "both": Way("int8", gate=True),
+    # The float model on ONNX Runtime, as `int8` runs: which of int8's gain
+    # is the runtime's and which the quantization's.
+    "onnx": Way("onnx"),
 }
+#: Paths whose model is an ONNX file made for the run (by ``models``).
+ONNX_MODELS = ("int8", "onnx")
 
 
-def detector(model: str, int8: Path, threads: int | None = None):
-    options = {"threads": threads} if threads and model == "int8" else {}
+def detector(model: str, files: dict[str, str], threads: int | None = None):
+    """``files``: the ONNX file of each of ``ONNX_MODELS`` this run uses."""
+    options = {"threads": threads} if threads and model in ONNX_MODELS else {}
     settings = DetectorSettings(device="cpu", options=options)
-    if model == "int8":
-        return build_detector(f"onnx:{int8}", settings)
+    if model in ONNX_MODELS:
+        return build_detector(f"onnx:{files[model]}", settings)
     if threads:
         import torch
 
@@ -100,7 +106,9 @@ def with_gate(camera: CameraConfig, on: bool, fps: float | None = None) -> Camer
 # ------------------------------------------------------------ part 1: calls
 
 
-def calls(int8: Path) -> list[dict[str, object]]:
+def calls(files: dict[str, str], names: list[str]) -> list[dict[str, object]]:
+    """``names``: the paths counted (today's always, first: the others are
+    compared with it)."""
     truth = load_truth_file(TRUTH)
     rows = []
     for clip in truth.clips:
@@ -110,11 +118,12 @@ def calls(int8: Path) -> list[dict[str, object]]:
         base = clip.camera(video)
         row: dict[str, object] = {"clip": video.name, "true": clip_total(clip)}
         today: list | None = None
-        for name, way in PATHS.items():
+        for name in ["today", *(n for n in names if n != "today")]:
+            way = PATHS[name]
             camera = with_gate(base, way.gate)
             config = AppConfig(cameras=(camera,))
             t0 = time.perf_counter()
-            result = count_video(config, camera, detector(way.model, int8))
+            result = count_video(config, camera, detector(way.model, files))
             seconds = time.perf_counter() - t0
             totals = counted(result)
             today = totals if name == "today" else today
@@ -151,7 +160,7 @@ class Trial:
 
 
 def camera_loop(
-    index: int, video: str, way: Way, int8: str, seconds: float, ready, go, out
+    index: int, video: str, way: Way, files: dict[str, str], seconds: float, ready, go, out
 ) -> None:
     """One camera: its clip looped, sampled at FPS, paced, counted. It loads
     its model first and starts its clock only when every camera has, so no
@@ -164,7 +173,7 @@ def camera_loop(
     from camcount.vision.video import VideoFile
 
     camera = with_gate(CameraConfig(id=f"cam{index}", source=video), way.gate, FPS)
-    det = detector(way.model, Path(int8), threads=1)
+    det = detector(way.model, files, threads=1)
     gate = DetectorGate(camera.motion.settings())
     processor: CameraProcessor | None = None
 
@@ -216,14 +225,14 @@ def camera_loop(
     )
 
 
-def trial(k: int, way: Way, int8: Path, videos: list[Path], seconds: float) -> Trial:
+def trial(k: int, way: Way, files: dict[str, str], videos: list[Path], seconds: float) -> Trial:
     t0 = time.monotonic()
     ctx = mp.get_context("spawn")
     out, ready, go = ctx.Queue(), ctx.Semaphore(0), ctx.Event()
     procs = [
         ctx.Process(
             target=camera_loop,
-            args=(i, str(videos[i % len(videos)]), way, str(int8), seconds, ready, go, out),
+            args=(i, str(videos[i % len(videos)]), way, files, seconds, ready, go, out),
             daemon=True,
         )
         for i in range(k)
@@ -247,14 +256,14 @@ def trial(k: int, way: Way, int8: Path, videos: list[Path], seconds: float) -> T
 
 
 def most_cameras(
-    way: Way, int8: Path, videos: list[Path], seconds: float, log, start: int = 1
+    way: Way, files: dict[str, str], videos: list[Path], seconds: float, log, start: int = 1
 ) -> tuple[int, list[Trial]]:
     """Doubling from ``start`` until a run falls behind, then bisecting."""
     trials: list[Trial] = []
     good, bad = 0, None
     k = max(1, start)
     while bad is None and k <= MAX_CAMERAS:
-        t = trial(k, way, int8, videos, seconds)
+        t = trial(k, way, files, videos, seconds)
         trials.append(t)
         log(t)
         if t.keeps_up:
@@ -262,7 +271,7 @@ def most_cameras(
         elif k > 1 and good == 0:
             bad, k = k, k // 2  # the start was too high: go down first
             while k >= 1 and good == 0:
-                t = trial(k, way, int8, videos, seconds)
+                t = trial(k, way, files, videos, seconds)
                 trials.append(t)
                 log(t)
                 if t.keeps_up:
@@ -273,7 +282,7 @@ def most_cameras(
             bad = k
     while bad is not None and bad - good > 1:
         k = (good + bad) // 2
-        t = trial(k, way, int8, videos, seconds)
+        t = trial(k, way, files, videos, seconds)
         trials.append(t)
         log(t)
         good, bad = (k, bad) if t.keeps_up else (good, k)
@@ -287,6 +296,19 @@ def build_int8(folder: Path) -> Path:
     return export_int8(
         folder / "int8.onnx", videos, progress=lambda m: print(f"  {m}", file=sys.stderr)
     )
+
+
+def models(tmp: Path, args: argparse.Namespace, paths: list[str]) -> dict[str, str]:
+    """The ONNX files the paths run need (part 1 runs every path)."""
+    used = {PATHS[p].model for p in paths}
+    files: dict[str, str] = {}
+    if "int8" in used:
+        files["int8"] = str(args.int8 or build_int8(tmp))
+    if "onnx" in used:
+        from camcount.detectors.onnx import export_ssdlite
+
+        files["onnx"] = str(export_ssdlite(tmp / "float.onnx"))
+    return files
 
 
 def main() -> None:
@@ -305,10 +327,9 @@ def main() -> None:
         ap.error(f"the shared clips are not at {DATA}")
     report: dict[str, object] = {"cores": os.cpu_count(), "fps": FPS}
     with tempfile.TemporaryDirectory() as tmp:
-        needs_int8 = args.part != "cameras" or any(PATHS[p].model == "int8" for p in paths)
-        int8 = args.int8 or (build_int8(Path(tmp)) if needs_int8 else Path(tmp) / "none.onnx")
+        files = models(Path(tmp), args, paths)
         if args.part in ("calls", "both"):
-            report["calls"] = calls(int8)
+            report["calls"] = calls(files, paths)
             if not args.json:
                 print_calls(report["calls"])  # type: ignore[arg-type]
         if args.part in ("cameras", "both"):
@@ -320,7 +341,7 @@ def main() -> None:
             for name in sorted(paths, key=lambda n: n != "today"):
                 k, trials = most_cameras(
                     PATHS[name],
-                    int8,
+                    files,
                     videos,
                     args.seconds,
                     lambda t, n=name: print(f"  {n}: {t}", file=sys.stderr, flush=True),
@@ -347,7 +368,7 @@ def main() -> None:
 def print_calls(rows: list[dict[str, object]]) -> None:
     print(f"{'clip':44} {'path':6} {'detected':>9} {'frames':>7} {'counted':>8} {'true':>5} same")
     for row in rows:
-        for name in PATHS:
+        for name in (n for n in PATHS if n in row):
             r = row[name]  # type: ignore[index]
             print(
                 f"{row['clip']:44} {name:6} {r['detected']:9d} {r['frames']:7d} "
