@@ -529,7 +529,9 @@ class CameraWorker:
         self._processed += 1
         self._m.processed.inc(1, self._tags)
         self._last_frame_time = frame.time
-        if len(dets) or self._processor.tracker.track_count:
+        # A carried frame (dets None: the detector interval) has no
+        # detections of its own; its carried tracks still count as seen.
+        if (dets is not None and len(dets)) or self._processor.tracker.track_count:
             self._last_detection_time = frame.time
         self._fps_window.append(time.monotonic())
         self._outbox.extend(events)
