@@ -167,6 +167,16 @@ async def _reader(
             await asyncio.wait_for(ws.close(), 2)
 
 
+def _upgrade(host: str, port: int, target: str) -> bytes:
+    """A client's WebSocket opening request, with the bench's token."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    return (
+        f"GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+        f"Authorization: Bearer {TOKEN}\r\n\r\n"
+    ).encode()
+
+
 def _masked(opcode: int, payload: bytes) -> bytes:
     """A client frame (RFC 6455 5.3: a client masks what it sends)."""
     mask = os.urandom(4)
@@ -297,15 +307,8 @@ async def _lean_reader(
             if attempt == CONNECT_TRIES - 1:
                 raise
             await asyncio.sleep(0.5 + attempt)
-    key = base64.b64encode(os.urandom(16)).decode()
     assert proto.transport is not None
-    proto.transport.write(
-        (
-            f"GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-            f"Authorization: Bearer {TOKEN}\r\n\r\n"
-        ).encode()
-    )
+    proto.transport.write(_upgrade(host, port, target))
     try:
         await proto.closed
     finally:
@@ -356,23 +359,14 @@ def silent_client(url: str) -> socket.socket:
     host, port, path = parts.hostname or "127.0.0.1", parts.port or 80, parts.path
     s = socket.create_connection((host, port), timeout=30)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    key = base64.b64encode(os.urandom(16)).decode()
-    s.sendall(
-        (
-            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-            f"Authorization: Bearer {TOKEN}\r\n\r\n"
-        ).encode()
-    )
+    s.sendall(_upgrade(host, port, path))
     head = b""
     while b"\r\n\r\n" not in head:
         head += s.recv(1)
     if b" 101 " not in head.split(b"\r\n", 1)[0]:
         raise RuntimeError(f"handshake refused: {head[:80]!r}")
     payload = json.dumps({"type": "subscribe", "cameras": ["bench"]}).encode()
-    mask = os.urandom(4)
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    s.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + masked)
+    s.sendall(_masked(0x1, payload))
     return s
 
 
