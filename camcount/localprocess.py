@@ -30,6 +30,8 @@ class LocalProcess:
 
     #: Named in errors: "clickhouse-server", "zookeeper", ...
     name = "server"
+    #: How long `stop` waits after SIGTERM before it kills.
+    stop_timeout_s = 30.0
 
     def __init__(self) -> None:
         self._proc: subprocess.Popen[bytes] | None = None
@@ -71,7 +73,8 @@ class LocalProcess:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.send_signal(signal.SIGTERM)
 
-    def stop(self, timeout_s: float = 30.0) -> None:
+    def stop(self, timeout_s: float | None = None) -> None:
+        timeout_s = self.stop_timeout_s if timeout_s is None else timeout_s
         proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:
             return

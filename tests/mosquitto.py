@@ -20,6 +20,7 @@ class Mosquitto(LocalProcess):
     saves its retained messages on SIGTERM)."""
 
     name = "mosquitto"
+    stop_timeout_s = 10.0
 
     def __init__(self, folder: Path) -> None:
         super().__init__()
@@ -43,9 +44,6 @@ class Mosquitto(LocalProcess):
     def start(self, timeout_s: float = 10.0) -> None:
         log = self.folder / "mosquitto.log"
         self.spawn([MOSQUITTO, "-c", str(self.config)], log, None, self.port, timeout_s)
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        super().stop(timeout_s)
 
     def answers(self) -> bool:
         try:

@@ -44,6 +44,7 @@ class LocalZooKeeper(LocalProcess):
     """One standalone ZooKeeper under ``root``, on a free port."""
 
     name = "zookeeper"
+    stop_timeout_s = 15.0
 
     def __init__(self, root: Path, java: str = JAVA_BINARY, jar: str = ZOOKEEPER_JAR) -> None:
         super().__init__()
@@ -73,9 +74,6 @@ class LocalZooKeeper(LocalProcess):
         (self.root / "data").mkdir(parents=True, exist_ok=True)
         (self.root / "zoo.cfg").write_text(_ZOO_CFG.format(data=self.root / "data", port=self.port))
         self.spawn(self.command, self.root / "zookeeper.log", self.root, self.port, timeout_s)
-
-    def stop(self, timeout_s: float = 15.0) -> None:
-        super().stop(timeout_s)
 
     def answers(self) -> bool:
         """ZooKeeper's ``srvr`` four-letter word names the mode once it
