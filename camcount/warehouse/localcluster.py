@@ -145,9 +145,7 @@ class LocalCluster:
     def _wait_for_session(self, server: LocalServer, deadline: float) -> None:
         """Until the server holds a ZooKeeper session: replicated DDL sent
         before then fails, or crashes 18.16."""
-        from clickhouse_driver import Client
-
-        client = Client("127.0.0.1", server.tcp_port, user=server.user, password=server.password)
+        client = server.client()
         try:
             while True:
                 try:

@@ -18,6 +18,7 @@ import shutil
 import socket
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from camcount.localprocess import LocalProcess, free_port
 
@@ -136,21 +137,27 @@ class LocalServer(LocalProcess):
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
 
+    def client(self, database: str = "default", **settings: Any) -> Any:
+        """A native-protocol client of this server, as its own user (the
+        caller disconnects it)."""
+        from clickhouse_driver import Client
+
+        return Client(
+            "127.0.0.1",
+            self.tcp_port,
+            user=self.user,
+            password=self.password,
+            database=database,
+            **settings,
+        )
+
     def answers(self) -> bool:
         with (
             contextlib.suppress(OSError),
             socket.create_connection(("127.0.0.1", self.tcp_port), timeout=0.5),
         ):
-            from clickhouse_driver import Client
-
             try:
-                Client(
-                    "127.0.0.1",
-                    self.tcp_port,
-                    user=self.user,
-                    password=self.password,
-                    connect_timeout=1,
-                ).execute("SELECT 1")
+                self.client(connect_timeout=1).execute("SELECT 1")
             except Exception:
                 return False
             return True

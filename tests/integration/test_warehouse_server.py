@@ -95,16 +95,8 @@ class Target:
         read goes to any one of them, and replication is asynchronous."""
         if self.cluster is None:
             return
-        from clickhouse_driver import Client
-
         for server in self.cluster.replicas:
-            client = Client(
-                "127.0.0.1",
-                server.tcp_port,
-                user=server.user,
-                password=server.password,
-                database=wh.backend.url.database,
-            )
+            client = server.client(wh.backend.url.database)
             try:
                 client.execute(f"SYSTEM SYNC REPLICA {table}_local")
             finally:
